@@ -1,0 +1,307 @@
+"""Pydantic models of the YAML files people agree on and edit.
+
+``features/icp.yaml`` (the ideal customer profile), ``features/engagement.yaml``
+(the catalogue of engagement signals) and ``training/*.yaml`` (experiment
+settings). Every model forbids unknown keys, so a typo fails with the file, the
+key and the names that are allowed. This module imports nothing else of the
+project.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ConfigError",
+    "Criterion",
+    "EngagementConfig",
+    "IcpConfig",
+    "ProjectConfig",
+    "Signal",
+    "TrainingConfig",
+    "default_project_dir",
+    "load_project",
+]
+
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, unreadable or invalid; the message names it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- ICP
+
+
+class Criterion(_Strict):
+    """One firmographic or contact criterion of the ICP."""
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    table: Literal["accounts", "leads"]
+    column: str
+    display: str
+    kind: Literal["in", "range", "value"]
+    values: list[str] | None = None
+    min: float | None = None
+    max: float | None = None
+    points: float = 0.0
+    raw: bool = True
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Criterion:
+        if self.kind == "in" and not self.values:
+            raise ValueError(f"criterion {self.name!r}: kind 'in' needs a non-empty 'values' list")
+        if self.kind == "range" and self.min is None and self.max is None:
+            raise ValueError(f"criterion {self.name!r}: kind 'range' needs 'min' or 'max'")
+        if self.kind == "value" and not self.raw:
+            raise ValueError(f"criterion {self.name!r}: kind 'value' with raw: false yields no feature")
+        return self
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the raw value is a number (range criteria) or a category."""
+        return self.kind == "range"
+
+
+class IcpConfig(_Strict):
+    criteria: list[Criterion]
+
+    @field_validator("criteria")
+    @classmethod
+    def _unique(cls, v: list[Criterion]) -> list[Criterion]:
+        _check_unique([c.name for c in v], "criteria")
+        return v
+
+
+# -------------------------------------------------------------------- engagement
+
+
+class Signal(_Strict):
+    """One engagement signal: which activity types it counts and how they decay."""
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    activity_types: Annotated[list[str], Field(min_length=1)]
+    display: str
+    half_life_days: Annotated[float, Field(gt=0)]
+    points: float = 0.0
+    max_points: Annotated[float, Field(ge=0)] = 0.0
+    actionable: bool = True
+    monotone: Literal["increasing", "decreasing", "none"] = "none"
+
+
+class EngagementConfig(_Strict):
+    windows_days: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
+    signals: Annotated[list[Signal], Field(min_length=1)]
+
+    @field_validator("windows_days")
+    @classmethod
+    def _sorted(cls, v: list[int]) -> list[int]:
+        _check_unique([str(w) for w in v], "windows_days")
+        return sorted(v)
+
+    @field_validator("signals")
+    @classmethod
+    def _unique(cls, v: list[Signal]) -> list[Signal]:
+        _check_unique([s.name for s in v], "signals")
+        return v
+
+    @property
+    def activity_types(self) -> set[str]:
+        return {t for s in self.signals for t in s.activity_types}
+
+
+# ---------------------------------------------------------------------- training
+
+
+class LabelConfig(_Strict):
+    horizon_days: Annotated[int, Field(gt=0)] = 90
+
+
+class CutoffConfig(_Strict):
+    every_days: Annotated[int, Field(gt=0)] = 28
+    max_lead_age_days: Annotated[int, Field(gt=0)] = 365
+
+
+class SplitConfig(_Strict):
+    valid_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.15
+    test_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.2
+
+
+class ModelConfig(_Strict):
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.05
+    num_leaves: Annotated[int, Field(ge=2)] = 15
+    max_depth: int = 5
+    min_child_samples: Annotated[int, Field(ge=1)] = 50
+    subsample: Annotated[float, Field(gt=0, le=1)] = 0.8
+    subsample_freq: Annotated[int, Field(ge=0)] = 1
+    colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 0.8
+    reg_lambda: Annotated[float, Field(ge=0)] = 1.0
+    n_estimators: Annotated[int, Field(ge=1)] = 2000
+    early_stopping_rounds: Annotated[int, Field(ge=1)] = 100
+    seed: int = 0
+
+
+class TierConfig(_Strict):
+    mql: Annotated[float, Field(ge=0, le=1)] = 0.05
+    sql: Annotated[float, Field(ge=0, le=1)] = 0.20
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierConfig:
+        if self.sql < self.mql:
+            raise ValueError(f"tiers: sql ({self.sql}) must be at or above mql ({self.mql})")
+        return self
+
+    def tier(self, probability: float) -> str:
+        if probability >= self.sql:
+            return "SQL"
+        if probability >= self.mql:
+            return "MQL"
+        return "nurture"
+
+
+class ReasonConfig(_Strict):
+    top_k: Annotated[int, Field(ge=1, le=20)] = 3
+
+
+class TrackingConfig(_Strict):
+    experiment: str = "propensity"
+    registered_model: str = "propensity-lead-score"
+
+
+class TrainingConfig(_Strict):
+    features_dir: str = "../features"
+    label: LabelConfig = LabelConfig()
+    cutoffs: CutoffConfig = CutoffConfig()
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    calibration: Literal["isotonic", "sigmoid", "none"] = "isotonic"
+    tiers: TierConfig = TierConfig()
+    reasons: ReasonConfig = ReasonConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+
+class ProjectConfig(BaseModel):
+    """Everything one training run reads: the three files and where they came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    icp: IcpConfig
+    engagement: EngagementConfig
+    training: TrainingConfig
+    training_path: Path
+    features_dir: Path
+
+
+# ----------------------------------------------------------------------- loading
+
+
+def _check_unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    dupes = sorted({n for n in names if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
+    if dupes:
+        raise ValueError(f"{what}: duplicate names {dupes}")
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names allowed at ``loc`` inside ``model`` (for 'did you mean' messages)."""
+    current: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        if current is None or isinstance(part, int):
+            continue
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    return sorted(current.model_fields) if current else []
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found:
+            return found
+    return None
+
+
+def _format_error(path: Path, model: type[BaseModel], err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, loc)
+        return f"{path}: unknown key '{where}'; allowed keys here: {', '.join(allowed)}"
+    msg = re.sub(r"^Value error, ", "", first["msg"])
+    more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
+    return f"{path}: {where}: {msg}{more}"
+
+
+def load_yaml_model(path: Path, model: type[BaseModel]) -> BaseModel:
+    """Read ``path`` with ``yaml.safe_load`` and validate it as ``model``.
+
+    Raises
+    ------
+    ConfigError
+        With a one-line message naming the file, the key and what was expected.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{line}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(path, model, err)) from None
+
+
+def default_project_dir() -> Path:
+    """The folder holding the packaged ``features/`` and ``training/`` defaults."""
+    return Path(str(resources.files("propensity") / "defaults"))
+
+
+def load_project(training_path: str | Path | None = None) -> ProjectConfig:
+    """Load a training config and the ICP and engagement files it points to.
+
+    ``training_path`` defaults to ``training/default.yaml`` in the current
+    directory when it exists, else to the copy packaged with ``propensity``.
+    """
+    if training_path is None:
+        local = Path("training/default.yaml")
+        training_path = local if local.exists() else default_project_dir() / "training" / "default.yaml"
+    training_path = Path(training_path)
+    training = load_yaml_model(training_path, TrainingConfig)
+    assert isinstance(training, TrainingConfig)
+    features_dir = (training_path.parent / training.features_dir).resolve()
+    if not features_dir.is_dir():
+        raise ConfigError(f"{training_path}: features_dir: folder {features_dir} does not exist")
+    icp = load_yaml_model(features_dir / "icp.yaml", IcpConfig)
+    engagement = load_yaml_model(features_dir / "engagement.yaml", EngagementConfig)
+    return ProjectConfig(
+        icp=icp,  # type: ignore[arg-type]
+        engagement=engagement,  # type: ignore[arg-type]
+        training=training,
+        training_path=training_path.resolve(),
+        features_dir=features_dir,
+    )

@@ -1,0 +1,1 @@
+"""Point-in-time features: cutoffs, labels, ICP fit and engagement."""
