@@ -1,0 +1,7 @@
+"""Models-from-code entry point that MLflow executes when it loads the logged model."""
+
+import mlflow.models
+
+from propensity.pyfunc import PropensityPyfunc
+
+mlflow.models.set_model(PropensityPyfunc())

@@ -1,0 +1,281 @@
+"""The ``propensity`` command line: the only place that prints, parses flags and logs.
+
+Every command fails on bad input with one line on stderr naming the file and the
+field, and exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+__all__ = ["main"]
+
+log = logging.getLogger("propensity")
+
+
+def _say(msg: str) -> None:
+    print(f"  {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from propensity.config import default_project_dir
+
+    target = Path(args.dir)
+    if target.exists() and any(target.iterdir()):
+        raise ValueError(f"{target}: folder exists and is not empty; choose a new folder")
+    src = default_project_dir()
+    for sub in ("features", "training"):
+        shutil.copytree(src / sub, target / sub)
+    (target / "models").mkdir(parents=True, exist_ok=True)
+    (target / "models" / "README.md").write_text("Model bundles built by `propensity train` land here.\n")
+    print(f"project created in {target}: edit features/icp.yaml, features/engagement.yaml, training/default.yaml")
+    print(f"then: cd {target} && propensity train --data CRM_EXPORT_DIR")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from propensity.data.synthetic import write_world
+
+    t = time.perf_counter()
+    out = write_world(args.out, n_leads=args.leads, seed=args.seed, fmt=args.format)
+    print(f"synthetic CRM world with {args.leads:,} leads (seed {args.seed}) written to {out} "
+          f"in {time.perf_counter() - t:.1f}s; ground truth in {out / 'ground_truth.parquet'}")
+    return 0
+
+
+def _train_and_log(data: Path, config: str | None, out: Path, tracking_uri: str | None, track: bool):
+    from propensity.config import load_project
+    from propensity.data.export import read_export
+    from propensity.modeling.train import train
+    from propensity.scoring.bundle import save_bundle
+    from propensity.tracking import check_tracking, log_training, resolve_tracking_uri
+
+    project = load_project(config)
+    uri = resolve_tracking_uri(tracking_uri)
+    if track:
+        check_tracking(uri)  # before the expensive part
+    _say(f"reading {data}")
+    export = read_export(data)
+    result = train(export, project, progress=_say)
+    # The bundle is written atomically: a failure or kill before this line leaves any
+    # previous model at `out` untouched.
+    save_bundle(result.bundle, out)
+    run = None
+    if track:
+        _say(f"logging the run to MLflow ({uri})")
+        run = log_training(result, project, out, uri)
+    return result, run
+
+
+def _print_metrics(result) -> None:
+    m, b = result.metrics["model"], result.metrics["baseline"]
+    print(f"test window: {int(m['rows']):,} lead snapshots, {int(m['positives']):,} closed won "
+          f"(base rate {m['base_rate']:.2%}), cutoffs {result.split['test']['first_cutoff']} .. "
+          f"{result.split['test']['last_cutoff']}")
+    print(f"{'':22}{'model':>10}{'baseline':>10}")
+    for key, label in (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("log_loss", "log loss"),
+                       ("brier", "Brier"), ("ece", "calibration error"), ("top_decile_lift", "top-decile lift"),
+                       ("top_decile_conversion", "top-decile conversion")):
+        print(f"{label:22}{m[key]:>10.4f}{b[key]:>10.4f}")
+
+
+def _print_run(run: dict | None) -> None:
+    if run is None:
+        return
+    print(f"MLflow run {run['run_id']} in experiment '{run['experiment']}' ({run['tracking_uri']}); "
+          f"registered as {run['registered_model']} v{run['version']} (alias challenger)")
+    if run["tracking_uri"].startswith("sqlite:///"):
+        print(f"look at it with: mlflow ui --backend-store-uri {run['tracking_uri']}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    result, run = _train_and_log(Path(args.data), args.config, Path(args.out), args.tracking_uri,
+                                 not args.no_track)
+    _print_metrics(result)
+    print(f"model bundle: {args.out} (best iteration {result.bundle.metadata['best_iteration']}, "
+          f"{result.timings['total_s']:.1f}s)")
+    _print_run(run)
+    return 0
+
+
+def _write_table(df, out: Path) -> None:
+    """Write CSV or Parquet by extension, atomically (no half-written file on failure)."""
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    try:
+        if out.suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from propensity.scoring.scorer import LeadScorer
+
+    scorer = LeadScorer.load(args.model)
+    t = time.perf_counter()
+    scores = scorer.score(args.data, as_of=args.as_of)
+    cols = ["lead_id", "probability", "score", "tier", "reasons"]
+    _write_table(scores[cols], Path(args.out))
+    dt = time.perf_counter() - t
+    tiers = scores["tier"].value_counts().to_dict()
+    print(f"scored {len(scores):,} open leads in {dt:.1f}s ({len(scores) / max(dt, 1e-9):,.0f}/s) -> {args.out}; "
+          f"tiers: " + ", ".join(f"{k} {tiers.get(k, 0):,}" for k in ("SQL", "MQL", "nurture")))
+    return 0
+
+
+def format_explanation(ls) -> str:
+    lines = [f"lead {ls.lead_id}: probability {ls.probability:.1%}, score {ls.score}/100, tier {ls.tier}"]
+    for title, reasons in (("raising the score", ls.positive), ("lowering the score", ls.negative)):
+        lines.append(f"  {title}:")
+        if not reasons:
+            lines.append("    (nothing notable)")
+        for r in reasons:
+            act = "  [sales can act]" if r.actionable else ""
+            lines.append(f"    {r.points:+6.1f} pts  {r.display}: {r.value}{act}")
+    return "\n".join(lines)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from propensity.scoring.scorer import LeadScorer
+
+    scorer = LeadScorer.load(args.model)
+    print(format_explanation(scorer.explain(args.data, args.lead, as_of=args.as_of)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from propensity.data.synthetic import true_probability, write_world
+    from propensity.modeling.metrics import classification_metrics
+    from propensity.scoring.scorer import LeadScorer
+
+    root = Path(args.dir)
+    crm = root / "crm"
+    if crm.exists():
+        shutil.rmtree(crm)
+    _say(f"generating a synthetic CRM with {args.leads:,} leads in {crm}")
+    write_world(crm, n_leads=args.leads, seed=args.seed)
+    model_dir = root / "models" / "latest"
+    result, run = _train_and_log(crm, None, model_dir, args.tracking_uri, True)
+
+    import pandas as pd
+
+    truth = pd.read_parquet(crm / "ground_truth.parquet")
+    oracle = true_probability(truth, result.test[["lead_id", "cutoff"]], result.bundle.horizon_days)
+    oracle_auc = classification_metrics(result.test["label"].to_numpy(), oracle)["roc_auc"]
+
+    _say("scoring the open leads")
+    scorer = LeadScorer.load(model_dir)
+    scores = scorer.score(crm)
+    out = root / "scores.csv"
+    _write_table(scores[["lead_id", "probability", "score", "tier", "reasons"]], out)
+
+    print()
+    _print_metrics(result)
+    m = result.metrics["model"]
+    print(f"oracle ROC AUC (true probabilities of the generator) {oracle_auc:.4f}; "
+          f"model reaches {m['roc_auc'] / oracle_auc:.1%} of it")
+    print(f"scored {len(scores):,} open leads -> {out}")
+    best = scores.sort_values("probability", ascending=False).iloc[0]["lead_id"]
+    print(format_explanation(scorer.explain(crm, best)))
+    print(f"model bundle: {model_dir}")
+    _print_run(run)
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from propensity import __version__
+
+    p = argparse.ArgumentParser(prog="propensity", description="Lead propensity scoring from your CRM history.")
+    p.add_argument("--version", action="version", version=f"propensity {__version__}")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("init", help="write editable copies of features/ and training/ into a new project folder")
+    s.add_argument("dir")
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("generate", help="write a synthetic CRM export folder (with ground truth)")
+    s.add_argument("--out", required=True, help="folder to create")
+    s.add_argument("--leads", type=int, default=20_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("train", help="train, evaluate and log a model from a CRM export folder")
+    s.add_argument("--data", required=True, help="CRM export folder")
+    s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
+    s.add_argument("--out", default="models/latest", help="bundle folder to write (default: models/latest)")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("score", help="score the open leads of a CRM export folder")
+    s.add_argument("--model", required=True, help="bundle folder or MLflow models:/NAME@ALIAS URI")
+    s.add_argument("--data", required=True, help="CRM export folder")
+    s.add_argument("--out", required=True, help="output file (.csv or .parquet)")
+    s.add_argument("--as-of", help="score as of this UTC time (default: end of the data)")
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("explain", help="print one lead's score and the reasons behind it")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--lead", required=True, help="lead_id")
+    s.add_argument("--as-of")
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("demo", help="generate a synthetic CRM, train, log to MLflow, score and explain")
+    s.add_argument("--dir", default="propensity-demo", help="working folder (default: ./propensity-demo)")
+    s.add_argument("--leads", type=int, default=20_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--tracking-uri")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.debug:
+        warnings.filterwarnings("ignore", module="mlflow")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; nothing was overwritten", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one line
+        if args.debug:
+            raise
+        if isinstance(exc, KeyError) and exc.args:
+            msg = str(exc.args[0])
+        elif isinstance(exc, (ValueError, OSError, RuntimeError)):
+            msg = str(exc)
+        else:
+            msg = f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

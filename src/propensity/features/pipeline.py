@@ -1,0 +1,352 @@
+"""Point-in-time feature rows: one function for training and for scoring.
+
+:func:`build_features` takes an explicit cutoff table (lead_id, cutoff) and returns
+one row of features per cutoff row, named and ordered as in
+:func:`propensity.features.spec.build_feature_spec`. Training and scoring call it
+the same way; only the cutoffs differ.
+
+Two engines compute the engagement features: DuckDB for batches (training sets,
+scoring every lead), NumPy (``memory.py``) for one lead or a few. They give the
+same values (counts, days and active days exactly; decay sums up to float
+rounding in the order of summation).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from propensity.config import Criterion, EngagementConfig, IcpConfig
+from propensity.data.export import CrmExport, DataError
+from propensity.features.cutoffs import _stamps, _us
+from propensity.features.memory import DAY_US, Events, engagement_memory
+from propensity.features.spec import build_feature_spec
+
+__all__ = ["MEMORY_ENGINE_MAX_LEADS", "build_features"]
+
+MEMORY_ENGINE_MAX_LEADS = 2_000  # "auto" uses NumPy below this many distinct leads, DuckDB from it
+
+
+def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, engagement: EngagementConfig,
+                   engine: Literal["auto", "duckdb", "memory"] = "auto") -> pd.DataFrame:
+    """Feature rows for (lead, cutoff) pairs, for training and scoring alike.
+
+    Time contract: a row with cutoff ``T`` sees an activity only if it occurred
+    **and** was recorded strictly before ``T`` (``occurred_at < T`` and
+    ``recorded_at < T``); an event at ``T`` itself, or backfilled into the CRM at or
+    after ``T``, does not count. Firmographic and contact columns (the ICP fit) are
+    read as they are in the export; they carry no time.
+
+    Parameters
+    ----------
+    export
+        The validated CRM export.
+    cutoffs
+        Columns ``lead_id`` and ``cutoff`` (timestamps; naive ones are taken as
+        UTC). Any other column (e.g. ``label``) is carried through unchanged.
+        Every lead_id must be in ``export.leads``.
+    icp, engagement
+        The configs the feature spec is built from.
+    engine
+        ``"memory"`` (NumPy, no database), ``"duckdb"``, or ``"auto"``: memory for
+        fewer than ``MEMORY_ENGINE_MAX_LEADS`` distinct leads, DuckDB otherwise.
+
+    Returns
+    -------
+    DataFrame with the rows of ``cutoffs`` in the same order (index 0..n-1) and
+    columns ``lead_id``, ``cutoff``, the extra input columns, then every feature of
+    the spec in spec order. Numeric features are float64 (NaN = unknown);
+    categorical features are object columns of str (None = unknown).
+
+    Definitions, per row with cutoff ``T`` and eligible events as above:
+
+    - ``fit_<c>``: 1.0 if the lead's (or its account's) value matches criterion
+      ``c`` (``in``: stripped, case-insensitive membership; ``range``:
+      ``min <= value <= max``), 0.0 if not, NaN if the value is unknown or the
+      account is not in the export. ``fit_<c>_value``: the raw value (float for
+      ``range``, stripped str otherwise).
+    - ``eng_<s>_<W>d``: events of signal ``s`` with ``T - W days <= occurred_at``;
+      ``eng_<s>_days_since``: days from the latest one to ``T`` (NaN if none);
+      ``eng_<s>_decay``: sum of ``0.5 ** (age_days / half_life_days)``.
+    - ``eng_active_days_<Wmax>d``: distinct UTC dates with any activity (of any
+      type) in the longest window; ``eng_days_since_any``; ``lead_age_days``.
+
+    Activity types that no signal lists are ignored by the signal features, with
+    one warning giving their count.
+
+    Raises
+    ------
+    DataError
+        If a criterion's column is missing from its table, or the cutoffs are
+        malformed or name unknown leads.
+    """
+    if engine not in ("auto", "duckdb", "memory"):
+        raise ValueError(f"engine: expected 'auto', 'duckdb' or 'memory'; got {engine!r}")
+    spec = build_feature_spec(icp, engagement)
+    lead_col, t_col, extras = _check_cutoffs(cutoffs, {f.name for f in spec})
+    _check_icp_columns(export, icp)
+
+    uniq, row_lead = _factorize(lead_col)
+    if engine == "auto":
+        engine = "memory" if len(uniq) < MEMORY_ENGINE_MAX_LEADS else "duckdb"
+
+    lead_pos = _positions(export.leads["lead_id"], uniq)
+    if (lead_pos < 0).any():
+        unknown = uniq[lead_pos < 0]
+        raise DataError(f"cutoffs: {len(unknown)} lead_id(s) not in the export's leads table "
+                        f"({export.source}), e.g. {unknown[:3].tolist()}")
+
+    events = _events(export, uniq, engagement)
+    row_t = _us(t_col)
+    if engine == "memory":
+        eng = engagement_memory(row_lead, row_t, events, engagement)
+    else:
+        eng = _engagement_duckdb(row_lead, row_t, events, engagement)
+    created = _us(export.leads["created_at"].iloc[lead_pos])
+    eng["lead_age_days"] = (row_t - created[row_lead]) / DAY_US
+
+    fit = _fit_features(export, icp, lead_pos)
+    columns: dict[str, object] = {"lead_id": pd.Series(lead_col, dtype=object), "cutoff": t_col}
+    columns.update(extras)
+    for f in spec:
+        if f.family == "fit":
+            values = fit[f.name][row_lead]
+            columns[f.name] = pd.Series(values, dtype=object) if f.kind == "categorical" else values
+        else:
+            columns[f.name] = eng[f.name]
+    return pd.DataFrame(columns)
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def _check_cutoffs(cutoffs: pd.DataFrame, feature_names: set[str]) -> tuple[np.ndarray, pd.Series, dict]:
+    """lead_id as an object array of str, cutoff as datetime64[us, UTC], extra columns."""
+    if not isinstance(cutoffs, pd.DataFrame):
+        raise DataError(f"cutoffs: expected a DataFrame with columns lead_id, cutoff; got {type(cutoffs).__name__}")
+    missing = [c for c in ("lead_id", "cutoff") if c not in cutoffs.columns]
+    if missing:
+        raise DataError(f"cutoffs: missing column(s) {missing}; found {list(cutoffs.columns)}")
+    clash = sorted(set(cutoffs.columns) & feature_names)
+    if clash:
+        raise DataError(f"cutoffs: column(s) {clash} have the names of features; rename or drop them")
+    if cutoffs["lead_id"].isna().any():
+        raise DataError(f"cutoffs: column 'lead_id' has {int(cutoffs['lead_id'].isna().sum())} empty value(s)")
+    lead_col = cutoffs["lead_id"].astype(str).to_numpy(dtype=object)
+    t = cutoffs["cutoff"]
+    try:
+        if isinstance(t.dtype, pd.DatetimeTZDtype):
+            t = t.dt.tz_convert("UTC")
+        else:
+            t = pd.to_datetime(t, utc=True, format="mixed") if t.dtype == object else pd.to_datetime(t, utc=True)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"cutoffs: column 'cutoff': expected timestamps, e.g. 2025-01-31T09:00:00Z ({exc})") from None
+    if t.isna().any():
+        raise DataError(f"cutoffs: column 'cutoff' has {int(t.isna().sum())} empty value(s)")
+    t = t.astype("datetime64[us, UTC]").reset_index(drop=True)
+    extras = {c: cutoffs[c].reset_index(drop=True) for c in cutoffs.columns if c not in ("lead_id", "cutoff")}
+    return lead_col, t, extras
+
+
+def _check_icp_columns(export: CrmExport, icp: IcpConfig) -> None:
+    for c in icp.criteria:
+        table = getattr(export, c.table)
+        if c.column not in table.columns:
+            raise DataError(f"{export.source}: table '{c.table}' has no column '{c.column}', which the ICP "
+                            f"criterion '{c.name}' reads (features/icp.yaml); found {list(table.columns)}")
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values (in first-seen order) and each value's index among them."""
+    if len(values) <= 8:  # pd.factorize costs more than a loop for one lead
+        seen: dict[str, int] = {}
+        codes = np.array([seen.setdefault(v, len(seen)) for v in values], dtype=np.int64)
+        return np.array(list(seen), dtype=object), codes
+    codes, uniq = pd.factorize(values)
+    return np.asarray(uniq, dtype=object), codes.astype(np.int64)
+
+
+def _positions(haystack: pd.Series, needles: np.ndarray) -> np.ndarray:
+    """Row position of each needle in a column of unique ids (-1 when absent)."""
+    if len(needles) <= 8:
+        out = np.full(len(needles), -1, dtype=np.int64)
+        for i, needle in enumerate(needles):
+            hit = np.flatnonzero((haystack == needle).to_numpy(dtype=bool))
+            if len(hit):
+                out[i] = hit[0]
+        return out
+    return pd.Index(haystack.to_numpy(dtype=object)).get_indexer(needles).astype(np.int64)
+
+
+def _events(export: CrmExport, uniq: np.ndarray, engagement: EngagementConfig) -> Events:
+    """The requested leads' activities as arrays; warns once about types no signal lists."""
+    acts = export.activities
+    lead = _positions_many(acts["lead_id"], uniq)
+    keep = lead >= 0
+    everything = bool(keep.all())
+    type_col = acts["activity_type"] if everything else acts["activity_type"][keep]
+    code, types = pd.factorize(type_col)
+    types = np.asarray(types, dtype=object)
+    member = np.array([[t in set(s.activity_types) for t in types] for s in engagement.signals],
+                      dtype=bool).reshape(len(engagement.signals), len(types))
+    _warn_unknown_types(code, types, member)
+    occ, rec = _us(acts["occurred_at"]), _us(acts["recorded_at"])
+    if not everything:
+        lead, occ, rec = lead[keep], occ[keep], rec[keep]
+    return Events(lead=lead, occ=occ, rec=rec, code=code.astype(np.int64), day=occ // DAY_US,
+                  types=types, member=member)
+
+
+def _positions_many(column: pd.Series, uniq: np.ndarray) -> np.ndarray:
+    """For each value of a (non-unique) column, its index in ``uniq`` or -1."""
+    if len(uniq) <= 8:
+        out = np.full(len(column), -1, dtype=np.int64)
+        for i, u in enumerate(uniq):
+            out[(column == u).to_numpy(dtype=bool)] = i
+        return out
+    try:  # Arrow hashes millions of ids several times faster than an object Index
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        found = pc.index_in(pa.array(column), value_set=pa.array(uniq, type=pa.string()))
+        return found.to_numpy(zero_copy_only=False).astype(np.float64, copy=False).__array__().astype(
+            np.int64) if found.null_count == 0 else np.asarray(found.fill_null(-1), dtype=np.int64)
+    except (ImportError, pa.ArrowException, TypeError, ValueError):
+        return pd.Index(uniq).get_indexer(column.to_numpy(dtype=object)).astype(np.int64)
+
+
+def _warn_unknown_types(code: np.ndarray, types: np.ndarray, member: np.ndarray) -> None:
+    unknown = ~member.any(axis=0)
+    if not unknown.any():
+        return
+    counts = np.bincount(code, minlength=len(types))[unknown]
+    names = types[unknown][np.argsort(-counts, kind="stable")]
+    warnings.warn(f"{int(counts.sum())} activit{'y' if counts.sum() == 1 else 'ies'} of {len(names)} type(s) "
+                  f"that no engagement signal lists were ignored by the signal features, e.g. "
+                  f"{names[:5].tolist()}; add them to features/engagement.yaml if they matter",
+                  UserWarning, stacklevel=3)
+
+
+# ------------------------------------------------------------------ ICP fit
+
+
+def _fit_features(export: CrmExport, icp: IcpConfig, lead_pos: np.ndarray) -> dict[str, np.ndarray]:
+    """Fit features per distinct lead (positions into ``export.leads``)."""
+    leads = export.leads
+    account_ids = leads["account_id"].to_numpy(dtype=object)[lead_pos]
+    if any(c.table == "accounts" for c in icp.criteria):
+        acc_pos = _positions(export.accounts["account_id"], account_ids)
+    else:
+        acc_pos = np.full(len(lead_pos), -1, dtype=np.int64)
+    out: dict[str, np.ndarray] = {}
+    for c in icp.criteria:
+        pos = lead_pos if c.table == "leads" else acc_pos
+        column = getattr(export, c.table)[c.column].to_numpy(dtype=object)
+        raw = np.full(len(pos), None, dtype=object)
+        raw[pos >= 0] = column[pos[pos >= 0]]
+        match, value = _criterion(c, raw)
+        if c.kind != "value":
+            out[f"fit_{c.name}"] = match
+        if c.raw:
+            out[f"fit_{c.name}_value"] = value
+    return out
+
+
+def _criterion(c: Criterion, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(match as float64 with NaN for unknown, raw value) for one criterion."""
+    if c.kind == "range":
+        value = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=np.float64,
+                                                                                        na_value=np.nan)
+        lo = -np.inf if c.min is None else c.min
+        hi = np.inf if c.max is None else c.max
+        with np.errstate(invalid="ignore"):
+            match = np.where(np.isnan(value), np.nan, ((value >= lo) & (value <= hi)).astype(np.float64))
+        return match, value
+    value = np.array([_clean(v) for v in raw], dtype=object)
+    if c.kind == "in":
+        allowed = {v.strip().lower() for v in c.values or ()}
+        match = np.array([np.nan if v is None else float(v.lower() in allowed) for v in value], dtype=np.float64)
+    else:
+        match = np.full(len(value), np.nan)
+    return match, value
+
+
+def _clean(v: object) -> str | None:
+    """A category as stripped str, None when unknown (missing or blank)."""
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+        return None
+    s = str(v).strip()
+    return s or None
+
+
+# ------------------------------------------------------------------ DuckDB engine
+
+
+def _engagement_duckdb(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
+                       engagement: EngagementConfig) -> dict[str, np.ndarray]:
+    """The engagement features of :func:`engagement_memory`, computed by DuckDB.
+
+    One join of events to rows on lead with the time contract, one grouped pass
+    with a FILTERed aggregate per (signal, feature); DuckDB streams and spills, so
+    the (row, event) pairs are never held in pandas.
+    """
+    import duckdb  # only the batch path pays for it
+
+    n = len(row_lead)
+    rows = pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "lead": row_lead, "t": row_t})
+    ev = pd.DataFrame({"lead": events.lead, "occ": events.occ, "rec": events.rec,
+                       "code": events.code, "day": events.day})
+    windows = engagement.windows_days
+    longest = max(windows)
+    aggs: list[str] = []
+    for s_idx, s in enumerate(engagement.signals):
+        codes = np.flatnonzero(events.member[s_idx]).tolist()
+        cond = f"code IN ({', '.join(map(str, codes))})" if codes else "FALSE"
+        for w in windows:
+            aggs.append(f"count(*) FILTER (WHERE {cond} AND age <= {w * DAY_US})")
+        aggs.append(f"min(age) FILTER (WHERE {cond})")
+        aggs.append(f"sum(pow(0.5, (age::DOUBLE / {DAY_US}::DOUBLE) / {float(s.half_life_days)!r}::DOUBLE)) "
+                    f"FILTER (WHERE {cond})")
+    aggs.append(f"count(DISTINCT day) FILTER (WHERE age <= {longest * DAY_US})")
+    aggs.append("min(age)")
+    select = ",\n  ".join(f"{a} AS a{i}" for i, a in enumerate(aggs))
+    sql = f"""
+        SELECT rid,
+          {select}
+        FROM (
+          SELECT r.rid, r.t - e.occ AS age, e.code, e.day
+          FROM rows r JOIN ev e ON e.lead = r.lead AND e.occ < r.t AND e.rec < r.t
+        )
+        GROUP BY rid
+    """
+    con = duckdb.connect()
+    try:
+        con.register("rows", rows)
+        con.register("ev", ev)
+        res = con.execute(sql).fetchnumpy()
+    finally:
+        con.close()
+    rid = np.asarray(res["rid"], dtype=np.int64)
+
+    def column(i: int, fill: float, scale: float = 1.0) -> np.ndarray:
+        full = np.full(n, fill, dtype=np.float64)
+        got = np.ma.asarray(res[f"a{i}"]).astype(np.float64).filled(np.nan)
+        got = np.where(np.isnan(got), fill, got / scale)  # NULL: no event of this signal in the row
+        full[rid] = got
+        return full
+
+    out: dict[str, np.ndarray] = {}
+    i = 0
+    for s in engagement.signals:
+        for w in windows:
+            out[f"eng_{s.name}_{w}d"] = column(i, 0.0)
+            i += 1
+        out[f"eng_{s.name}_days_since"] = column(i, np.nan, DAY_US)
+        out[f"eng_{s.name}_decay"] = column(i + 1, 0.0)
+        i += 2
+    out[f"eng_active_days_{longest}d"] = column(i, 0.0)
+    out["eng_days_since_any"] = column(i + 1, np.nan, DAY_US)
+    return out

@@ -1,0 +1,1 @@
+"""Modeling: time-ordered split, LightGBM training, calibration, baselines, evaluation."""

@@ -1,0 +1,87 @@
+"""Charts for the training report: calibration, lift and gains, SHAP summary.
+
+matplotlib and shap are imported inside the functions, with the Agg backend, so
+importing this module costs nothing and no window ever opens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["calibration_chart", "lift_chart", "shap_summary_chart"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def calibration_chart(test: pd.DataFrame, path: Path, bins: int = 10) -> Path:
+    """Reliability diagram of the model and the baseline on the test rows."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    top = 0.0
+    for col, label in (("probability", "model"), ("baseline", "points baseline")):
+        order = np.argsort(test[col].to_numpy(), kind="stable")
+        chunks = [c for c in np.array_split(order, bins) if len(c)]
+        pred = [test[col].to_numpy()[c].mean() for c in chunks]
+        obs = [test["label"].to_numpy()[c].mean() for c in chunks]
+        top = max(top, *pred, *obs)
+        ax.plot(pred, obs, marker="o", label=label)
+    ax.plot([0, top], [0, top], ls="--", c="grey", lw=1, label="perfect")
+    ax.set_xlabel("predicted probability (bin mean)")
+    ax.set_ylabel("observed conversion rate")
+    ax.set_title("Calibration on the test window")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def lift_chart(lift: dict[str, list[dict]], path: Path) -> Path:
+    """Lift per decile and cumulative gains, model vs baseline."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for name, rows in lift.items():
+        d = [r["decile"] for r in rows]
+        a.plot(d, [r["lift"] for r in rows], marker="o", label=name)
+        b.plot([0] + [x / len(d) for x in d], [0] + [r["cumulative_gain"] for r in rows], marker="o", label=name)
+    a.axhline(1.0, ls="--", c="grey", lw=1)
+    a.set_xlabel("score decile (1 = best)")
+    a.set_ylabel("lift")
+    a.set_title("Lift by decile")
+    b.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="random")
+    b.set_xlabel("share of leads worked")
+    b.set_ylabel("share of conversions captured")
+    b.set_title("Cumulative gains")
+    for ax in (a, b):
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def shap_summary_chart(contrib: np.ndarray, matrix: pd.DataFrame, path: Path, max_display: int = 20) -> Path:
+    """SHAP beeswarm of the test sample (values from LightGBM's exact ``pred_contrib``)."""
+    import shap
+
+    plt = _plt()
+    numeric = matrix.copy()
+    for col in numeric.columns:
+        if isinstance(numeric[col].dtype, pd.CategoricalDtype):
+            numeric[col] = numeric[col].cat.codes.replace(-1, np.nan).astype(float)
+    shap.summary_plot(contrib[:, :-1], numeric, max_display=max_display, show=False)
+    fig = plt.gcf()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,1 @@
+"""Scoring: the model bundle, the scorer and its reasons."""

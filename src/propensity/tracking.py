@@ -1,0 +1,129 @@
+"""MLflow tracking: one run per training, with config, metrics, charts and the model.
+
+The default store is MLflow's embedded SQLite store ``mlflow.db`` in the working
+directory (it also holds the model registry); ``--tracking-uri`` or
+``MLFLOW_TRACKING_URI`` points elsewhere. MLflow is imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["TrackingError", "check_tracking", "log_training", "resolve_tracking_uri"]
+
+
+class TrackingError(RuntimeError):
+    """The tracking server or registry cannot be used; the message says why."""
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The explicit URI, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def check_tracking(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any expensive work, when a remote tracking server is unreachable."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:  # noqa: S310
+            if resp.status != 200:
+                raise TrackingError(f"MLflow tracking server {uri} answered HTTP {resp.status} on /health")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"MLflow tracking server {uri} cannot be reached ({reason}); "
+                            "start it or pass --tracking-uri") from None
+
+
+def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
+    """Log a :class:`~propensity.modeling.train.TrainResult` as one MLflow run.
+
+    Logs parameters, the model's and the baseline's test metrics, the config files,
+    the split, calibration / lift / SHAP charts, the bundle, and registers the model
+    (models-from-code pyfunc around the bundle). Returns run id, experiment id,
+    registered model name and version.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from propensity.modeling.charts import calibration_chart, lift_chart, shap_summary_chart
+
+    cfg = project.training
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = _experiment(mlflow, cfg.tracking.experiment, tracking_uri)
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        params = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in result.params.items()
+                  if k != "monotone_constraints"}
+        mlflow.log_params(params)
+        mlflow.set_tags({"label": result.bundle.metadata["label"], "data": result.bundle.metadata["data"]})
+        for who, metrics in result.metrics.items():
+            mlflow.log_metrics({f"{who}_{k}": v for k, v in metrics.items() if v == v})
+        for part, info in result.split.items():
+            mlflow.log_metric(f"{part}_rows", info["rows"])
+        mlflow.log_dict(result.split, "split.json")
+        mlflow.log_dict(result.lift, "lift.json")
+        mlflow.log_artifact(str(project.training_path), "config/training")
+        for name in ("icp.yaml", "engagement.yaml"):
+            mlflow.log_artifact(str(project.features_dir / name), "config/features")
+        scorer_contrib = result.bundle.booster.predict(result.sample_matrix, pred_contrib=True)
+        charts = [
+            calibration_chart(result.test, tmpd / "calibration.png"),
+            lift_chart(result.lift, tmpd / "lift_gains.png"),
+            shap_summary_chart(scorer_contrib, result.sample_matrix, tmpd / "shap_summary.png"),
+        ]
+        for c in charts:
+            mlflow.log_artifact(str(c), "charts")
+        example = _input_example(result)
+        from propensity.scoring.scorer import LeadScorer
+
+        output = LeadScorer(result.bundle).score_features(example)[["lead_id", "probability", "score", "tier",
+                                                                      "reasons"]]
+        entry = Path(__file__).with_name("_pyfunc_entry.py")
+        staged = shutil.copytree(bundle_path, tmpd / "bundle")  # logged as artifacts/bundle
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(entry),
+            artifacts={"bundle": str(staged)},
+            signature=infer_signature(example, output),
+            input_example=example,
+            registered_model_name=cfg.tracking.registered_model,
+        )
+        version = info.registered_model_version
+        client = mlflow.MlflowClient()
+        if version is not None:
+            client.set_registered_model_alias(cfg.tracking.registered_model, "challenger", str(version))
+        return {"run_id": run.info.run_id, "experiment_id": experiment.experiment_id,
+                "experiment": cfg.tracking.experiment, "model_uri": info.model_uri,
+                "registered_model": cfg.tracking.registered_model, "version": version,
+                "tracking_uri": tracking_uri}
+
+
+def _experiment(mlflow, name: str, tracking_uri: str):
+    """Get or create the experiment; with a SQLite store, artifacts live beside the database
+    (``mlartifacts/``) instead of wherever the process happens to run."""
+    found = mlflow.get_experiment_by_name(name)
+    if found is None:
+        location = None
+        if tracking_uri.startswith("sqlite:///"):
+            db = Path(tracking_uri.removeprefix("sqlite:///"))
+            location = (db.parent / "mlartifacts").resolve().as_uri()
+        mlflow.create_experiment(name, artifact_location=location)
+    return mlflow.set_experiment(name)
+
+
+def _input_example(result):
+    """A few real feature rows of the test window, as the pyfunc expects them."""
+    sample = result.sample_matrix.head(5).copy()
+    for col in sample.columns:
+        if hasattr(sample[col], "cat"):
+            sample[col] = sample[col].astype(object)
+    sample.insert(0, "lead_id", [f"example-{i}" for i in range(len(sample))])
+    return sample.reset_index(drop=True)

@@ -1,0 +1,139 @@
+"""The bundle and the scorer: exact SHAP, reasons that add up, clear failures."""
+
+import json
+import shutil
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from _world import bundle_dir, project, trained, world_dir  # noqa: F401  (session fixtures)
+
+from propensity import LeadScorer
+from propensity.data.export import read_export
+from propensity.features.cutoffs import scoring_cutoffs
+from propensity.features.matrix import to_matrix
+from propensity.features.pipeline import build_features
+from propensity.scoring.bundle import BundleError, load_bundle, save_bundle
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def scorer(bundle_dir):  # noqa: F811
+    return LeadScorer.load(bundle_dir)
+
+
+@pytest.fixture(scope="module")
+def rows(scorer, world_dir):  # noqa: F811
+    export = read_export(world_dir)
+    cut = scoring_cutoffs(export).head(400)
+    return build_features(export, cut, scorer.bundle.icp, scorer.bundle.engagement)
+
+
+def test_shap_values_equal_tree_explainer(scorer, rows):
+    shap = pytest.importorskip("shap")
+    b = scorer.bundle
+    x = to_matrix(rows, b.spec, b.categories)
+    ours = b.booster.predict(x, pred_contrib=True)
+    explainer = shap.TreeExplainer(b.booster)
+    theirs = np.asarray(explainer.shap_values(x))
+    np.testing.assert_allclose(ours[:, :-1], theirs, atol=1e-6)
+    np.testing.assert_allclose(ours[:, -1], float(np.ravel(explainer.expected_value)[-1]), atol=1e-6)
+
+
+def test_reason_points_add_up_to_gap_from_average_lead(scorer, rows):
+    from propensity.scoring.reasons import probability_points
+
+    b = scorer.bundle
+    contrib = b.booster.predict(to_matrix(rows, b.spec, b.categories), pred_contrib=True)
+    p, pts = probability_points(contrib, b.calibrator, scorer._groups)
+    p0 = b.calibrator(1 / (1 + np.exp(-contrib[:, -1])))
+    np.testing.assert_allclose(pts.sum(axis=1), (p - p0) * 100, atol=1e-9)
+    out = scorer.score_features(rows)
+    np.testing.assert_allclose(out["probability"], p)
+
+
+def test_scores_are_probabilities_with_tiers(scorer, world_dir):  # noqa: F811
+    out = scorer.score(world_dir)
+    assert out["probability"].between(0, 1).all()
+    assert out["score"].between(0, 100).all()
+    assert set(out["tier"]) <= {"SQL", "MQL", "nurture"}
+    t = scorer.bundle.tiers
+    assert (out.loc[out["tier"] == "SQL", "probability"] >= t.sql).all()
+    assert out["lead_id"].is_unique
+    top = out.sort_values("probability").iloc[-1]
+    assert "pts)" in top["reasons"]
+
+
+def test_bundle_round_trip_gives_identical_scores(trained, rows, tmp_path):  # noqa: F811
+    a = LeadScorer(trained.bundle).score_features(rows)
+    b = LeadScorer.load(save_bundle(trained.bundle, tmp_path / "b")).score_features(rows)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_threads_give_the_same_results_as_one(scorer, rows):
+    expected = scorer.score_features(rows)
+    results = [None] * 8
+
+    def work(i):
+        results[i] = scorer.score_features(rows)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        pd.testing.assert_frame_equal(r, expected)
+
+
+def test_one_lead_as_dict_scores_like_the_batch(scorer, world_dir):  # noqa: F811
+    export = read_export(world_dir)
+    batch = scorer.score(export)
+    lead_id = batch.sort_values("probability").iloc[-1]["lead_id"]
+    lead = export.leads[export.leads["lead_id"] == lead_id].iloc[0].to_dict()
+    account = export.accounts[export.accounts["account_id"] == lead["account_id"]].iloc[0].to_dict()
+    acts = export.activities[export.activities["lead_id"] == lead_id].to_dict("records")
+    as_of = batch.loc[batch["lead_id"] == lead_id, "cutoff"].iloc[0]
+    one = scorer.score({"lead": lead, "account": account, "activities": acts}, as_of=as_of)
+    assert one.lead_id == lead_id
+    assert one.probability == pytest.approx(batch.loc[batch["lead_id"] == lead_id, "probability"].iloc[0], abs=1e-12)
+    assert one.positive and all(r.points > 0 for r in one.positive)
+
+
+def test_incompatible_bundle_version_is_refused(bundle_dir, tmp_path):  # noqa: F811
+    copy = shutil.copytree(bundle_dir, tmp_path / "old")
+    meta = json.loads((copy / "bundle.json").read_text())
+    meta["schema_version"] = 0
+    (copy / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="schema_version 0 is not supported"):
+        load_bundle(copy)
+    with pytest.raises(BundleError, match="not a propensity model bundle"):
+        load_bundle(tmp_path)
+
+
+def test_failed_save_leaves_previous_bundle_intact(trained, bundle_dir, tmp_path, monkeypatch):  # noqa: F811
+    target = shutil.copytree(bundle_dir, tmp_path / "latest")
+    before = (target / "model.txt").read_bytes()
+
+    def boom(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(trained.bundle.booster), "save_model", boom)
+    with pytest.raises(OSError):
+        save_bundle(trained.bundle, target)
+    assert (target / "model.txt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]
+
+
+def test_scoring_data_without_a_model_feature_fails_clearly(scorer, rows):
+    with pytest.raises(KeyError, match="lacks 1 feature"):
+        scorer.score_features(rows.drop(columns=["fit_industry"]))
+
+
+def test_unknown_category_at_scoring_is_missing_not_an_error(scorer, rows):
+    odd = rows.copy()
+    odd["fit_industry_value"] = "underwater_basket_weaving"
+    out = scorer.score_features(odd)
+    assert out["probability"].notna().all()
