@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from propensity.features.spec import FeatureDef
 from propensity.scoring.calibration import Calibrator
@@ -96,7 +95,7 @@ def _days(v: float) -> str:
     return "today" if d == 0 else ("1 day ago" if d == 1 else f"{d} days ago")
 
 
-def describe(source: str, groups: ReasonGroups, row: pd.Series) -> tuple[str, str]:
+def describe(source: str, groups: ReasonGroups, row: dict) -> tuple[str, str]:
     """(display name, observed value) of one source for one feature row."""
     members = groups.members[source]
     head = groups.heads[source]

@@ -178,15 +178,15 @@ class LeadScorer:
         groups = self._groups
         order = np.argsort(-pts, axis=1, kind="stable")
         pos_all, neg_all = [], []
-        for i in range(len(frame)):
-            row = frame.iloc[i]
+        records = frame[self.bundle.feature_names].to_dict("records")  # far faster than .iloc per row
+        for i, row in enumerate(records):
             top = [j for j in order[i, :k] if pts[i, j] > 0.05]
             bottom = [j for j in order[i, ::-1][:k] if pts[i, j] < -0.05]
             pos_all.append([self._reason(groups.sources[j], pts[i, j], row) for j in top])
             neg_all.append([self._reason(groups.sources[j], pts[i, j], row) for j in bottom])
         return pos_all, neg_all
 
-    def _reason(self, source: str, points: float, row: pd.Series) -> Reason:
+    def _reason(self, source: str, points: float, row: dict) -> Reason:
         display, value = describe(source, self._groups, row)
         head = self._groups.heads[source]
         return Reason(source, display, value, float(points), head.family,

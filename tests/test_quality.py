@@ -1,0 +1,39 @@
+"""Model quality on a synthetic world, against the generator's true probabilities."""
+
+import pandas as pd
+import pytest
+from _world import project, trained, world_dir  # noqa: F401  (session fixtures)
+from sklearn.metrics import roc_auc_score
+
+from propensity.data.synthetic import true_probability
+
+pytestmark = pytest.mark.slow
+
+
+def test_model_auc_reaches_95_percent_of_oracle(trained, world_dir):  # noqa: F811
+    truth = pd.read_parquet(world_dir / "ground_truth.parquet")
+    test = trained.test
+    oracle = roc_auc_score(test["label"], true_probability(truth, test[["lead_id", "cutoff"]],
+                                                           trained.bundle.horizon_days))
+    model = roc_auc_score(test["label"], test["probability"])
+    assert model >= 0.95 * oracle, (model, oracle)
+
+
+def test_model_beats_points_baseline(trained):  # noqa: F811
+    m, b = trained.metrics["model"], trained.metrics["baseline"]
+    assert m["roc_auc"] > b["roc_auc"]
+    assert m["pr_auc"] > b["pr_auc"]
+    assert m["log_loss"] < b["log_loss"]
+
+
+def test_calibrated_probabilities_match_observed_rate(trained):  # noqa: F811
+    test = trained.test
+    assert test["probability"].mean() == pytest.approx(test["label"].mean(), rel=0.35)
+    assert trained.metrics["model"]["ece"] < 0.01
+
+
+def test_training_rows_end_before_their_labels_reach_validation(trained):  # noqa: F811
+    split = trained.split
+    horizon = pd.Timedelta(days=trained.bundle.horizon_days)
+    assert pd.Timestamp(split["train"]["last_cutoff"]) + horizon <= pd.Timestamp(split["valid"]["first_cutoff"])
+    assert split["valid"]["last_cutoff"] < split["test"]["first_cutoff"]
