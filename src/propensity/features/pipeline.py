@@ -207,14 +207,13 @@ def _positions_many(column: pd.Series, uniq: np.ndarray) -> np.ndarray:
         for i, u in enumerate(uniq):
             out[(column == u).to_numpy(dtype=bool)] = i
         return out
-    try:  # Arrow hashes millions of ids several times faster than an object Index
+    try:  # Arrow hashes millions of string ids several times faster than an object Index
         import pyarrow as pa
         import pyarrow.compute as pc
 
         found = pc.index_in(pa.array(column), value_set=pa.array(uniq, type=pa.string()))
-        return found.to_numpy(zero_copy_only=False).astype(np.float64, copy=False).__array__().astype(
-            np.int64) if found.null_count == 0 else np.asarray(found.fill_null(-1), dtype=np.int64)
-    except (ImportError, pa.ArrowException, TypeError, ValueError):
+        return np.asarray(found.fill_null(-1), dtype=np.int64)
+    except (ImportError, TypeError, ValueError):  # pyarrow's ArrowInvalid/ArrowTypeError are among these
         return pd.Index(uniq).get_indexer(column.to_numpy(dtype=object)).astype(np.int64)
 
 
@@ -227,7 +226,7 @@ def _warn_unknown_types(code: np.ndarray, types: np.ndarray, member: np.ndarray)
     warnings.warn(f"{int(counts.sum())} activit{'y' if counts.sum() == 1 else 'ies'} of {len(names)} type(s) "
                   f"that no engagement signal lists were ignored by the signal features, e.g. "
                   f"{names[:5].tolist()}; add them to features/engagement.yaml if they matter",
-                  UserWarning, stacklevel=3)
+                  UserWarning, stacklevel=4)  # points at the caller of build_features
 
 
 # ------------------------------------------------------------------ ICP fit
@@ -289,64 +288,69 @@ def _engagement_duckdb(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
                        engagement: EngagementConfig) -> dict[str, np.ndarray]:
     """The engagement features of :func:`engagement_memory`, computed by DuckDB.
 
-    One join of events to rows on lead with the time contract, one grouped pass
-    with a FILTERed aggregate per (signal, feature); DuckDB streams and spills, so
-    the (row, event) pairs are never held in pandas.
+    Events are joined to rows on lead under the time contract and aggregated per
+    (row, signal) with FILTERed counts, one pass; a second pass counts distinct
+    active days per row. DuckDB streams and spills, so the (row, event) pairs are
+    never held in pandas; the long result is pivoted to wide columns in NumPy.
     """
     import duckdb  # only the batch path pays for it
 
-    n = len(row_lead)
-    rows = pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "lead": row_lead, "t": row_t})
-    ev = pd.DataFrame({"lead": events.lead, "occ": events.occ, "rec": events.rec,
-                       "code": events.code, "day": events.day})
+    n, n_sig = len(row_lead), len(engagement.signals)
     windows = engagement.windows_days
     longest = max(windows)
-    aggs: list[str] = []
-    for s_idx, s in enumerate(engagement.signals):
-        codes = np.flatnonzero(events.member[s_idx]).tolist()
-        cond = f"code IN ({', '.join(map(str, codes))})" if codes else "FALSE"
-        for w in windows:
-            aggs.append(f"count(*) FILTER (WHERE {cond} AND age <= {w * DAY_US})")
-        aggs.append(f"min(age) FILTER (WHERE {cond})")
-        aggs.append(f"sum(pow(0.5, (age::DOUBLE / {DAY_US}::DOUBLE) / {float(s.half_life_days)!r}::DOUBLE)) "
-                    f"FILTER (WHERE {cond})")
-    aggs.append(f"count(DISTINCT day) FILTER (WHERE age <= {longest * DAY_US})")
-    aggs.append("min(age)")
-    select = ",\n  ".join(f"{a} AS a{i}" for i, a in enumerate(aggs))
-    sql = f"""
-        SELECT rid,
-          {select}
-        FROM (
-          SELECT r.rid, r.t - e.occ AS age, e.code, e.day
-          FROM rows r JOIN ev e ON e.lead = r.lead AND e.occ < r.t AND e.rec < r.t
-        )
-        GROUP BY rid
-    """
+    rows = pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "lead": row_lead, "t": row_t})
+    # One event row per signal it belongs to (sig -1: no signal, still activity).
+    sig_of_event, event_idx = [], []
+    for s_idx in range(n_sig):
+        idx = np.flatnonzero(events.member[s_idx][events.code])
+        event_idx.append(idx)
+        sig_of_event.append(np.full(len(idx), s_idx))
+    none = np.flatnonzero(~events.member.any(axis=0)[events.code])
+    idx = np.concatenate([*event_idx, none])
+    sig = np.concatenate([*sig_of_event, np.full(len(none), -1)]).astype(np.int64)
+    half_life = np.array([s.half_life_days for s in engagement.signals] + [1.0], dtype=np.float64)
+    ev = pd.DataFrame({"lead": events.lead[idx], "occ": events.occ[idx], "rec": events.rec[idx],
+                       "sig": sig, "hl": half_life[sig], "day": events.day[idx]})
+    joined = "FROM rows r JOIN ev e ON e.lead = r.lead AND e.occ < r.t AND e.rec < r.t"
+    counts = ", ".join(f"count(*) FILTER (WHERE age <= {w * DAY_US}) AS w{i}" for i, w in enumerate(windows))
+    per_signal = f"""
+        SELECT rid, sig, {counts}, min(age) AS min_age,
+               sum(pow(0.5, (age::DOUBLE / {DAY_US}::DOUBLE) / hl)) AS decay
+        FROM (SELECT r.rid, r.t - e.occ AS age, e.sig, e.hl {joined})
+        GROUP BY rid, sig"""
+    active = f"""
+        SELECT rid, count(*) AS days
+        FROM (SELECT DISTINCT r.rid, e.day {joined} AND r.t - e.occ <= {longest * DAY_US})
+        GROUP BY rid"""
     con = duckdb.connect()
     try:
+        con.execute("SET enable_progress_bar = false")  # the CLI owns progress output
         con.register("rows", rows)
         con.register("ev", ev)
-        res = con.execute(sql).fetchnumpy()
+        long = con.execute(per_signal).fetchnumpy()
+        act = con.execute(active).fetchnumpy()
     finally:
         con.close()
-    rid = np.asarray(res["rid"], dtype=np.int64)
 
-    def column(i: int, fill: float, scale: float = 1.0) -> np.ndarray:
-        full = np.full(n, fill, dtype=np.float64)
-        got = np.ma.asarray(res[f"a{i}"]).astype(np.float64).filled(np.nan)
-        got = np.where(np.isnan(got), fill, got / scale)  # NULL: no event of this signal in the row
-        full[rid] = got
-        return full
-
+    rid = np.asarray(long["rid"], dtype=np.int64)
+    sig = np.asarray(long["sig"], dtype=np.int64)
+    min_age = np.asarray(long["min_age"], dtype=np.int64)
     out: dict[str, np.ndarray] = {}
-    i = 0
-    for s in engagement.signals:
-        for w in windows:
-            out[f"eng_{s.name}_{w}d"] = column(i, 0.0)
-            i += 1
-        out[f"eng_{s.name}_days_since"] = column(i, np.nan, DAY_US)
-        out[f"eng_{s.name}_decay"] = column(i + 1, 0.0)
-        i += 2
-    out[f"eng_active_days_{longest}d"] = column(i, 0.0)
-    out["eng_days_since_any"] = column(i + 1, np.nan, DAY_US)
+    for s_idx, s in enumerate(engagement.signals):
+        m = sig == s_idx
+        for i, w in enumerate(windows):
+            out[f"eng_{s.name}_{w}d"] = _scatter(n, rid[m], np.asarray(long[f"w{i}"])[m], 0.0)
+        out[f"eng_{s.name}_days_since"] = _scatter(n, rid[m], min_age[m] / DAY_US, np.nan)
+        out[f"eng_{s.name}_decay"] = _scatter(n, rid[m], np.asarray(long["decay"])[m], 0.0)
+    out[f"eng_active_days_{longest}d"] = _scatter(n, np.asarray(act["rid"], dtype=np.int64),
+                                                  np.asarray(act["days"]), 0.0)
+    latest = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(latest, rid, min_age)
+    out["eng_days_since_any"] = np.where(latest == np.iinfo(np.int64).max, np.nan, latest / DAY_US)
     return out
+
+
+def _scatter(n: int, index: np.ndarray, values: np.ndarray, fill: float) -> np.ndarray:
+    full = np.full(n, fill, dtype=np.float64)
+    full[index] = values
+    return full
