@@ -137,3 +137,10 @@ def test_unknown_category_at_scoring_is_missing_not_an_error(scorer, rows):
     odd["fit_industry_value"] = "underwater_basket_weaving"
     out = scorer.score_features(odd)
     assert out["probability"].notna().all()
+
+
+def test_chunked_scoring_equals_one_batch(scorer, world_dir):  # noqa: F811
+    whole = scorer.score(world_dir)
+    parts = [part for _total, part in scorer.score_chunks(world_dir, chunk_size=1_500)]
+    assert len(parts) > 1
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)

@@ -137,6 +137,18 @@ class LeadScorer:
         cut = scoring_cutoffs(export, ts)
         return self._score_cutoffs(export, cut, detail=False)
 
+    def score_chunks(self, data: Any, as_of: pd.Timestamp | str | None = None, chunk_size: int = 50_000):
+        """Score the open leads of ``data`` in chunks of ``chunk_size`` leads.
+
+        Yields ``(n_leads_total, DataFrame)`` pairs; the chunks together equal
+        :meth:`score` on the same data, in the same order.
+        """
+        export = self._export(data)
+        cut = scoring_cutoffs(export, None if as_of is None else _utc(as_of))
+        for start in range(0, max(len(cut), 1), chunk_size):
+            part = cut.iloc[start:start + chunk_size].reset_index(drop=True)
+            yield len(cut), self._score_cutoffs(export, part, detail=False)
+
     def explain(self, data: Any, lead_id: str, as_of: pd.Timestamp | str | None = None) -> LeadScore:
         """Score one lead of an export and return its full explanation."""
         export = self._export(data)
