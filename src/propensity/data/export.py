@@ -8,13 +8,33 @@ Format (Parquet or CSV, timestamps in UTC):
   ``recorded_at`` (when the CRM learned of the event; defaults to ``occurred_at``);
 - ``opportunities``: ``opportunity_id``, ``lead_id``, ``created_at``, ``closed_at``,
   ``stage`` (``open`` / ``closed_won`` / ``closed_lost``), optionally ``amount``.
+
+Checks, each naming the file, the column and a sample of offending rows:
+
+- errors (nothing is read): a missing required column; an empty or duplicate id
+  (``account_id``, ``lead_id``, ``opportunity_id``); a timestamp without a time zone
+  (a naive Parquet column, or CSV text such as ``2025-01-31 09:00:00`` with no ``Z``
+  or ``+00:00``): no zone is assumed, the export must say UTC; a timestamp in the
+  future (after now, or after ``exported_at`` when given, by more than a day; an
+  open opportunity's ``closed_at`` is exempt, CRMs put the expected close date
+  there); an unknown opportunity stage.
+- warnings, with a count (safe to continue, nothing is dropped): activities dated
+  before their lead's ``created_at`` (marketing tools attribute anonymous visits to
+  a lead once it fills a form, so such events are real; they always precede every
+  cutoff of the lead and count as its history); activities or opportunities whose
+  ``lead_id`` is not in ``leads`` (they can never reach a feature row or label).
+  Activity types that no engagement signal lists are reported by the feature
+  pipeline, which knows the catalogue.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["CrmExport", "DataError", "TABLES", "read_export", "read_table"]
@@ -44,6 +64,9 @@ ID_COLUMNS: dict[str, list[str]] = {
     "opportunities": ["opportunity_id", "lead_id"],
 }
 STAGES = ("open", "closed_won", "closed_lost")
+FUTURE_TOLERANCE = pd.Timedelta(days=1)  # clock skew between the CRM and this machine
+# A time of day followed by a zone: "...09:00:00Z", "...09:00:00.5+00:00", "... 09:00 UTC".
+_ZONE = re.compile(r"\d:\d{2}(?::\d{2}(?:\.\d*)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -57,11 +80,13 @@ class CrmExport:
     source: str = "<memory>"
 
     @classmethod
-    def from_frames(cls, frames: dict[str, pd.DataFrame], source: str = "<memory>") -> CrmExport:
+    def from_frames(cls, frames: dict[str, pd.DataFrame], source: str = "<memory>",
+                    exported_at: object = None) -> CrmExport:
         """Validate a dict of DataFrames keyed like the export's tables.
 
         ``opportunities`` may be left out (scoring needs none); every other table is
-        required.
+        required. ``exported_at`` (default: now) is the time of the export; a
+        timestamp more than a day after it is an error.
         """
         tables = {}
         for name in TABLES:
@@ -75,6 +100,7 @@ class CrmExport:
         unknown = set(frames) - set(TABLES)
         if unknown:
             raise DataError(f"{source}: unknown table(s) {sorted(unknown)}; expected {list(TABLES)}")
+        _check_across(tables, {name: f"{source}/{name}" for name in TABLES}, exported_at)
         return cls(**tables, source=source)
 
     def end(self) -> pd.Timestamp:
@@ -107,14 +133,19 @@ def read_table(path: Path) -> pd.DataFrame:
     raise DataError(f"{path}: unsupported file type; expected .parquet or .csv")
 
 
-def read_export(folder: str | Path) -> CrmExport:
-    """Read and validate a CRM export folder (see the module docstring for the format)."""
+def read_export(folder: str | Path, exported_at: object = None) -> CrmExport:
+    """Read and validate a CRM export folder (see the module docstring for the format and checks).
+
+    ``exported_at`` (default: now) is when the export was taken; any timestamp more
+    than a day after it is an error.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder; expected a CRM export with {', '.join(TABLES)}")
-    frames = {name: read_table(_find(folder, name)) for name in TABLES}
-    paths = {name: str(_find(folder, name)) for name in TABLES}
-    tables = {name: _normalise(df, name, paths[name]) for name, df in frames.items()}
+    paths = {name: _find(folder, name) for name in TABLES}
+    frames = {name: read_table(path) for name, path in paths.items()}
+    tables = {name: _normalise(df, name, str(paths[name])) for name, df in frames.items()}
+    _check_across(tables, {name: str(p) for name, p in paths.items()}, exported_at)
     return CrmExport(**tables, source=str(folder))
 
 
@@ -126,7 +157,7 @@ def _normalise(df: pd.DataFrame, name: str, where: str) -> pd.DataFrame:
     for col in ID_COLUMNS[name]:
         if df[col].isna().any():
             raise DataError(f"{where}: column '{col}' has {int(df[col].isna().sum())} empty id(s)")
-        df[col] = df[col].astype(str)
+        df[col] = _as_str(df[col])
     for col in TIMESTAMPS[name]:
         if col in df.columns:
             df[col] = _to_utc(df[col], f"{where}: column '{col}'")
@@ -135,17 +166,17 @@ def _normalise(df: pd.DataFrame, name: str, where: str) -> pd.DataFrame:
             df["recorded_at"] = df["occurred_at"]
         if df["occurred_at"].isna().any():
             raise DataError(f"{where}: column 'occurred_at' has {int(df['occurred_at'].isna().sum())} empty value(s)")
-        df["activity_type"] = df["activity_type"].astype(str)
-    if name == "leads":
-        if df["created_at"].isna().any():
-            raise DataError(f"{where}: column 'created_at' has empty values")
-        dupes = df["lead_id"][df["lead_id"].duplicated()]
-        if len(dupes):
-            raise DataError(f"{where}: duplicate lead_id values, e.g. {dupes.head(3).tolist()}")
-    if name == "accounts":
-        dupes = df["account_id"][df["account_id"].duplicated()]
-        if len(dupes):
-            raise DataError(f"{where}: duplicate account_id values, e.g. {dupes.head(3).tolist()}")
+        df["activity_type"] = _as_str(df["activity_type"])
+    if name == "leads" and df["created_at"].isna().any():
+        raise DataError(f"{where}: column 'created_at' has {int(df['created_at'].isna().sum())} empty value(s), "
+                        f"e.g. rows {_rows(df['created_at'].isna())}")
+    key = {"leads": "lead_id", "accounts": "account_id", "opportunities": "opportunity_id"}.get(name)
+    if key is not None:
+        dupes = df[key].duplicated(keep=False)
+        if dupes.any():
+            values = pd.unique(df[key][dupes])
+            raise DataError(f"{where}: column '{key}' has {len(values)} duplicate id(s), e.g. "
+                            f"{[str(v) for v in values[:3]]} (rows {_rows(dupes)}); ids must be unique")
     if name == "opportunities":
         df["stage"] = df["stage"].astype(str)
         bad = sorted(set(df["stage"]) - set(STAGES))
@@ -155,11 +186,120 @@ def _normalise(df: pd.DataFrame, name: str, where: str) -> pd.DataFrame:
 
 
 def _to_utc(col: pd.Series, where: str) -> pd.Series:
+    """Timestamps as datetime64[us, UTC]; naive ones are an error (no zone is assumed)."""
     if isinstance(col.dtype, pd.DatetimeTZDtype):
         return col.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    if pd.api.types.is_datetime64_dtype(col.dtype):
+        sample = col.dropna().head(3).astype(str).tolist()
+        raise DataError(f"{where}: timezone-naive timestamps, e.g. {sample}; the export must be in UTC with the "
+                        "zone recorded (a Parquet timestamp with tz 'UTC', or text like 2025-01-31T09:00:00Z); "
+                        "no zone is assumed")
+    present = col.notna().to_numpy(dtype=bool)
+    if present.any():
+        values = col[present]
+        if _all_str(values):
+            text = values.astype(str).str.strip()
+            naive = ~text.str.contains(_ZONE, regex=True)
+        else:  # datetime objects or a mix: each one's tzinfo says
+            naive = values.map(lambda v: getattr(v, "tzinfo", 0) is None)
+        if naive.any():
+            rows = np.flatnonzero(present)[naive.to_numpy(dtype=bool)]
+            raise DataError(f"{where}: {int(naive.sum())} timestamp(s) without a time zone, e.g. "
+                            f"{values[naive].head(3).astype(str).tolist()} (rows {rows[:3].tolist()}); the export "
+                            "must be in UTC with the zone written out (2025-01-31T09:00:00Z or +00:00); no zone "
+                            "is assumed")
     try:
         parsed = pd.to_datetime(col, utc=True, format="mixed")
     except (ValueError, TypeError) as exc:
         sample = col.dropna().astype(str).head(3).tolist()
         raise DataError(f"{where}: expected UTC timestamps, e.g. 2025-01-31T09:00:00Z; got {sample} ({exc})") from None
     return parsed.astype("datetime64[us, UTC]")
+
+
+def _as_str(col: pd.Series) -> pd.Series:
+    """``col.astype(str)``, without building one Python str per row for dictionary-encoded text.
+
+    Parquet exports usually hold ids as dictionaries (45M activity rows, 1M distinct
+    leads); decoding in Arrow is ~20x faster than pandas' per-row conversion.
+    """
+    target = pd.Series([], dtype=str).dtype
+    if isinstance(col.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(col.cat.categories.dtype):
+        try:
+            import pyarrow as pa
+
+            return pd.Series(pa.array(col).dictionary_decode(), dtype=target, index=col.index)
+        except (ImportError, TypeError, ValueError):  # pyarrow's ArrowInvalid/ArrowTypeError are among these
+            pass
+    return col.astype(str)
+
+
+def _all_str(values: pd.Series) -> bool:
+    if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        return True
+    return bool(values.map(type).eq(str).all())
+
+
+def _rows(mask: pd.Series | np.ndarray, k: int = 3) -> list[int]:
+    """The first ``k`` row numbers (0-based, as in the file) where ``mask`` holds."""
+    return np.flatnonzero(np.asarray(mask, dtype=bool))[:k].tolist()
+
+
+def _lead_positions(ids: pd.Series, lead_ids: pd.Series) -> np.ndarray:
+    """Row position in ``leads`` of each id (-1 when absent); fast for categorical and Arrow ids."""
+    index = pd.Index(lead_ids.to_numpy(dtype=object))
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        cat_pos = index.get_indexer(ids.cat.categories.astype(str))
+        codes = ids.cat.codes.to_numpy()
+        return np.where(codes >= 0, cat_pos[codes], -1)
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        found = pc.index_in(pa.array(ids.astype(str)), value_set=pa.array(index.to_numpy(), type=pa.string()))
+        return np.asarray(found.fill_null(-1), dtype=np.int64)
+    except (ImportError, TypeError, ValueError):
+        return index.get_indexer(ids.to_numpy(dtype=object)).astype(np.int64)
+
+
+def _check_across(tables: dict[str, pd.DataFrame], where: dict[str, str], exported_at: object) -> None:
+    """Checks that need more than one table: orphans, events before the lead, the future."""
+    now = pd.Timestamp.now(tz="UTC") if exported_at is None else pd.Timestamp(exported_at)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    limit = now + FUTURE_TOLERANCE
+    for name, cols in TIMESTAMPS.items():
+        df = tables[name]
+        for col in cols:
+            if col not in df.columns:
+                continue
+            late = (df[col] > limit).to_numpy(dtype=bool)
+            if name == "opportunities" and col == "closed_at":
+                late = late & (df["stage"] != "open").to_numpy(dtype=bool)
+            if late.any():
+                sample = df[col][late].head(3).astype(str).tolist()
+                raise DataError(f"{where[name]}: column '{col}' has {int(late.sum())} timestamp(s) in the future "
+                                f"(after {limit:%Y-%m-%d %H:%M} UTC, a day after "
+                                f"{'now' if exported_at is None else 'the export'}), e.g. {sample} "
+                                f"(rows {_rows(late)}); check the export's clock and time zone")
+    leads, acts, opps = tables["leads"], tables["activities"], tables["opportunities"]
+    pos = _lead_positions(acts["lead_id"], leads["lead_id"])
+    orphan = pos < 0
+    if orphan.any():
+        sample = [str(v) for v in pd.unique(acts["lead_id"][orphan])[:3]]
+        warnings.warn(f"{where['activities']}: {int(orphan.sum())} activit{'y' if orphan.sum() == 1 else 'ies'} "
+                      f"name a lead_id not in leads, e.g. {sample} (rows {_rows(orphan)}); they are ignored",
+                      UserWarning, stacklevel=3)
+    # Both columns are datetime64[us, UTC] by now: compare their int64 µs, not 45M Timestamp objects.
+    created = leads["created_at"].array.asi8
+    early = ~orphan & (acts["occurred_at"].array.asi8 < created[np.maximum(pos, 0)]) if len(created) else orphan
+    if early.any():
+        warnings.warn(f"{where['activities']}: {int(early.sum())} activit{'y' if early.sum() == 1 else 'ies'} "
+                      f"occurred before their lead's created_at, e.g. rows {_rows(early)}; kept as the lead's "
+                      "history (marketing tools attribute earlier anonymous visits to a new lead)",
+                      UserWarning, stacklevel=3)
+    if len(opps):
+        lost = _lead_positions(opps["lead_id"], leads["lead_id"]) < 0
+        if lost.any():
+            sample = [str(v) for v in pd.unique(opps["lead_id"][lost])[:3]]
+            warnings.warn(f"{where['opportunities']}: {int(lost.sum())} opportunit"
+                          f"{'y' if lost.sum() == 1 else 'ies'} name a lead_id not in leads, e.g. {sample} "
+                          f"(rows {_rows(lost)}); they label no lead", UserWarning, stacklevel=3)

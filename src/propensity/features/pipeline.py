@@ -5,10 +5,24 @@ one row of features per cutoff row, named and ordered as in
 :func:`propensity.features.spec.build_feature_spec`. Training and scoring call it
 the same way; only the cutoffs differ.
 
-Two engines compute the engagement features: DuckDB for batches (training sets,
-scoring every lead), NumPy (``memory.py``) for one lead or a few. They give the
-same values (counts, days and active days exactly; decay sums up to float
-rounding in the order of summation).
+Three engines compute the engagement features and give the same values (counts,
+days and active days exactly; decay sums up to float rounding, ~1e-14 relative):
+
+- ``running`` (``running.py``, the batch default: training sets, scoring every
+  lead): events sorted once by (lead, time); each cutoff row finds its eligible
+  prefix and window ranges by binary search and reads running totals, so the
+  work is O((E + R) log E) instead of rows x events per lead. Why NumPy and not
+  DuckDB here: the step is "search R sorted keys in E sorted keys and difference
+  prefix sums", which SQL can only say as an ASOF join per threshold plus window
+  functions per signal (several sorts and hash joins of E rows); in NumPy it is
+  one argsort and a few vectorised searches over int64 arrays already in memory
+  (the export is loaded as pandas anyway). The trade-off: it is in-memory, not
+  out of core; peak grows ~linearly with events (see ``docs/scaling.md``).
+  DuckDB still reads and scans the Parquet export.
+- ``duckdb``: the direct join of rows to events in SQL (streams and spills, but
+  does rows x events work); kept as a second independent implementation.
+- ``memory`` (``memory.py``): pairwise in NumPy, for one lead or a few, no
+  database.
 """
 
 from __future__ import annotations
@@ -23,15 +37,16 @@ from propensity.config import Criterion, EngagementConfig, IcpConfig
 from propensity.data.export import CrmExport, DataError
 from propensity.features.cutoffs import _stamps, _us
 from propensity.features.memory import DAY_US, Events, engagement_memory
+from propensity.features.running import engagement_running
 from propensity.features.spec import build_feature_spec
 
 __all__ = ["MEMORY_ENGINE_MAX_LEADS", "build_features"]
 
-MEMORY_ENGINE_MAX_LEADS = 2_000  # "auto" uses NumPy below this many distinct leads, DuckDB from it
+MEMORY_ENGINE_MAX_LEADS = 2_000  # "auto" uses the pairwise NumPy engine below this many leads, "running" from it
 
 
 def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, engagement: EngagementConfig,
-                   engine: Literal["auto", "duckdb", "memory"] = "auto") -> pd.DataFrame:
+                   engine: Literal["auto", "duckdb", "memory", "running"] = "auto") -> pd.DataFrame:
     """Feature rows for (lead, cutoff) pairs, for training and scoring alike.
 
     Time contract: a row with cutoff ``T`` sees an activity only if it occurred
@@ -51,8 +66,10 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     icp, engagement
         The configs the feature spec is built from.
     engine
-        ``"memory"`` (NumPy, no database), ``"duckdb"``, or ``"auto"``: memory for
-        fewer than ``MEMORY_ENGINE_MAX_LEADS`` distinct leads, DuckDB otherwise.
+        ``"memory"`` (NumPy, every (row, event) pair of a lead; no database),
+        ``"running"`` (NumPy, sorted running totals; ``running.py``), ``"duckdb"``
+        (the pairwise join in SQL), or ``"auto"``: memory for fewer than
+        ``MEMORY_ENGINE_MAX_LEADS`` distinct leads, running otherwise.
 
     Returns
     -------
@@ -83,15 +100,15 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
         If a criterion's column is missing from its table, or the cutoffs are
         malformed or name unknown leads.
     """
-    if engine not in ("auto", "duckdb", "memory"):
-        raise ValueError(f"engine: expected 'auto', 'duckdb' or 'memory'; got {engine!r}")
+    if engine not in ("auto", "duckdb", "memory", "running"):
+        raise ValueError(f"engine: expected 'auto', 'duckdb', 'memory' or 'running'; got {engine!r}")
     spec = build_feature_spec(icp, engagement)
     lead_col, t_col, extras = _check_cutoffs(cutoffs, {f.name for f in spec})
     _check_icp_columns(export, icp)
 
     uniq, row_lead = _factorize(lead_col)
     if engine == "auto":
-        engine = "memory" if len(uniq) < MEMORY_ENGINE_MAX_LEADS else "duckdb"
+        engine = "memory" if len(uniq) < MEMORY_ENGINE_MAX_LEADS else "running"
 
     lead_pos = _positions(export.leads["lead_id"], uniq)
     if (lead_pos < 0).any():
@@ -103,6 +120,8 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     row_t = _us(t_col)
     if engine == "memory":
         eng = engagement_memory(row_lead, row_t, events, engagement)
+    elif engine == "running":
+        eng = engagement_running(row_lead, row_t, events, engagement)
     else:
         eng = _engagement_duckdb(row_lead, row_t, events, engagement)
     created = _us(export.leads["created_at"].iloc[lead_pos])

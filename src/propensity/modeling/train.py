@@ -25,8 +25,10 @@ from propensity.features.cutoffs import training_cutoffs
 from propensity.features.matrix import fit_categories, to_matrix
 from propensity.features.pipeline import build_features
 from propensity.features.spec import FeatureDef, build_feature_spec
+from propensity.modeling.audit import leakage_audit
 from propensity.modeling.baseline import baseline_points
 from propensity.modeling.metrics import classification_metrics, lift_table
+from propensity.modeling.report import segment_sufficiency
 from propensity.modeling.split import time_split
 from propensity.scoring.bundle import Bundle
 from propensity.scoring.calibration import Calibrator
@@ -46,6 +48,8 @@ class TrainResult:
     sample_matrix: pd.DataFrame  # test rows used for the SHAP summary
     timings: dict[str, float] = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    segments: list[dict] = field(default_factory=list)  # sufficiency per segment (model card)
+    audit: dict = field(default_factory=dict)  # leakage findings (propensity.modeling.audit)
 
 
 def _lgb_params(cfg: ModelConfig, spec: list[FeatureDef]) -> dict:
@@ -147,6 +151,12 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     test["probability"] = p_test
     test["baseline"] = p_base
     sample = x[split.test].sample(n=min(2000, int(split.test.sum())), random_state=0)
+    segments = segment_sufficiency(frame, split.train, split.test, spec)
+
+    say("auditing for leakage")
+    t2 = time.perf_counter()
+    audit = leakage_audit(frame, split, spec, y, x=x, export=export, seed=cfg.model.seed)
+    timings["audit_s"] = time.perf_counter() - t2
 
     bundle = Bundle(
         booster=booster, spec=spec, categories=categories, calibrator=calibrator,
@@ -165,7 +175,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     )
     timings["total_s"] = time.perf_counter() - t0
     return TrainResult(bundle=bundle, metrics=metrics, split=split.describe(frame["cutoff"]), test=test,
-                       lift=lift, sample_matrix=sample, timings=timings,
+                       lift=lift, sample_matrix=sample, timings=timings, segments=segments, audit=audit,
                        params={**_lgb_params(cfg.model, spec), "calibration": cfg.calibration,
                                "horizon_days": cfg.label.horizon_days, "cutoff_every_days": cfg.cutoffs.every_days,
                                "n_features": len(spec)})
