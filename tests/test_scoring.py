@@ -144,3 +144,89 @@ def test_chunked_scoring_equals_one_batch(scorer, world_dir):  # noqa: F811
     parts = [part for _total, part in scorer.score_chunks(world_dir, chunk_size=1_500)]
     assert len(parts) > 1
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
+
+
+def test_batch_output_has_fit_engagement_grade_and_notes(scorer, rows):
+    out = scorer.score_features(rows)
+    assert list(out.columns[:6]) == ["lead_id", "cutoff", "probability", "score", "tier", "reasons"]
+    assert out["fit_score"].between(0, 100).all() and out["engagement_score"].between(0, 100).all()
+    assert set(out["grade"]) <= set("ABCDE")
+    missing = rows["fit_industry"].isna().to_numpy()
+    assert out.loc[missing, "notes"].str.contains("Industry: unknown").all()
+
+
+def test_one_lead_fast_matrix_equals_batch_matrix(scorer, rows):
+    from propensity.features.matrix import to_matrix
+
+    few = rows.head(20).copy()
+    few.loc[0, "fit_industry_value"] = "underwater_basket_weaving"
+    few.loc[1, "fit_employees_value"] = np.inf
+    small, small_notes = scorer._small_matrix(few)
+    frame, notes = scorer._clean(few)
+    x = to_matrix(frame, scorer.bundle.spec, scorer.bundle.categories)
+    ref = np.column_stack([x[c].cat.codes.replace(-1, np.nan).to_numpy(float) if str(x[c].dtype) == "category"
+                           else x[c].to_numpy(float) for c in x.columns])
+    np.testing.assert_array_equal(small, ref)
+    assert small_notes == notes
+    assert any("not seen in training" in n for n in notes[0]) and any("not a finite" in n for n in notes[1])
+
+
+def _one_lead(export, lead_id):
+    lead = export.leads[export.leads["lead_id"] == lead_id].reset_index(drop=True)
+    acc = export.accounts[export.accounts["account_id"] == lead["account_id"].iloc[0]].reset_index(drop=True)
+    acts = export.activities[export.activities["lead_id"] == lead_id].reset_index(drop=True)
+    return lead, acc, acts
+
+
+def test_one_lead_as_one_row_frames_scores_like_the_batch(scorer, world_dir):  # noqa: F811
+    export = read_export(world_dir)
+    batch = scorer.score(export)
+    for lead_id in batch.sort_values("probability")["lead_id"].iloc[[-1, 0, len(batch) // 2]]:
+        lead, acc, acts = _one_lead(export, lead_id)
+        as_of = batch.loc[batch["lead_id"] == lead_id, "cutoff"].iloc[0]
+        one = scorer.score({"leads": lead, "accounts": acc, "activities": acts}, as_of=as_of)
+        expect = batch[batch["lead_id"] == lead_id].reset_index(drop=True)
+        cols = ["lead_id", "probability", "score", "tier", "reasons", "fit_score", "engagement_score", "grade"]
+        pd.testing.assert_frame_equal(one[cols], expect[cols], check_dtype=False)
+
+
+def test_bad_input_gets_a_score_with_notes_or_a_clear_error(scorer, world_dir):  # noqa: F811
+    export = read_export(world_dir)
+    lead_id = export.activities["lead_id"].iloc[0]
+    lead, acc, acts = _one_lead(export, lead_id)
+    lead_d = lead.iloc[0].to_dict()
+    lead_d.pop("seniority", None)  # missing field
+    lead_d["favourite_colour"] = "teal"  # extra field
+    acc_d = acc.iloc[0].to_dict()
+    acc_d.update(employees="lots", annual_revenue=float("inf"), industry="underwater_basket_weaving")
+    events = acts.to_dict("records")
+    events += [{"activity_type": "web_visit", "occurred_at": "2999-01-01T00:00:00Z"},  # in the future
+               {"activity_type": "web_visit", "occurred_at": "not a date"},
+               {"activity_type": None, "occurred_at": "2025-01-01"}]
+    one = scorer.score({"lead": lead_d, "account": acc_d, "activities": events})
+    assert 0 <= one.probability <= 1
+    notes = " | ".join(one.notes)
+    for expected in ("Seniority: unknown", "'lots' is not a number", "Annual revenue (USD): not a finite number",
+                     "'underwater_basket_weaving' not seen in training", "1 activity dated in the future ignored",
+                     "1 activity with no readable time ignored", "1 activity with no type ignored"):
+        assert expected in notes
+    with pytest.raises(ValueError, match="created_at"):
+        scorer.score({"lead": {**lead_d, "created_at": "yesterday-ish"}, "account": acc_d, "activities": []})
+    with pytest.raises(ValueError, match="lead_id"):
+        scorer.score({"lead": {"created_at": "2025-01-01"}})
+
+
+def test_capacity_policy_makes_the_most_probable_leads_sql(trained, world_dir):  # noqa: F811
+    from dataclasses import replace
+
+    from propensity.config import TierConfig
+
+    tiers = TierConfig(mql=0.01, sql=0.5, capacity={"leads_per_week": 25})
+    scorer = LeadScorer(replace(trained.bundle, tiers=tiers))
+    whole = scorer.score(world_dir)
+    sql = whole[whole["tier"] == "SQL"]
+    assert len(sql) >= 25 and sql["probability"].min() >= whole.loc[whole["tier"] != "SQL", "probability"].max()
+    summary = scorer.tier_summary(whole)
+    assert summary["expected_conversions"] == pytest.approx(sql["probability"].sum())
+    parts = [p for _t, p in scorer.score_chunks(world_dir, chunk_size=1_500)]
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)

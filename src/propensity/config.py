@@ -152,8 +152,23 @@ class ModelConfig(_Strict):
 
 
 class TierConfig(_Strict):
+    """The MQL/SQL policy: probability thresholds, or the capacity of the sales team.
+
+    Thresholds: a lead at or above ``sql`` is SQL, at or above ``mql`` MQL, else
+    nurture. Capacity (``capacity: {leads_per_week: 200}``): of the open leads scored
+    together, the ``leads_per_week`` most probable are SQL (the SQL threshold is the
+    probability of the last of them; ties at it are all SQL) and the conversions
+    expected from them are the sum of their probabilities; ``mql`` still applies
+    below. A lead scored on its own has no pool to rank against, so it gets the
+    ``sql`` threshold.
+    """
+
+    class Capacity(_Strict):
+        leads_per_week: Annotated[int, Field(gt=0)]
+
     mql: Annotated[float, Field(ge=0, le=1)] = 0.05
     sql: Annotated[float, Field(ge=0, le=1)] = 0.20
+    capacity: Capacity | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> TierConfig:
@@ -167,6 +182,16 @@ class TierConfig(_Strict):
         if probability >= self.mql:
             return "MQL"
         return "nurture"
+
+    def sql_threshold(self, probabilities) -> float:  # noqa: ANN001 - any array of floats
+        """The SQL threshold for leads scored together: ``sql``, or the capacity cut."""
+        if self.capacity is None or len(probabilities) == 0:
+            return self.sql
+        import numpy as np  # only the capacity policy needs it
+
+        p = np.asarray(probabilities, dtype="float64")
+        k = min(self.capacity.leads_per_week, len(p))
+        return max(float(np.partition(p, len(p) - k)[len(p) - k]), self.mql)
 
 
 class ReasonConfig(_Strict):

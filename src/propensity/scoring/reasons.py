@@ -1,4 +1,4 @@
-"""Reasons a salesperson can read, from exact SHAP values.
+"""Reasons a salesperson can read, from exact SHAP values; fit vs engagement; grade.
 
 LightGBM's ``pred_contrib`` gives exact TreeSHAP values (the same numbers as
 ``shap.TreeExplainer``) in log-odds of the raw model. A person knows fields, not
@@ -8,19 +8,42 @@ into one reason. They are then expressed in probability points: the gap between
 the lead's calibrated probability and the calibrated probability of the average
 lead is shared out in proportion to each source's log-odds contribution, so the
 points of all reasons add up exactly to that gap.
+
+Reasons are assembled for a whole batch at once (:func:`assemble`): the top-k
+positive and negative sources per row come from one stable NumPy sort, and each
+source's observed-value text is formatted once per source for the rows that show
+it, never per row and source in Python.
+
+Fit and engagement scores (0–100): ``100 * sigmoid(sum of the family's SHAP
+log-odds)``. 50 is the average lead (the model's expected value); a family that
+triples the odds gives 75, one that divides them by three gives 25. The two
+families add up to the lead's whole log-odds gap from the average lead.
+
+Grade (A best … E worst): each family score is banded high (≥ 65), mid
+(35–65) or low (< 35), worth 2, 1 and 0; the grade is ``"EDCBA"[fit + engagement]``:
+A = both high; B = one high, one mid; C = both mid, or one high and one low;
+D = one mid, one low; E = both low.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from propensity.features.spec import FeatureDef
 from propensity.scoring.calibration import Calibrator
 
-__all__ = ["Reason", "ReasonGroups", "describe", "probability_points"]
+__all__ = ["GRADE_BANDS", "MIN_POINTS", "Reason", "ReasonGroups", "ReasonTable", "assemble", "family_scores",
+           "grades", "probability_points"]
+
+MIN_POINTS = 0.05  # reasons smaller than this many probability points are not shown
+GRADE_BANDS = (35.0, 65.0)  # family score below the first is low, at or above the second high
+
+# What a salesperson can do about an actionable engagement signal, by the reason's sign.
+ACT_UP = "sales can act: follow up while it is fresh"
+ACT_DOWN = "sales can act: re-engage"
 
 
 @dataclass(frozen=True)
@@ -31,10 +54,15 @@ class Reason:
     points: float  # probability points (percentage points), signed
     family: str
     actionable: bool
+    action: str = ""
 
     @property
     def text(self) -> str:
-        return f"{self.display}: {self.value} ({self.points:+.1f} pts)"
+        return _text(self.display, self.value, self.points, self.action)
+
+
+def _text(display: str, value: str, points: float, action: str) -> str:
+    return f"{display}: {value} ({points:+.1f} pts{'; ' + action if action else ''})"
 
 
 @dataclass(frozen=True)
@@ -45,6 +73,7 @@ class ReasonGroups:
     matrix: np.ndarray  # (n_features, n_sources) of 0/1
     heads: dict[str, FeatureDef]  # the feature whose display names the source
     members: dict[str, list[FeatureDef]]
+    fit_features: np.ndarray  # (n_features,) bool: family == "fit"
 
     @classmethod
     def from_spec(cls, spec: list[FeatureDef]) -> ReasonGroups:
@@ -56,7 +85,13 @@ class ReasonGroups:
             m[i, index[f.source]] = 1.0
             members[f.source].append(f)
         heads = {s: fs[0] for s, fs in members.items()}
-        return cls(sources, m, heads, members)
+        fit = np.array([f.family == "fit" for f in spec], dtype=bool)
+        return cls(sources, m, heads, members, fit)
+
+    def actionable(self, source: str) -> bool:
+        """Fit is who the lead is: never actionable. Engagement as the catalogue says."""
+        head = self.heads[source]
+        return head.family == "engagement" and any(f.actionable for f in self.members[source])
 
 
 def probability_points(contrib: np.ndarray, calibrator: Calibrator, groups: ReasonGroups
@@ -78,59 +113,188 @@ def probability_points(contrib: np.ndarray, calibrator: Calibrator, groups: Reas
     return p, by_source * scale[:, None] * 100.0
 
 
+def family_scores(contrib: np.ndarray, groups: ReasonGroups) -> tuple[np.ndarray, np.ndarray]:
+    """(fit_score, engagement_score) as int 0–100: ``100 * sigmoid(family's SHAP log-odds)``."""
+    phi = contrib[:, :-1]
+    fit = phi[:, groups.fit_features].sum(axis=1)
+    eng = phi[:, ~groups.fit_features].sum(axis=1)
+    return (np.rint(100 * _sigmoid(fit)).astype(np.int64), np.rint(100 * _sigmoid(eng)).astype(np.int64))
+
+
+def grades(fit_score: np.ndarray, engagement_score: np.ndarray) -> np.ndarray:
+    """Grade A–E from the two family scores (see the module docstring for the grid)."""
+    lo, hi = GRADE_BANDS
+    band = lambda s: (np.asarray(s) >= lo).astype(np.int64) + (np.asarray(s) >= hi)  # noqa: E731
+    return np.array(list("EDCBA"), dtype=object)[band(fit_score) + band(engagement_score)]
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _num(v: object) -> float:
-    try:
-        f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return f
+# ------------------------------------------------------------------ assembly
 
 
-def _days(v: float) -> str:
-    d = int(round(v))
-    return "today" if d == 0 else ("1 day ago" if d == 1 else f"{d} days ago")
+@dataclass(frozen=True)
+class ReasonTable:
+    """The shown reasons of a batch: ``k`` positive slots, then ``k`` negative slots.
+
+    Every array is ``(n_rows, 2k)``; ``shown`` is False for empty slots (fewer than
+    ``k`` reasons that big). ``joined`` is the one-line text per row.
+    """
+
+    sources: list[str]
+    source: np.ndarray  # int index into ``sources``
+    points: np.ndarray
+    shown: np.ndarray
+    display: np.ndarray  # object
+    value: np.ndarray  # object
+    action: np.ndarray  # object ("" when not actionable)
+    joined: np.ndarray  # (n_rows,) object
+    k: int
+
+    def row(self, i: int, groups: ReasonGroups) -> tuple[list[Reason], list[Reason]]:
+        """The positive and negative :class:`Reason` objects of row ``i``."""
+        out: list[Reason] = []
+        for j in range(2 * self.k):
+            if not self.shown[i, j]:
+                out.append(None)  # type: ignore[arg-type]
+                continue
+            s = self.sources[self.source[i, j]]
+            out.append(Reason(s, str(self.display[i, j]), str(self.value[i, j]), float(self.points[i, j]),
+                              groups.heads[s].family, groups.actionable(s), str(self.action[i, j])))
+        return [r for r in out[:self.k] if r], [r for r in out[self.k:] if r]
 
 
-def describe(source: str, groups: ReasonGroups, row: dict) -> tuple[str, str]:
-    """(display name, observed value) of one source for one feature row."""
+def select(pts: np.ndarray, k: int, min_points: float = MIN_POINTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the ``k`` largest positive and ``k`` most negative sources.
+
+    Returns ``(index, points, shown)``, each ``(n, 2k)``: positive slots biggest first,
+    then negative slots most negative first; ties go to the earlier source. A slot is
+    shown when its points exceed ``min_points`` in the right direction.
+    """
+    n, s = pts.shape
+    k = max(min(k, s), 1)
+    # A stable sort of each row, not argpartition: with a few dozen sources it costs
+    # about the same, and ties at the k-th place go to the earlier source, always.
+    index = np.concatenate([np.argsort(-pts, axis=1, kind="stable")[:, :k],
+                            np.argsort(pts, axis=1, kind="stable")[:, :k]], axis=1)
+    points = np.take_along_axis(pts, index, axis=1)
+    shown = np.concatenate([points[:, :k] > min_points, points[:, k:] < -min_points], axis=1)
+    return index, points, shown
+
+
+def assemble(groups: ReasonGroups, frame: pd.DataFrame, pts: np.ndarray, k: int,
+             min_points: float = MIN_POINTS) -> ReasonTable:
+    """The reasons of every row of ``frame`` (a feature table) given its per-source points."""
+    index, points, shown = select(pts, k, min_points)
+    n, slots = index.shape
+    k = slots // 2
+    display = np.full((n, slots), "", dtype=object)
+    value = np.full((n, slots), "", dtype=object)
+    action = np.full((n, slots), "", dtype=object)
+    for s_idx, source in enumerate(groups.sources):
+        hit = (index == s_idx) & shown
+        rows = np.flatnonzero(hit.any(axis=1))
+        if not len(rows):
+            continue
+        name, values = describe_values(source, groups, frame, rows)
+        full = np.empty(n, dtype=object)
+        full[rows] = values
+        actionable = groups.actionable(source)
+        for j in range(slots):
+            m = hit[:, j]
+            if m.any():
+                display[m, j] = name
+                value[m, j] = full[m]
+                if actionable:
+                    action[m, j] = ACT_UP if j < k else ACT_DOWN
+    texts = np.full((n, slots), "", dtype=object)
+    pts_text = np.char.mod("%+.1f pts", np.where(shown, points, 0.0)).astype(object)
+    for j in range(slots):
+        m = shown[:, j]
+        if m.any():
+            act = action[m, j]
+            tail = np.where(act != "", "; " + act, "")
+            texts[m, j] = display[m, j] + ": " + value[m, j] + " (" + pts_text[m, j] + tail + ")"
+    joined = np.full(n, "", dtype=object)
+    for j in range(slots):
+        m = shown[:, j]
+        if m.any():
+            joined[m] = np.where(joined[m] != "", joined[m] + " | " + texts[m, j], texts[m, j])
+    return ReasonTable(groups.sources, index, points, shown, display, value, action, joined, k)
+
+
+# ------------------------------------------------------------------ observed values
+
+
+def _days(d: np.ndarray) -> np.ndarray:
+    """'today', '1 day ago', 'N days ago' for day counts (no NaN)."""
+    d = np.rint(d).astype(np.int64)
+    text = d.astype(str).astype(object) + " days ago"
+    return np.where(d == 0, "today", np.where(d == 1, "1 day ago", text))
+
+
+def _col(frame: pd.DataFrame, name: str, rows: np.ndarray) -> np.ndarray:
+    return frame[name].to_numpy()[rows]
+
+
+def _num(values: np.ndarray) -> np.ndarray:
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64,
+                                                                                      na_value=np.nan)
+
+
+def describe_values(source: str, groups: ReasonGroups, frame: pd.DataFrame, rows: np.ndarray
+                    ) -> tuple[str, np.ndarray]:
+    """(display name, observed value text per row) of one source for ``rows`` of ``frame``."""
     members = groups.members[source]
     head = groups.heads[source]
-    by_name = {f.name: f for f in members}
     if head.family == "fit":
-        match = next((f for f in members if not f.name.endswith("_value")), None)
-        raw = next((f for f in members if f.name.endswith("_value")), None)
-        flag = _num(row[match.name]) if match is not None else math.nan
-        display = raw.display if raw is not None else head.display.removesuffix(" matches ICP")
-        if raw is not None:
-            v = row[raw.name]
-            known = v is not None and not (isinstance(v, float) and math.isnan(v))
-            value = (f"{_num(v):,.0f}" if raw.kind == "numeric" else str(v)) if known else "unknown"
-        else:
-            value = "unknown" if math.isnan(flag) else ("yes" if flag == 1 else "no")
-        if match is not None and not math.isnan(flag) and raw is not None:
-            value += " (matches ICP)" if flag == 1 else " (outside ICP)"
-        return display, value
+        return _fit_values(members, head, frame, rows)
     if source == "lead_age":
-        return "Lead age", f"created {_days(_num(row['lead_age_days']))}"
+        return "Lead age", "created " + _days(_num(_col(frame, "lead_age_days", rows)))
     if source == "activity":
         active = next(f for f in members if f.name.startswith("eng_active_days_"))
-        days = _num(row[active.name])
-        since = _num(row["eng_days_since_any"])
         window = active.name.removeprefix("eng_active_days_").removesuffix("d")
-        last = "never active" if math.isnan(since) else f"last activity {_days(since)}"
-        return "Activity", f"active on {int(days)} of the last {window} days, {last}"
+        days = np.nan_to_num(_num(_col(frame, active.name, rows))).astype(np.int64)
+        since = _num(_col(frame, "eng_days_since_any", rows))
+        never = np.isnan(since)
+        last = np.where(never, "never active", "last activity " + _days(np.nan_to_num(since)))
+        text = np.where(days == 0, f"no activity in the last {window} days",
+                        "active on " + days.astype(str).astype(object) + f" of the last {window} days")
+        return "Activity", np.where(never, "never active", text + ", " + last)
     counts = [f for f in members if f.name.endswith("d") and f.name.rsplit("_", 1)[-1][:-1].isdigit()]
     longest = max(counts, key=lambda f: int(f.name.rsplit("_", 1)[-1][:-1]))
     window = longest.name.rsplit("_", 1)[-1][:-1]
-    n = int(_num(row[longest.name]) or 0)
-    since = _num(row.get(f"eng_{source}_days_since", math.nan)) if f"eng_{source}_days_since" in by_name else math.nan
+    n = np.nan_to_num(_num(_col(frame, longest.name, rows))).astype(np.int64)
+    since_col = f"eng_{source}_days_since"
+    since = _num(_col(frame, since_col, rows)) if since_col in frame.columns else np.full(len(rows), np.nan)
+    latest = _days(np.nan_to_num(since))
     display = longest.display.split(",")[0]
-    if n == 0:
-        value = f"none in the last {window} days" + ("" if math.isnan(since) else f" (latest {_days(since)})")
+    none = np.where(np.isnan(since), f"none in the last {window} days",
+                    f"none in the last {window} days (latest " + latest + ")")
+    some = n.astype(str).astype(object) + f" in the last {window} days, latest " + latest
+    return display, np.where(n == 0, none, some)
+
+
+def _fit_values(members: list[FeatureDef], head: FeatureDef, frame: pd.DataFrame, rows: np.ndarray
+                ) -> tuple[str, np.ndarray]:
+    match = next((f for f in members if not f.name.endswith("_value")), None)
+    raw = next((f for f in members if f.name.endswith("_value")), None)
+    flag = _num(_col(frame, match.name, rows)) if match is not None else np.full(len(rows), np.nan)
+    display = raw.display if raw is not None else head.display.removesuffix(" matches ICP")
+    if raw is None:
+        return display, np.where(np.isnan(flag), "unknown", np.where(flag == 1, "yes", "no"))
+    v = _col(frame, raw.name, rows)
+    if raw.kind == "numeric":
+        num = _num(v)
+        known = np.isfinite(num)
+        value = np.full(len(rows), "unknown", dtype=object)
+        value[known] = [f"{x:,.0f}" for x in num[known]]
     else:
-        value = f"{n} in the last {window} days, latest {_days(since)}"
+        known = pd.notna(v)
+        value = np.where(known, pd.Series(v, dtype=object).astype(str).to_numpy(dtype=object), "unknown")
+    if match is not None:
+        suffix = np.where(np.isnan(flag), "", np.where(flag == 1, " (matches ICP)", " (outside ICP)"))
+        value = np.where(known, value + suffix, value)
     return display, value

@@ -1,4 +1,4 @@
-"""The scorer a service imports: probabilities, 0–100 scores, tiers and reasons.
+"""The scorer a service imports: probabilities, 0–100 scores, tiers, grades and reasons.
 
 >>> from propensity import LeadScorer                      # doctest: +SKIP
 >>> scorer = LeadScorer.load("models/latest")                # doctest: +SKIP
@@ -6,10 +6,20 @@
 
 Importing this module pulls in NumPy, pandas and LightGBM, not MLflow, SHAP or
 matplotlib; MLflow is imported only to resolve a ``models:/`` or ``runs:/`` URI.
+
+Batch output columns: ``lead_id``, ``cutoff``, ``probability`` (calibrated),
+``score`` (``round(100 * probability)``), ``tier``, ``reasons`` (top-k positive then
+negative, ``" | "``-joined), ``fit_score`` and ``engagement_score`` (0–100, 50 = the
+average lead; see :mod:`propensity.scoring.reasons`), ``grade`` (A–E) and ``notes``
+(what was missing or could not be used for that lead, ``""`` when nothing).
 """
 
 from __future__ import annotations
 
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +27,18 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from propensity.data.export import CrmExport, read_export
+from propensity.data.export import CrmExport, DataError, read_export
 from propensity.features.cutoffs import scoring_cutoffs
 from propensity.features.matrix import to_matrix
 from propensity.features.pipeline import build_features
 from propensity.scoring.bundle import Bundle, BundleError, load_bundle
-from propensity.scoring.reasons import Reason, ReasonGroups, describe, probability_points
+from propensity.scoring.leadinput import lead_export
+from propensity.scoring.reasons import ReasonGroups, assemble, family_scores, grades, probability_points
 
 __all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut"]
+
+SMALL_BATCH = 32  # up to this many rows, the model matrix is built in plain Python
+PARALLEL_MIN_ROWS = 4_096  # below this, splitting pred_contrib over threads costs more than it saves
 
 
 class LeadInput(BaseModel):
@@ -44,6 +58,7 @@ class ReasonOut(BaseModel):
     points: float
     family: str
     actionable: bool
+    action: str = ""
     text: str
 
 
@@ -54,6 +69,10 @@ class LeadScore(BaseModel):
     tier: str
     positive: list[ReasonOut]
     negative: list[ReasonOut]
+    fit_score: int = 50
+    engagement_score: int = 50
+    grade: str = "C"
+    notes: list[str] = Field(default_factory=list)
 
 
 def _resolve(uri: str | Path) -> Path:
@@ -69,12 +88,35 @@ def _resolve(uri: str | Path) -> Path:
     return Path(uri)
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1), thread_name_prefix="propensity")
+        return _POOL
+
+
 class LeadScorer:
     """Scores leads with a trained bundle. Stateless after loading: safe across threads."""
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
         self._groups = ReasonGroups.from_spec(bundle.spec)
+        # LightGBM remaps pandas categories to the training ones; when the bundle's
+        # categories are those (they are, for bundles written by train), the codes
+        # can go in as a plain float matrix, which skips LightGBM's pandas handling.
+        cat_names = [f.name for f in bundle.spec if f.kind == "categorical"]
+        trained = getattr(bundle.booster, "pandas_categorical", None) or []
+        self._codes_ok = [list(map(str, c)) for c in trained] == [bundle.categories.get(n, []) for n in cat_names]
+        self._cat_pos = [i for i, f in enumerate(bundle.spec) if f.kind == "categorical"]
+        self._criteria = [(c, f"fit_{c.name}", f"fit_{c.name}_value") for c in bundle.icp.criteria]
+        self._pos = {f.name: j for j, f in enumerate(bundle.spec)}
+        self._codes = {j: {str(v): float(k) for k, v in enumerate(bundle.categories.get(f.name, []))}
+                       for j, f in enumerate(bundle.spec) if f.kind == "categorical"}
 
     @classmethod
     def load(cls, uri: str | Path) -> LeadScorer:
@@ -93,22 +135,6 @@ class LeadScorer:
         raise TypeError(f"cannot score {type(data).__name__}; pass a CRM export folder, a dict of DataFrames "
                         "keyed accounts/leads/activities, or a LeadInput")
 
-    @staticmethod
-    def _one_lead_frames(lead: LeadInput) -> dict[str, pd.DataFrame]:
-        lead_row = dict(lead.lead)
-        account = dict(lead.account or {})
-        if "account_id" not in lead_row:
-            lead_row["account_id"] = account.get("account_id", "__none__")
-        if account and "account_id" not in account:
-            account["account_id"] = lead_row["account_id"]
-        acts = pd.DataFrame(lead.activities, columns=None if lead.activities else
-                            ["lead_id", "activity_type", "occurred_at"])
-        if len(acts) and "lead_id" not in acts.columns:
-            acts["lead_id"] = lead_row.get("lead_id")
-        return {"leads": pd.DataFrame([lead_row]),
-                "accounts": pd.DataFrame([account] if account else [], columns=None if account else ["account_id"]),
-                "activities": acts}
-
     # ----------------------------------------------------------------- scoring
 
     def score(self, data: Any, as_of: pd.Timestamp | str | None = None) -> pd.DataFrame | LeadScore:
@@ -119,97 +145,300 @@ class LeadScorer:
         :class:`LeadInput` or a dict with keys ``lead``, ``account``, ``activities``),
         for which a :class:`LeadScore` is returned instead of a DataFrame.
         Only events before ``as_of`` (occurred and recorded) are used.
+
+        A dict of DataFrames holding exactly one lead is scored on the fast one-lead
+        path (a service's usual call) and still returns a one-row DataFrame.
         """
         if isinstance(data, dict) and "lead" in data:
             data = LeadInput.model_validate(data)
         if isinstance(data, LeadInput):
-            export = CrmExport.from_frames(self._one_lead_frames(data), source="<lead>")
-            cut = scoring_cutoffs(export, None if as_of is None else _utc(as_of))
-            if cut.empty:
-                raise ValueError(f"lead {data.lead.get('lead_id')!r} cannot be scored as of {as_of}: "
-                                 "it was created after that time or already has an opportunity")
-            result = self._score_cutoffs(export, cut, detail=True)
-            row = result.iloc[0]
-            return LeadScore(lead_id=row["lead_id"], probability=row["probability"], score=row["score"],
-                             tier=row["tier"], positive=row["positive"], negative=row["negative"])
+            export, notes = lead_export(data.lead, data.account, data.activities, as_of, self.bundle.icp)
+            return self._score_one(export, notes, as_of)
+        if isinstance(data, dict) and _one_lead_frames(data):
+            lead = data["leads"].iloc[0].to_dict()
+            acts = data.get("activities")
+            export, notes = lead_export(lead, _account_row(data.get("accounts"), lead.get("account_id")),
+                                        [] if acts is None else acts, as_of, self.bundle.icp)
+            cut = self._cutoffs(export, as_of)
+            return self._score_cutoffs(export, cut, detail=False, extra_notes=notes)
         export = self._export(data)
-        ts = None if as_of is None else _utc(as_of)
-        cut = scoring_cutoffs(export, ts)
-        return self._score_cutoffs(export, cut, detail=False)
+        cut = self._cutoffs(export, as_of)
+        frame = build_features(export, cut, self.bundle.icp, self.bundle.engagement)
+        x, notes = self._matrix(frame)
+        contrib = self._contrib(x)
+        p = self._probability(contrib)
+        return self._assemble(frame, contrib, notes, detail=False,
+                              sql_threshold=self.bundle.tiers.sql_threshold(p))
+
+    def _score_one(self, export: CrmExport, notes: list[str], as_of: Any) -> LeadScore:
+        cut = self._cutoffs(export, as_of)
+        lead_id = str(export.leads["lead_id"].iloc[0])
+        if cut.empty:
+            raise ValueError(f"lead {lead_id!r} cannot be scored as of {as_of}: it was created after "
+                             "that time or already has an opportunity")
+        row = self._score_cutoffs(export, cut, detail=True, extra_notes=notes).iloc[0]
+        return _lead_score(row)
 
     def score_chunks(self, data: Any, as_of: pd.Timestamp | str | None = None, chunk_size: int = 50_000):
         """Score the open leads of ``data`` in chunks of ``chunk_size`` leads.
 
         Yields ``(n_leads_total, DataFrame)`` pairs; the chunks together equal
-        :meth:`score` on the same data, in the same order.
+        :meth:`score` on the same data, in the same order. Under a capacity tier
+        policy a first pass computes every probability (features and ``predict``,
+        no SHAP) to place the SQL threshold over all leads, not per chunk.
         """
         export = self._export(data)
-        cut = scoring_cutoffs(export, None if as_of is None else _utc(as_of))
-        for start in range(0, max(len(cut), 1), chunk_size):
-            part = cut.iloc[start:start + chunk_size].reset_index(drop=True)
-            yield len(cut), self._score_cutoffs(export, part, detail=False)
+        cut = self._cutoffs(export, as_of)
+        parts = [cut.iloc[s:s + chunk_size].reset_index(drop=True) for s in range(0, max(len(cut), 1), chunk_size)]
+        threshold = None
+        if self.bundle.tiers.capacity is not None:
+            p = [self._probability_only(export, part) for part in parts if len(part)]
+            threshold = self.bundle.tiers.sql_threshold(np.concatenate(p) if p else np.array([]))
+        for part in parts:
+            yield len(cut), self._score_cutoffs(export, part, detail=False, sql_threshold=threshold)
 
     def explain(self, data: Any, lead_id: str, as_of: pd.Timestamp | str | None = None) -> LeadScore:
         """Score one lead of an export and return its full explanation."""
         export = self._export(data)
-        cut = scoring_cutoffs(export, None if as_of is None else _utc(as_of))
+        cut = self._cutoffs(export, as_of)
         cut = cut[cut["lead_id"] == str(lead_id)].reset_index(drop=True)
         if cut.empty:
             known = export.leads["lead_id"].eq(str(lead_id)).any()
             why = "it already has an opportunity (or was created after the as-of time)" if known else "no such lead"
             raise KeyError(f"{export.source}: lead {lead_id!r} cannot be scored: {why}")
-        row = self._score_cutoffs(export, cut, detail=True).iloc[0]
-        return LeadScore(lead_id=row["lead_id"], probability=row["probability"], score=row["score"],
-                         tier=row["tier"], positive=row["positive"], negative=row["negative"])
+        return _lead_score(self._score_cutoffs(export, cut, detail=True).iloc[0])
 
-    def score_features(self, frame: pd.DataFrame, detail: bool = False) -> pd.DataFrame:
-        """Score a feature table built by ``build_features`` with this bundle's definitions."""
-        x = to_matrix(frame, self.bundle.spec, self.bundle.categories)
-        contrib = np.asarray(self.bundle.booster.predict(x, pred_contrib=True))
-        p, pts = probability_points(contrib, self.bundle.calibrator, self._groups)
+    def score_features(self, frame: pd.DataFrame, detail: bool = False,
+                       sql_threshold: float | None = None) -> pd.DataFrame:
+        """Score a feature table built by ``build_features`` with this bundle's definitions.
+
+        ``sql_threshold`` overrides the bundle's ``sql`` probability (the capacity
+        policy passes the cut it placed over all leads scored together).
+        """
+        x, notes = self._matrix(frame)
+        return self._assemble(frame, self._contrib(x), notes, detail, sql_threshold)
+
+    def tier_summary(self, scores: pd.DataFrame) -> dict:
+        """The tier policy applied to ``scores``: SQL count, threshold, expected conversions."""
+        t = self.bundle.tiers
+        sql = scores["tier"].eq("SQL").to_numpy()
+        p = scores["probability"].to_numpy()
+        return {"policy": "capacity" if t.capacity else "thresholds",
+                "leads_per_week": t.capacity.leads_per_week if t.capacity else None,
+                "sql_threshold": float(p[sql].min()) if sql.any() else t.sql_threshold(p),
+                "sql_leads": int(sql.sum()), "mql_leads": int(scores["tier"].eq("MQL").sum()),
+                "expected_conversions": float(p[sql].sum())}
+
+    # ------------------------------------------------------------------ steps
+
+    @staticmethod
+    def _cutoffs(export: CrmExport, as_of: Any) -> pd.DataFrame:
+        if export.source == "<lead>":  # one lead, no opportunities: scoring_cutoffs' rule, without its sorting
+            t = export.end() + pd.Timedelta(microseconds=1) if as_of is None else _utc(as_of)
+            created = export.leads["created_at"].iloc[0]
+            ids = [] if created >= t else [str(export.leads["lead_id"].iloc[0])]
+            return pd.DataFrame({"lead_id": pd.Series(ids, dtype=object),
+                                 "cutoff": pd.Series([t] * len(ids), dtype="datetime64[us, UTC]")})
+        return scoring_cutoffs(export, None if as_of is None else _utc(as_of))
+
+    def _score_cutoffs(self, export: CrmExport, cut: pd.DataFrame, detail: bool,
+                       sql_threshold: float | None = None, extra_notes: list[str] | None = None) -> pd.DataFrame:
+        frame = build_features(export, cut, self.bundle.icp, self.bundle.engagement)
+        x, notes = self._matrix(frame)
+        if extra_notes:
+            notes = [[*extra_notes, *n] for n in notes]
+        return self._assemble(frame, self._contrib(x), notes, detail, sql_threshold)
+
+    def _probability_only(self, export: CrmExport, cut: pd.DataFrame) -> np.ndarray:
+        frame = build_features(export, cut, self.bundle.icp, self.bundle.engagement)
+        x, _ = self._matrix(frame)
+        return self.bundle.calibrator(self.bundle.booster.predict(x, num_threads=1))
+
+    def _matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray | pd.DataFrame, list[list[str]]]:
+        """The model matrix and, per row, notes on what could not be used.
+
+        Non-finite numbers (±inf) in ICP values are treated as unknown, like a
+        missing value; a category never seen in training is unknown too.
+        """
+        b = self.bundle
+        if len(frame) <= SMALL_BATCH and self._codes_ok:
+            return self._small_matrix(frame)
+        frame, notes = self._clean(frame)
+        x = to_matrix(frame, b.spec, b.categories)
+        if not self._codes_ok:
+            return x, notes
+        m = np.empty((len(x), len(b.spec)), dtype=np.float64)
+        cat = set(self._cat_pos)
+        for i, name in enumerate(x.columns):
+            col = x[name]
+            if i in cat:
+                codes = col.cat.codes.to_numpy()
+                m[:, i] = np.where(codes < 0, np.nan, codes)
+            else:
+                m[:, i] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        return m, notes
+
+    def _small_matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray, list[list[str]]]:
+        """:meth:`_matrix` for a few rows in plain Python: pandas costs ~10 ms a call there.
+
+        Same values as ``to_matrix`` (numbers coerced, unknown categories missing) and
+        the same notes as :meth:`_clean`; a test checks both against the batch path.
+        """
+        b = self.bundle
+        pos = frame.columns.get_indexer(b.feature_names)
+        if (pos < 0).any():
+            to_matrix(frame, b.spec, b.categories)  # raises the KeyError naming the missing features
+        obj = frame.to_numpy(dtype=object)[:, pos]
+        m = np.full(obj.shape, np.nan)
+        notes: list[list[str]] = [[] for _ in range(len(frame))]
+        for j, f in enumerate(b.spec):
+            codes = self._codes[j] if f.kind == "categorical" else None
+            for i, v in enumerate(obj[:, j]):
+                if codes is not None:
+                    if v is not None and v == v:
+                        m[i, j] = codes.get(str(v), np.nan)
+                else:
+                    m[i, j] = _float(v)
+        for c, flag, value in self._criteria:
+            jf, jv = self._pos.get(flag), self._pos.get(value)
+            for i in range(len(frame)):
+                if jv is not None and c.raw:
+                    v = m[i, jv]
+                    if c.numeric and np.isinf(v):
+                        m[i, jv] = np.nan
+                        if jf is not None:
+                            m[i, jf] = np.nan
+                        notes[i].append(f"{c.display}: not a finite number, treated as unknown")
+                        continue
+                    raw = obj[i, jv]
+                    if not c.numeric and raw is not None and raw == raw and np.isnan(v):
+                        notes[i].append(f"{c.display}: {raw!r} not seen in training, treated as unknown")
+                        continue
+                    if raw is None or raw != raw or np.isnan(v):
+                        notes[i].append(f"{c.display}: unknown")
+                elif jf is not None and np.isnan(m[i, jf]):
+                    notes[i].append(f"{c.display}: unknown")
+        return m, notes
+
+    def _clean(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
+        n = len(frame)
+        notes: list[list[str]] = [[] for _ in range(n)]
+        replace: dict[str, np.ndarray] = {}
+        for c, flag, value in self._criteria:
+            if c.raw and value in frame.columns:
+                v = frame[value].to_numpy()
+                if c.numeric:
+                    num = pd.to_numeric(pd.Series(v, dtype=object), errors="coerce").to_numpy(
+                        dtype=np.float64, na_value=np.nan)
+                    bad = np.isinf(num)
+                    unknown = np.isnan(num)
+                    if bad.any():
+                        replace[value] = np.where(bad, np.nan, num)
+                        if flag in frame.columns:
+                            replace[flag] = np.where(bad, np.nan, frame[flag].to_numpy(dtype=np.float64))
+                        for i in np.flatnonzero(bad):
+                            notes[i].append(f"{c.display}: not a finite number, treated as unknown")
+                else:
+                    unknown = pd.isna(v)
+                    known = self.bundle.categories.get(value, [])
+                    unseen = ~unknown & ~pd.Series(v, dtype=object).astype(str).isin(known).to_numpy()
+                    for i in np.flatnonzero(unseen):
+                        notes[i].append(f"{c.display}: {v[i]!r} not seen in training, treated as unknown")
+            elif flag in frame.columns:
+                unknown = np.isnan(frame[flag].to_numpy(dtype=np.float64))
+            else:
+                continue
+            for i in np.flatnonzero(unknown):
+                notes[i].append(f"{c.display}: unknown")
+        if replace:
+            frame = frame.assign(**replace)
+        return frame, notes
+
+    def _contrib(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
+        """Exact TreeSHAP (``pred_contrib``), rows split over the cores for big batches."""
+        booster = self.bundle.booster
+        n = len(x)
+        workers = min(os.cpu_count() or 1, max(n // (PARALLEL_MIN_ROWS // 2), 1))
+        if workers <= 1:
+            return np.asarray(booster.predict(x, pred_contrib=True, num_threads=1))
+        bounds = np.linspace(0, n, workers + 1).astype(int)
+        pieces = [x[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        # LightGBM releases the GIL; one single-threaded call per core beats its own OpenMP
+        # split of pred_contrib, whose per-row work is too small to share well.
+        done = _pool().map(lambda part: np.asarray(booster.predict(part, pred_contrib=True, num_threads=1)), pieces)
+        return np.vstack(list(done))
+
+    def _probability(self, contrib: np.ndarray) -> np.ndarray:
+        return self.bundle.calibrator(1.0 / (1.0 + np.exp(-contrib.sum(axis=1))))
+
+    def _assemble(self, frame: pd.DataFrame, contrib: np.ndarray, notes: list[list[str]], detail: bool,
+                  sql_threshold: float | None) -> pd.DataFrame:
+        b = self.bundle
+        p, pts = probability_points(contrib, b.calibrator, self._groups)
+        fit, eng = family_scores(contrib, self._groups)
+        table = assemble(self._groups, frame, pts, b.top_k)
         out = pd.DataFrame({"lead_id": frame["lead_id"].to_numpy()})
         if "cutoff" in frame.columns:
             out["cutoff"] = frame["cutoff"].to_numpy()
         out["probability"] = p
         out["score"] = np.rint(p * 100).astype(int)
-        tiers = self.bundle.tiers
-        out["tier"] = np.where(p >= tiers.sql, "SQL", np.where(p >= tiers.mql, "MQL", "nurture"))
-        k = self.bundle.top_k
-        pos, neg = self._reasons(frame, pts, k)
+        sql = b.tiers.sql if sql_threshold is None else sql_threshold
+        out["tier"] = np.where(p >= sql, "SQL", np.where(p >= b.tiers.mql, "MQL", "nurture"))
         if detail:
-            out["positive"] = [[_reason_out(r) for r in rs] for rs in pos]
-            out["negative"] = [[_reason_out(r) for r in rs] for rs in neg]
-        out["reasons"] = [" | ".join(r.text for r in a + b) for a, b in zip(pos, neg, strict=True)]
+            rows = [table.row(i, self._groups) for i in range(len(frame))]
+            out["positive"] = [[_reason_out(r) for r in pos] for pos, _ in rows]
+            out["negative"] = [[_reason_out(r) for r in neg] for _, neg in rows]
+            out["note_list"] = notes
+        out["reasons"] = table.joined.astype(object)
+        out["fit_score"] = fit
+        out["engagement_score"] = eng
+        out["grade"] = grades(fit, eng)
+        out["notes"] = ["; ".join(n) for n in notes]
         return out
 
-    def _score_cutoffs(self, export: CrmExport, cut: pd.DataFrame, detail: bool) -> pd.DataFrame:
-        frame = build_features(export, cut, self.bundle.icp, self.bundle.engagement)
-        return self.score_features(frame, detail=detail)
 
-    def _reasons(self, frame: pd.DataFrame, pts: np.ndarray, k: int) -> tuple[list[list[Reason]], list[list[Reason]]]:
-        groups = self._groups
-        order = np.argsort(-pts, axis=1, kind="stable")
-        pos_all, neg_all = [], []
-        records = frame[self.bundle.feature_names].to_dict("records")  # far faster than .iloc per row
-        for i, row in enumerate(records):
-            top = [j for j in order[i, :k] if pts[i, j] > 0.05]
-            bottom = [j for j in order[i, ::-1][:k] if pts[i, j] < -0.05]
-            pos_all.append([self._reason(groups.sources[j], pts[i, j], row) for j in top])
-            neg_all.append([self._reason(groups.sources[j], pts[i, j], row) for j in bottom])
-        return pos_all, neg_all
-
-    def _reason(self, source: str, points: float, row: dict) -> Reason:
-        display, value = describe(source, self._groups, row)
-        head = self._groups.heads[source]
-        return Reason(source, display, value, float(points), head.family,
-                      head.actionable and head.family == "engagement")
+def _float(v: object) -> float:
+    """``pd.to_numeric(errors="coerce")`` for one value."""
+    if v is None or isinstance(v, (bool, np.bool_)):
+        return float(v) if v is not None else np.nan
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return np.nan
 
 
-def _reason_out(r: Reason) -> ReasonOut:
-    return ReasonOut(source=r.source, display=r.display, value=r.value, points=r.points,
-                     family=r.family, actionable=r.actionable, text=r.text)
+def _lead_score(row: pd.Series) -> LeadScore:
+    return LeadScore(lead_id=row["lead_id"], probability=row["probability"], score=row["score"], tier=row["tier"],
+                     positive=row["positive"], negative=row["negative"], fit_score=row["fit_score"],
+                     engagement_score=row["engagement_score"], grade=row["grade"], notes=row["note_list"])
+
+
+def _reason_out(r) -> ReasonOut:  # noqa: ANN001 - a reasons.Reason
+    return ReasonOut(source=r.source, display=r.display, value=r.value, points=r.points, family=r.family,
+                     actionable=r.actionable, action=r.action, text=r.text)
+
+
+def _one_lead_frames(data: dict) -> bool:
+    leads = data.get("leads")
+    return (isinstance(leads, pd.DataFrame) and len(leads) == 1 and set(data) <= {"leads", "accounts", "activities"}
+            and all(isinstance(data.get(k), pd.DataFrame) for k in ("accounts", "activities") if k in data))
+
+
+def _account_row(df: pd.DataFrame | None, account_id: object) -> dict | None:
+    """The lead's account row of a small accounts frame (its only row when ids are absent)."""
+    if df is None or len(df) == 0:
+        return None
+    if "account_id" in df.columns and account_id is not None:
+        hit = np.flatnonzero(df["account_id"].astype(str).to_numpy() == str(account_id))
+        return df.iloc[int(hit[0])].to_dict() if len(hit) else None
+    return df.iloc[0].to_dict()
 
 
 def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
+    try:
+        t = pd.Timestamp(ts)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"as_of: expected a timestamp, e.g. 2025-01-31T09:00:00Z; got {ts!r} ({exc})") from None
+    if t is pd.NaT or (isinstance(t, float) and math.isnan(t)):
+        raise DataError("as_of: expected a timestamp; got an empty value")
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
