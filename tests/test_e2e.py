@@ -32,7 +32,10 @@ def test_train_logs_run_metrics_artifacts_and_registers(run):
         assert key in m
     assert 0.5 < m["model_roc_auc"] <= 1.0
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id, "charts")}
-    assert artifacts == {"charts/calibration.png", "charts/lift_gains.png", "charts/shap_summary.png"}
+    assert artifacts == {"charts/calibration.png", "charts/lift_gains.png", "charts/shap_summary.png",
+                         "charts/score_by_tier.png"}
+    top = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"model_card.md", "split.json", "lift.json", "segments.json", "config"} <= top
     version = client.get_model_version_by_alias("propensity-lead-score", "challenger")
     assert version.run_id == runs[0].info.run_id
 
@@ -61,7 +64,7 @@ def test_score_and_explain_commands(run, capsys):
     out = root / "scores.parquet"
     assert main(["score", "--model", str(root / "models" / "latest"), "--data", str(crm), "--out", str(out)]) == 0
     scores = pd.read_parquet(out)
-    assert list(scores.columns) == ["lead_id", "probability", "score", "tier", "reasons"]
+    assert list(scores.columns)[:5] == ["lead_id", "probability", "score", "tier", "reasons"]
     lead = scores.sort_values("probability").iloc[-1]["lead_id"]
     capsys.readouterr()
     assert main(["explain", "--model", str(root / "models" / "latest"), "--data", str(crm), "--lead", lead]) == 0

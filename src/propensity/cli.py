@@ -159,33 +159,115 @@ def cmd_score(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
 
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
     scorer = LeadScorer.load(args.model)
     t = time.perf_counter()
-    parts = []
-    with tqdm(desc="  scoring leads", unit=" leads", file=sys.stderr, disable=None, leave=False) as bar:
-        for total, part in scorer.score_chunks(args.data, as_of=args.as_of):
-            bar.total = total
-            bar.update(len(part))
-            parts.append(part)
-    scores = pd.concat(parts, ignore_index=True)
-    cols = ["lead_id", "probability", "score", "tier", "reasons"]
-    _write_table(scores[cols], Path(args.out))
+    cols = ["lead_id", "probability", "score", "tier", "reasons", "fit_score", "engagement_score", "grade", "notes"]
+    counts = {"SQL": 0, "MQL": 0, "nurture": 0}
+    n, expected, sql_min = 0, 0.0, float("inf")
+    # Chunks go straight to a temp file beside the target, renamed at the end: memory
+    # stays bounded by one chunk and a failure leaves no half-written output.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    writer = None
+    try:
+        with tqdm(desc="  scoring leads", unit=" leads", file=sys.stderr, disable=None, leave=False) as bar:
+            for total, part in scorer.score_chunks(args.data, as_of=args.as_of,
+                                                          chunk_size=getattr(args, "chunk_size", 50_000)):
+                bar.total = total
+                bar.update(len(part))
+                part = part[cols]
+                if out.suffix == ".csv":
+                    part.to_csv(tmp, mode="w" if n == 0 else "a", header=n == 0, index=False)
+                else:
+                    import pyarrow as pa
+                    import pyarrow.parquet as pq
+
+                    table = pa.Table.from_pandas(part, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+                n += len(part)
+                for k in counts:
+                    counts[k] += int(part["tier"].eq(k).sum())
+                sql = part["probability"][part["tier"].eq("SQL")]
+                expected += float(sql.sum())
+                sql_min = min(sql_min, float(sql.min())) if len(sql) else sql_min
+        if writer is not None:
+            writer.close()
+            writer = None
+        elif out.suffix == ".parquet":
+            pd.DataFrame(columns=cols).to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        Path(tmp).unlink(missing_ok=True)
+        raise
     dt = time.perf_counter() - t
-    tiers = scores["tier"].value_counts().to_dict()
-    print(f"scored {len(scores):,} open leads in {dt:.1f}s ({len(scores) / max(dt, 1e-9):,.0f}/s) -> {args.out}; "
-          f"tiers: " + ", ".join(f"{k} {tiers.get(k, 0):,}" for k in ("SQL", "MQL", "nurture")))
+    print(f"scored {n:,} open leads in {dt:.1f}s ({n / max(dt, 1e-9):,.0f}/s) -> {args.out}; "
+          f"tiers: " + ", ".join(f"{k} {counts[k]:,}" for k in ("SQL", "MQL", "nurture")))
+    tiers = scorer.bundle.tiers
+    policy = (f"capacity {tiers.capacity.leads_per_week:,} leads/week" if tiers.capacity
+              else f"thresholds MQL >= {tiers.mql:.1%}, SQL >= {tiers.sql:.1%}")
+    cut = f", SQL threshold {sql_min:.1%}" if counts["SQL"] else ""
+    print(f"tier policy: {policy}{cut}; conversions expected from the SQL leads: {expected:,.1f}")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from propensity.config import load_project
+    from propensity.data.export import read_export
+    from propensity.features.cutoffs import scoring_cutoffs, training_cutoffs
+    from propensity.features.pipeline import build_features
+
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):  # before the expensive part
+        raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
+    project = load_project(args.config)
+    t = time.perf_counter()
+    _say(f"reading {args.data}")
+    export = read_export(args.data)
+    if args.as_of is None:
+        cfg = project.training
+        cut = training_cutoffs(export, cfg.cutoffs, cfg.label.horizon_days)
+        what = f"training rows (snapshots every {cfg.cutoffs.every_days} days, label = closed won within " \
+               f"{cfg.label.horizon_days} days)"
+    else:
+        cut = scoring_cutoffs(export, args.as_of)
+        what = f"open leads as of {cut['cutoff'].iloc[0] if len(cut) else args.as_of}"
+    _say(f"building features for {len(cut):,} {what}")
+    frame = build_features(export, cut, project.icp, project.engagement)
+    _write_table(frame, out)
+    print(f"{len(frame):,} {what}, {frame.shape[1]} columns -> {out} ({time.perf_counter() - t:.1f}s)")
     return 0
 
 
 def format_explanation(ls) -> str:
-    lines = [f"lead {ls.lead_id}: probability {ls.probability:.1%}, score {ls.score}/100, tier {ls.tier}"]
+    """A readable table of one lead's score: headline, fit vs engagement, reasons, notes."""
+    lines = [f"lead {ls.lead_id}: probability {ls.probability:.1%}, score {ls.score}/100, tier {ls.tier}, "
+             f"grade {getattr(ls, 'grade', '?')}"]
+    fit, eng = getattr(ls, "fit_score", None), getattr(ls, "engagement_score", None)
+    if fit is not None and eng is not None:
+        lines.append(f"  fit (who they are) {fit:>3}/100   engagement (what they did lately) {eng:>3}/100   "
+                     f"(50 = the average lead)")
+    rows = [(r.points, r.display, r.value, r.family, r.action if r.actionable else "")
+            for r in [*ls.positive, *ls.negative]]
+    w_display = max([len(d) for _, d, _, _, _ in rows] + [len("reason")])
+    w_value = max([len(v) for _, _, v, _, _ in rows] + [len("observed")])
+    lines.append(f"  {'pts':>7}  {'reason':<{w_display}}  {'observed':<{w_value}}  {'family':<10}  sales action")
     for title, reasons in (("raising the score", ls.positive), ("lowering the score", ls.negative)):
-        lines.append(f"  {title}:")
+        lines.append(f"  -- {title}")
         if not reasons:
-            lines.append("    (nothing notable)")
+            lines.append("     (nothing notable)")
         for r in reasons:
-            act = "  [sales can act]" if r.actionable else ""
-            lines.append(f"    {r.points:+6.1f} pts  {r.display}: {r.value}{act}")
+            act = r.action.removeprefix("sales can act: ") if r.actionable and r.action else ""
+            lines.append(f"  {r.points:+7.1f}  {r.display:<{w_display}}  {r.value:<{w_value}}  {r.family:<10}  {act}")
+    for note in getattr(ls, "notes", []) or []:
+        lines.append(f"  note: {note}")
     return "\n".join(lines)
 
 
@@ -237,6 +319,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    from propensity.config import load_project
+    from propensity.data.export import read_export
+    from propensity.registry import promote
+    from propensity.tracking import check_tracking, resolve_tracking_uri
+
+    project = load_project(args.config)
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_tracking(uri)
+    name = args.name or project.training.tracking.registered_model
+    result = promote(name, read_export(args.data), uri, experiment=project.training.tracking.experiment,
+                     capacity=args.capacity, tolerance=args.tolerance, force=args.force)
+    print(f"{name}: challenger v{result['challenger']} vs champion "
+          f"{'v' + str(result['champion']) if result['champion'] else '(none)'} on "
+          f"{int(result['figures']['challenger']['rows']):,} holdout rows, capacity {result['capacity']:,}")
+    print(f"{'':26}" + "".join(f"{w:>12}" for w in result["figures"]))
+    for key in ("roc_auc", "lift_at_capacity", "conversions_at_capacity", "ece"):
+        print(f"{key:26}" + "".join(f"{f[key]:>12.4f}" for f in result["figures"].values()))
+    print(f"decision: {result['decision']}" + (" -- --force was used" if result["forced"] else "")
+          + f" (logged as MLflow run {result['run_id']})")
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 
 
@@ -274,12 +379,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as-of", help="score as of this UTC time (default: end of the data)")
     s.set_defaults(func=cmd_score)
 
+    s = sub.add_parser("features", help="build the point-in-time feature table alone (training rows, or as of a date)")
+    s.add_argument("--data", required=True, help="CRM export folder")
+    s.add_argument("--out", required=True, help="output file (.csv or .parquet), written atomically")
+    s.add_argument("--as-of", help="one row per open lead as of this UTC time (default: labelled training rows)")
+    s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
+    s.set_defaults(func=cmd_features)
+
     s = sub.add_parser("explain", help="print one lead's score and the reasons behind it")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--lead", required=True, help="lead_id")
     s.add_argument("--as-of")
     s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("promote", help="move alias champion to the challenger if it wins on a recent holdout")
+    s.add_argument("--data", required=True, help="CRM export folder whose newest labelled snapshots are the holdout")
+    s.add_argument("--name", help="registered model name (default: tracking.registered_model of the config)")
+    s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    s.add_argument("--capacity", type=int, help="leads sales can work (default: 10%% of the holdout rows)")
+    s.add_argument("--tolerance", type=float, default=0.02, help="allowed loss in lift (relative) and ECE")
+    s.add_argument("--force", action="store_true", help="promote even if the challenger does not win")
+    s.set_defaults(func=cmd_promote)
 
     s = sub.add_parser("demo", help="generate a synthetic CRM, train, log to MLflow, score and explain")
     s.add_argument("--dir", default="propensity-demo", help="working folder (default: ./propensity-demo)")

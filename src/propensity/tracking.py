@@ -53,7 +53,8 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
     import mlflow
     from mlflow.models import infer_signature
 
-    from propensity.modeling.charts import calibration_chart, lift_chart, shap_summary_chart
+    from propensity.modeling.charts import calibration_chart, lift_chart, shap_summary_chart, tier_chart
+    from propensity.modeling.report import model_card
 
     cfg = project.training
     mlflow.set_tracking_uri(tracking_uri)
@@ -63,13 +64,24 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         params = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in result.params.items()
                   if k != "monotone_constraints"}
         mlflow.log_params(params)
-        mlflow.set_tags({"label": result.bundle.metadata["label"], "data": result.bundle.metadata["data"]})
+        meta = result.bundle.metadata
+        mlflow.set_tags({"label": meta["label"], "data": meta["data"], "data_end": meta["data_end"],
+                         "horizon_days": str(cfg.label.horizon_days),
+                         "test_window": f"{result.split['test']['first_cutoff']}..{result.split['test']['last_cutoff']}"})
         for who, metrics in result.metrics.items():
             mlflow.log_metrics({f"{who}_{k}": v for k, v in metrics.items() if v == v})
         for part, info in result.split.items():
             mlflow.log_metric(f"{part}_rows", info["rows"])
         mlflow.log_dict(result.split, "split.json")
         mlflow.log_dict(result.lift, "lift.json")
+        mlflow.log_text(model_card(result, project), "model_card.md")
+        if result.segments:
+            mlflow.log_dict({"min_conversions": 30, "segments": result.segments}, "segments.json")
+        audit = getattr(result, "audit", None)
+        if audit:
+            mlflow.log_dict(audit, "leakage_audit.json")
+            flags = audit.get("flags", []) if isinstance(audit, dict) else []
+            mlflow.set_tag("leakage_flags", str(len(flags)))
         mlflow.log_artifact(str(project.training_path), "config/training")
         for name in ("icp.yaml", "engagement.yaml"):
             mlflow.log_artifact(str(project.features_dir / name), "config/features")
@@ -78,6 +90,7 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
             calibration_chart(result.test, tmpd / "calibration.png"),
             lift_chart(result.lift, tmpd / "lift_gains.png"),
             shap_summary_chart(scorer_contrib, result.sample_matrix, tmpd / "shap_summary.png"),
+            tier_chart(result.test, cfg.tiers.mql, cfg.tiers.sql, tmpd / "score_by_tier.png"),
         ]
         for c in charts:
             mlflow.log_artifact(str(c), "charts")

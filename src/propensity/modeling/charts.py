@@ -85,3 +85,32 @@ def shap_summary_chart(contrib: np.ndarray, matrix: pd.DataFrame, path: Path, ma
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def tier_chart(test: pd.DataFrame, mql: float, sql: float, path: Path) -> Path:
+    """Score distribution of the test rows by tier, with each tier's observed conversion rate."""
+    plt = _plt()
+    p = test["probability"].to_numpy()
+    y = test["label"].to_numpy()
+    tiers = [("nurture", p < mql), ("MQL", (p >= mql) & (p < sql)), ("SQL", p >= sql)]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    bins = np.linspace(0, max(float(p.max()), sql * 1.2, 1e-3), 40)
+    colors = ["#999999", "#4c72b0", "#dd8452"]
+    for (name, mask), color in zip(tiers, colors, strict=True):
+        a.hist(p[mask], bins=bins, alpha=0.8, color=color, label=f"{name} ({int(mask.sum()):,})")
+    a.set_yscale("log")
+    a.set_xlabel("calibrated probability")
+    a.set_ylabel("lead snapshots (log)")
+    a.set_title("Score distribution by tier (test window)")
+    a.legend()
+    names = [n for n, _ in tiers]
+    rates = [float(y[m].mean()) if m.any() else 0.0 for _, m in tiers]
+    b.bar(names, rates, color=colors)
+    for i, (r, (_, m)) in enumerate(zip(rates, tiers, strict=True)):
+        b.text(i, r, f"{r:.1%}\n{int(y[m].sum())} won", ha="center", va="bottom")
+    b.set_ylabel("observed conversion rate")
+    b.set_title("Conversion by tier")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
