@@ -188,3 +188,33 @@ def test_mlflow_models_serve_answers_http_scoring(server, trained):
         assert preds["probability"].tolist() == pytest.approx(expected["probability"].tolist(), abs=1e-9)
     finally:
         _stop(proc)
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("models:/propensity-lead-score@no-such-alias", "no-such-alias"),
+    ("models:/no-such-model/1", "no-such-model"),
+])
+def test_bad_model_uris_fail_with_clear_messages(server, trained, uri, expected):
+    import mlflow
+
+    from propensity import LeadScorer
+    from propensity.scoring.bundle import BundleError
+
+    mlflow.set_tracking_uri(server)
+    with pytest.raises(BundleError) as err:
+        LeadScorer.load(uri)
+    msg = str(err.value)
+    assert uri in msg and expected in msg and "\n" not in msg
+
+
+def test_uri_pointing_at_something_else_is_refused(server, trained):
+    import mlflow
+
+    from propensity import LeadScorer
+    from propensity.scoring.bundle import BundleError
+
+    client = mlflow.MlflowClient(tracking_uri=server)
+    run_id = client.get_model_version_by_alias("propensity-lead-score", "challenger").run_id
+    mlflow.set_tracking_uri(server)
+    with pytest.raises(BundleError, match="holds no propensity bundle"):
+        LeadScorer.load(f"runs:/{run_id}/charts")

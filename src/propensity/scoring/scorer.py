@@ -79,8 +79,16 @@ def _resolve(uri: str | Path) -> Path:
     text = str(uri)
     if text.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
         import mlflow  # lazy: only a service that loads from the registry pays for it
+        from mlflow.exceptions import MlflowException
 
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        except MlflowException as exc:
+            # e.g. no such registered model, an alias with no version, a run without that path
+            first = str(exc.message if hasattr(exc, "message") else exc).splitlines()[0]
+            raise BundleError(f"{text}: cannot be loaded from MLflow at {mlflow.get_tracking_uri()} ({first})") from None
+        except OSError as exc:
+            raise BundleError(f"{text}: cannot be downloaded from MLflow ({exc})") from None
         found = sorted(local.rglob("bundle.json"))
         if found:
             return found[0].parent
