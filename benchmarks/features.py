@@ -128,8 +128,8 @@ def main() -> None:
         if not (folder / "activities.parquet").exists():
             generate(folder, args.leads, args.seed)
         # A fresh process, so the generator's memory does not count towards the peak.
-        proc = subprocess.run([sys.executable, __file__, "--measure", str(folder), "--engine", args.engine], check=True,
-                              capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, __file__, "--measure", str(folder), "--engine", args.engine],
+                              check=True, capture_output=True, text=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
 
     print(f"{r['leads']:,} leads, {r['events']:,} activities, {r['cpus']} CPU(s)")

@@ -2,13 +2,13 @@
 
 Used by :func:`propensity.features.pipeline.build_features` for small requests
 (scoring a lead on demand) so that no database is started. It computes the same
-engagement values as the DuckDB engine; see ``pipeline.py`` for the definitions
+engagement values as the batch engines; see ``pipeline.py`` for the definitions
 and the time contract (an event counts only if it occurred *and* was recorded
 strictly before the cutoff).
 
 Every (row, event) pair of a lead is expanded in NumPy, filtered by the time
 contract and aggregated with ``bincount``; memory grows with rows x events per
-lead, which is why large batches go to DuckDB instead.
+lead, which is why large batches go to the running-totals engine (``running.py``).
 """
 
 from __future__ import annotations

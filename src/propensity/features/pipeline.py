@@ -42,7 +42,7 @@ from propensity.features.spec import build_feature_spec
 
 __all__ = ["MEMORY_ENGINE_MAX_LEADS", "build_features"]
 
-MEMORY_ENGINE_MAX_LEADS = 2_000  # "auto" uses the pairwise NumPy engine below this many leads, "running" from it
+MEMORY_ENGINE_MAX_LEADS = 2_000  # "auto": the pairwise NumPy engine below this many leads, "running" from it
 
 
 def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, engagement: EngagementConfig,
@@ -206,8 +206,9 @@ def _events(export: CrmExport, uniq: np.ndarray, engagement: EngagementConfig) -
     lead = _positions_many(acts["lead_id"], uniq)
     keep = lead >= 0
     everything = bool(keep.all())
-    type_col = acts["activity_type"] if everything else acts["activity_type"][keep]
-    code, types = pd.factorize(type_col)
+    code, types = pd.factorize(acts["activity_type"])  # whole column: cheap for categoricals, no masked copy
+    if not everything:
+        code = code[keep]
     types = np.asarray(types, dtype=object)
     member = np.array([[t in set(s.activity_types) for t in types] for s in engagement.signals],
                       dtype=bool).reshape(len(engagement.signals), len(types))
@@ -237,10 +238,11 @@ def _positions_many(column: pd.Series, uniq: np.ndarray) -> np.ndarray:
 
 
 def _warn_unknown_types(code: np.ndarray, types: np.ndarray, member: np.ndarray) -> None:
-    unknown = ~member.any(axis=0)
+    counts = np.bincount(code, minlength=len(types))
+    unknown = ~member.any(axis=0) & (counts > 0)  # types seen only for other leads say nothing
     if not unknown.any():
         return
-    counts = np.bincount(code, minlength=len(types))[unknown]
+    counts = counts[unknown]
     names = types[unknown][np.argsort(-counts, kind="stable")]
     warnings.warn(f"{int(counts.sum())} activit{'y' if counts.sum() == 1 else 'ies'} of {len(names)} type(s) "
                   f"that no engagement signal lists were ignored by the signal features, e.g. "

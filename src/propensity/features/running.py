@@ -1,0 +1,261 @@
+"""The running-totals engagement engine: sorted arrays and binary search, NumPy only.
+
+Computes exactly the engagement features of
+:func:`propensity.features.memory.engagement_memory` (see ``pipeline.py`` for the
+definitions and the time contract) without joining every cutoff row to every event
+of its lead.
+
+Events split in two:
+
+- **on time** (``recorded_at <= occurred_at``, ~95% in CRM exports): eligible for a
+  cutoff ``T`` iff ``occurred_at < T``. Sorted once by (lead, occurred_at), the
+  eligible events of a row are a prefix of its lead's block, and the events in a
+  window ``[T - W, T)`` a contiguous range, found by ``np.searchsorted``. Counts are
+  differences of prefix counts, days-since reads the last event of the prefix,
+  distinct active days are prefix counts of "new day" flags, and decay is a sum of
+  ``2 ** ((occ - a) / h)`` over the prefix (anchor ``a`` = the lead's first event,
+  so the terms are >= 1 and cannot cancel) rescaled by ``2 ** (-(T - a) / h)``.
+- **backfilled** (``recorded_at > occurred_at``) and the events of leads whose span
+  would overflow the anchored terms: joined to the rows of their lead and filtered
+  by the full contract, as in the memory engine; they are few. Their distinct days
+  are added only where no on-time eligible event already covers that day.
+
+Work is O((E + R) log E) for E events and R rows (plus the rows' share of their
+lead's events in one ``np.add.reduceat`` for decay), with int64 keys in memory.
+
+Keys: ``lead * S + bucket(occurred_at)`` must fit in int64; with microsecond
+buckets a million leads over two years would not, so the bucket is the smallest
+number of microseconds that fits (usually 1 for small batches) and events that
+share a bucket with a cutoff are resolved exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from propensity.config import EngagementConfig
+from propensity.features.memory import DAY_US, Events
+
+__all__ = ["engagement_running"]
+
+_MAX_EXPONENT = 960.0  # anchored decay terms are 2**x, x <= this (sums stay finite); wider leads: exact path
+_KEY_LIMIT = 2 ** 61
+
+
+def engagement_running(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
+                       engagement: EngagementConfig, unit_us: int | None = None) -> dict[str, np.ndarray]:
+    """Engagement features per row, in spec order (without ``lead_age_days``).
+
+    Same inputs and outputs as :func:`propensity.features.memory.engagement_memory`.
+    ``unit_us`` forces the key bucket width (tests use it to exercise the exact
+    resolution of cutoffs that fall in an event's bucket).
+    """
+    n = len(row_lead)
+    windows = list(engagement.windows_days)
+    longest = max(windows)
+    signals = engagement.signals
+    out_counts = {(s, w): np.zeros(n) for s in range(len(signals)) for w in windows}
+    since = np.full((len(signals), n), np.iinfo(np.int64).max, dtype=np.int64)  # min age, µs
+    decay = np.zeros((len(signals), n))
+    active = np.zeros(n)
+    since_any = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+
+    if n and len(events.lead):
+        row_lead = np.asarray(row_lead, dtype=np.int64)
+        row_t = np.asarray(row_t, dtype=np.int64)
+        n_leads = int(max(row_lead.max(), events.lead.max())) + 1
+        exact = events.rec > events.occ
+        on = _OnTime(events, ~exact, n_leads, unit_us)
+        h_min = min(s.half_life_days for s in signals) * DAY_US
+        wide = on.lead_span() / h_min > _MAX_EXPONENT
+        if wide.any():  # move those leads' events to the exact path
+            exact |= wide[events.lead]
+            on = _OnTime(events, ~exact, n_leads, unit_us)
+
+        # Rows sorted by (lead, cutoff): searches in order, and each lead's rows contiguous.
+        perm = np.argsort(row_lead * np.int64(on.S) + on.bucket(row_t), kind="stable")
+        lead_r, t_r = row_lead[perm], row_t[perm]
+        _on_time_part(on, row_lead, row_t, lead_r, t_r, signals, windows, longest, perm, out_counts, since, decay,
+                      active, since_any)
+        if exact.any():
+            _exact_part(on, events, np.flatnonzero(exact), lead_r, t_r, signals, windows, longest, perm,
+                        out_counts, since, decay, active, since_any)
+
+    out: dict[str, np.ndarray] = {}
+    for s_idx, s in enumerate(signals):
+        for w in windows:
+            out[f"eng_{s.name}_{w}d"] = out_counts[(s_idx, w)]
+        out[f"eng_{s.name}_days_since"] = _days(since[s_idx])
+        out[f"eng_{s.name}_decay"] = decay[s_idx]
+    out[f"eng_active_days_{longest}d"] = active
+    out["eng_days_since_any"] = _days(since_any)
+    return out
+
+
+def _days(age: np.ndarray) -> np.ndarray:
+    return np.where(age == np.iinfo(np.int64).max, np.nan, age / DAY_US)
+
+
+class _OnTime:
+    """On-time events sorted by (lead, occurred_at), with exact position search."""
+
+    def __init__(self, events: Events, keep: np.ndarray, n_leads: int, unit_us: int | None) -> None:
+        sel = np.flatnonzero(keep)
+        occ = events.occ[sel]
+        lead = events.lead[sel].astype(np.int64)
+        self.tmin = int(occ.min()) if len(occ) else 0
+        span = (int(occ.max()) - self.tmin) if len(occ) else 0
+        if unit_us is None:
+            unit_us = max(1, -(-(n_leads * (span + 4)) // _KEY_LIMIT))
+        self.unit = int(unit_us)
+        self.bmax = span // self.unit + 2  # query buckets are clipped to [0, bmax]
+        self.S = self.bmax + 1
+        if n_leads * self.S >= 2 ** 63:
+            raise OverflowError("running engine: lead x time key does not fit in int64")
+        key = lead * np.int64(self.S) + ((occ - self.tmin) // self.unit + 1)
+        del lead
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        if self.unit > 1:  # order events that share a (lead, bucket) by their exact time
+            tie = np.zeros(len(key), dtype=bool)
+            same = key[1:] == key[:-1]
+            tie[1:] |= same
+            tie[:-1] |= same
+            if tie.any():
+                pos = np.flatnonzero(tie)
+                sub = order[pos]
+                order[pos] = sub[np.lexsort((occ[sub], key[pos]))]
+        self.key = key
+        self.occ = occ[order]
+        idx = sel[order]
+        del order, sel, occ
+        self.member = events.member
+        if len(idx) >= 2 ** 31:
+            raise OverflowError("running engine: 2**31 or more events in one batch")
+        self.code = events.code[idx]
+        self.day = self.occ // DAY_US  # UTC day number, as events.day (cheaper than a gather)
+        self.lead = self.key // np.int64(self.S)
+        counts = np.bincount(self.lead, minlength=n_leads)
+        self.start = np.zeros(n_leads + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.start[1:])
+
+    def bucket(self, t: np.ndarray) -> np.ndarray:
+        return np.clip((t - self.tmin) // self.unit + 1, 0, self.bmax)
+
+    def lead_span(self) -> np.ndarray:
+        """Per lead, last minus first on-time occurred_at (0 without events)."""
+        s, e = self.start[:-1], self.start[1:]
+        has = e > s
+        span = np.zeros(len(s), dtype=np.int64)
+        span[has] = self.occ[e[has] - 1] - self.occ[s[has]]
+        return span
+
+    def pos(self, lead: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Global position after the last event of ``lead`` with occurred_at < t."""
+        q = lead * np.int64(self.S) + self.bucket(t)
+        lo = np.searchsorted(self.key, q, side="left")
+        if self.unit == 1:  # a shared bucket means occ == t: not before t
+            return lo
+        if not len(self.key):
+            return lo
+        hit = np.flatnonzero(self.key[np.minimum(lo, len(self.key) - 1)] == q)  # t shares a bucket with events
+        if len(hit):
+            kk = np.searchsorted(self.key, q[hit], side="right") - lo[hit]
+            rep = np.repeat(hit, kk)
+            within = np.arange(len(rep)) - np.repeat(np.cumsum(kk) - kk, kk)
+            before = self.occ[lo[rep] + within] < t[rep]
+            lo = lo + np.bincount(rep[before], minlength=len(lo))
+        return lo
+
+
+def _on_time_part(on: _OnTime, row_lead, row_t, lead_r, t_r, signals, windows, longest, perm, out_counts, since,
+                  decay, active, since_any) -> None:
+    """Searches run on the rows sorted by (lead, cutoff) (``lead_r``, ``t_r``, ``perm``);
+    the positions found are put back in the caller's row order once, so that the
+    per-feature work writes its columns in order instead of scattering each one."""
+    n = len(row_lead)
+    p_ts = on.pos(lead_r, t_r)
+    p_t = np.empty(n, dtype=np.int64)
+    p_t[perm] = p_ts
+    p_w = {}
+    for w in windows:
+        p_w[w] = np.empty(n, dtype=np.int64)
+        p_w[w][perm] = on.pos(lead_r, t_r - w * DAY_US)
+    start_s = on.start[lead_r]
+    start = on.start[row_lead]
+    has = p_t > start
+    since_any[has] = row_t[has] - on.occ[p_t[has] - 1]
+
+    # Distinct days in [p_W, p_T): one plus the day changes after the first event.
+    new = np.ones(len(on.day), dtype=bool)
+    if len(new) > 1:
+        new[1:] = (on.day[1:] != on.day[:-1]) | (on.lead[1:] != on.lead[:-1])
+    c = np.zeros(len(new) + 1, dtype=np.int32)  # fewer than 2**31 events per batch
+    np.cumsum(new, out=c[1:], dtype=np.int32)
+    del new
+    p_l = p_w[longest]
+    some = p_t > p_l
+    active[some] = 1 + c[p_t[some]] - c[p_l[some] + 1]
+
+    first = on.occ[np.minimum(on.start[:-1], max(len(on.occ) - 1, 0))] if len(on.occ) else np.zeros(0, np.int64)
+    for s_idx, s in enumerate(signals):
+        m = on.member[s_idx][on.code]
+        idx = np.flatnonzero(m)
+        c = np.zeros(len(m) + 1, dtype=np.int32)
+        np.cumsum(m, out=c[1:], dtype=np.int32)
+        del m
+        c_t = c[p_t]
+        for w in windows:
+            np.subtract(c_t, c[p_w[w]], out=out_counts[(s_idx, w)], casting="unsafe")
+        got = c_t > c[start]
+        since[s_idx, got] = row_t[got] - on.occ[idx[c_t[got] - 1]]
+        # Decay in sorted row order: reduceat then sums each lead's prefix with little wasted work.
+        h = s.half_life_days * DAY_US
+        terms = np.empty(len(idx) + 1)
+        terms[:-1] = np.exp2((on.occ[idx] - first[on.lead[idx]]) / h)
+        terms[-1] = 0.0
+        c_ts, c_ss = c[p_ts], c[start_s]
+        got_s = c_ts > c_ss
+        ind = np.empty(2 * n, dtype=np.int64)
+        ind[0::2], ind[1::2] = c_ss, c_ts
+        total = np.add.reduceat(terms, ind)[0::2][got_s] if n else np.zeros(0)
+        anchor = first[lead_r[got_s]]
+        decay[s_idx, perm[got_s]] = np.exp2(np.log2(total) - (t_r[got_s] - anchor) / h)
+        del c, idx, terms, ind
+
+
+def _exact_part(on: _OnTime, events: Events, ev: np.ndarray, lead_r, t_r, signals, windows, longest, perm,
+                out_counts, since, decay, active, since_any) -> None:
+    """Backfilled (and overflow-prone) events joined to their lead's rows, filtered exactly."""
+    n_leads = len(on.start) - 1
+    r_start = np.searchsorted(lead_r, np.arange(n_leads + 1))
+    ev_lead = events.lead[ev]
+    k = r_start[ev_lead + 1] - r_start[ev_lead]
+    pair_ev = np.repeat(ev, k)
+    pair_row = np.arange(len(pair_ev)) - np.repeat(np.cumsum(k) - k - r_start[ev_lead], k)
+    t = t_r[pair_row]
+    ok = (events.occ[pair_ev] < t) & (events.rec[pair_ev] < t)
+    pair_ev, pair_row, t = pair_ev[ok], pair_row[ok], t[ok]
+    age = t - events.occ[pair_ev]
+    n = len(lead_r)
+    orig = perm[pair_row]  # the caller's row order: the adds below then sweep the output columns in order
+    np.minimum.at(since_any, orig, age)
+    code = events.code[pair_ev]
+    for s_idx, s in enumerate(signals):
+        m = events.member[s_idx][code]
+        rows_m, age_m = orig[m], age[m]
+        for w in windows:
+            out_counts[(s_idx, w)] += np.bincount(rows_m[age_m <= w * DAY_US], minlength=n)
+        np.minimum.at(since[s_idx], rows_m, age_m)
+        decay[s_idx] += np.bincount(rows_m, weights=0.5 ** (age_m / DAY_US / s.half_life_days), minlength=n)
+    # Active days: a backfilled event's day counts unless an on-time eligible event covers it.
+    in_w = age <= longest * DAY_US
+    pr, day, tt = pair_row[in_w], events.day[pair_ev[in_w]], t[in_w]
+    lr = lead_r[pr]
+    lo = np.maximum(tt - longest * DAY_US, day * DAY_US)
+    hi = np.minimum(tt, (day + 1) * DAY_US)
+    covered = on.pos(lr, hi) > on.pos(lr, lo)
+    pr, day = pr[~covered], day[~covered]
+    if len(pr):
+        pairs = np.unique(pr * np.int64(1 << 24) + (day - day.min()))
+        active += np.bincount(perm[pairs >> 24], minlength=n)
