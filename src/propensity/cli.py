@@ -125,7 +125,55 @@ def _print_run(run: dict | None) -> None:
         print(f"look at it with: mlflow ui --backend-store-uri {run['tracking_uri']}")
 
 
+def _table_budget(args: argparse.Namespace) -> float:
+    if args.budget is not None:
+        if args.budget < 0:
+            raise ValueError(f"--budget: expected seconds >= 0, got {args.budget}")
+        return float(args.budget)
+    from propensity.config import load_project
+
+    return float(load_project(args.config).training.tuning.budget_seconds)
+
+
+def cmd_train_table(args: argparse.Namespace) -> int:
+    from propensity.modeling.table_jobs import REPORT_DIR, train_table_file
+    from propensity.tracking import check_tracking, log_report_run, resolve_tracking_uri
+
+    if not args.target:
+        raise ValueError(f"{args.data}: a flat table needs --target COLUMN (the converted yes/no column)")
+    budget = _table_budget(args)
+    uri = resolve_tracking_uri(args.tracking_uri)
+    if not args.no_track:
+        check_tracking(uri)  # before the expensive part
+    out = Path(args.out)
+    result = train_table_file(Path(args.data), args.target, out, id_column=args.id, time_column=args.time_column,
+                              exclude=tuple(args.exclude or ()), budget_s=budget, progress=_say)
+    for note in result.notes:
+        print(f"note: {note}")
+    for w in result.warnings:
+        print(f"warning: possible leakage: {w}")
+    comp = result.comparison
+    names = list(comp["models"])
+    print(f"test rows: {comp['rows']:,}, {comp['positives']:,} conversions "
+          f"({result.bundle.metadata['split']['kind']} split)")
+    print(f"{'':22}" + "".join(f"{n[:20]:>22}" for n in names))
+    for key, label in (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("log_loss", "log loss"), ("brier", "Brier"),
+                       ("ece", "calibration error"), ("top_decile_lift", "top-decile lift")):
+        print(f"{label:22}" + "".join(f"{comp['models'][n]['metrics'][key]:>22.4f}" for n in names))
+    print(f"model bundle: {out} ({result.params['trials']} parameter sets tried, {result.params['n_rounds']} trees, "
+          f"calibration {result.params['calibration']}, {result.timings['total_s']:.1f}s); "
+          f"report: {out / REPORT_DIR / 'report.md'}")
+    if not args.no_track:
+        run = log_report_run(out / REPORT_DIR, {n: m["metrics"] for n, m in comp["models"].items()},
+                             result.params, {"kind": "table", "data": args.data, "target": args.target},
+                             uri, run_name="train-table")
+        print(f"MLflow run {run['run_id']} in experiment '{run['experiment']}' ({uri})")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if Path(args.data).is_file():
+        return cmd_train_table(args)
     result, run = _train_and_log(Path(args.data), args.config, Path(args.out), args.tracking_uri,
                                  not args.no_track)
     _print_metrics(result)
@@ -153,7 +201,45 @@ def _write_table(df, out: Path) -> None:
         raise
 
 
+def cmd_score_table(args: argparse.Namespace) -> int:
+    from propensity.scoring.scorer import TableScorer, read_table
+
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
+    scorer = TableScorer.load(args.model)
+    t = time.perf_counter()
+    scores = scorer.score(read_table(args.data), source=args.data)
+    _write_table(scores, out)
+    print(f"scored {len(scores):,} rows in {time.perf_counter() - t:.1f}s -> {out} (same order as {args.data})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from propensity.modeling.table_jobs import evaluate_table
+    from propensity.tracking import check_tracking, log_report_run, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    if not args.no_track:
+        check_tracking(uri)
+    result, path = evaluate_table(args.model, Path(args.data), Path(args.out))
+    names = list(result["models"])
+    print(f"{result['rows']:,} rows, {result['positives']:,} conversions")
+    print(f"{'':22}" + "".join(f"{n[:34]:>36}" for n in names))
+    for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_lift"):
+        print(f"{key:22}" + "".join(f"{result['models'][n]['metrics'][key]:>36.4f}" for n in names))
+    print(f"report: {path}")
+    if not args.no_track:
+        run = log_report_run(path.parent, {n: m["metrics"] for n, m in result["models"].items()},
+                             {"model": str(args.model), "data": str(args.data)}, {"kind": "evaluation"},
+                             uri, run_name="evaluate")
+        print(f"MLflow run {run['run_id']} in experiment '{run['experiment']}' ({uri})")
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
+    if Path(args.data).is_file():
+        return cmd_score_table(args)
     from propensity.scoring.scorer import LeadScorer
 
     import pandas as pd
@@ -365,19 +451,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("train", help="train, evaluate and log a model from a CRM export folder")
-    s.add_argument("--data", required=True, help="CRM export folder")
+    s.add_argument("--data", required=True, help="CRM export folder, or a flat table (.csv / .parquet, one row per lead)")
     s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
     s.add_argument("--out", default="models/latest", help="bundle folder to write (default: models/latest)")
     s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
     s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    s.add_argument("--target", help="flat table: the outcome column (yes/no, true/false or 1/0)")
+    s.add_argument("--id", help="flat table: the id column (kept out of the model, kept in scores)")
+    s.add_argument("--time-column", help="flat table: split by this time column (newest 20%% = test)")
+    s.add_argument("--exclude", nargs="+", metavar="COL", help="flat table: columns to leave out (e.g. leaky ones)")
+    s.add_argument("--budget", type=float, help="flat table: seconds for the parameter search "
+                   "(default: tuning.budget_seconds of the training YAML; 0 = no search)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("score", help="score the open leads of a CRM export folder")
     s.add_argument("--model", required=True, help="bundle folder or MLflow models:/NAME@ALIAS URI")
-    s.add_argument("--data", required=True, help="CRM export folder")
+    s.add_argument("--data", required=True, help="CRM export folder, or a flat table for a model trained on one")
     s.add_argument("--out", required=True, help="output file (.csv or .parquet)")
     s.add_argument("--as-of", help="score as of this UTC time (default: end of the data)")
     s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("evaluate", help="compare a flat-table model with logistic regression on labelled rows")
+    s.add_argument("--model", required=True, help="bundle folder of a model trained on a flat table")
+    s.add_argument("--data", required=True, help="labelled table (.csv / .parquet) with the model's columns")
+    s.add_argument("--out", default="evaluation", help="report folder (default: ./evaluation)")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("features", help="build the point-in-time feature table alone (training rows, or as of a date)")
     s.add_argument("--data", required=True, help="CRM export folder")

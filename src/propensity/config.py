@@ -198,6 +198,12 @@ class ReasonConfig(_Strict):
     top_k: Annotated[int, Field(ge=1, le=20)] = 3
 
 
+class TuningConfig(_Strict):
+    """The hyperparameter search of flat-table training (seconds; 0 turns the search off)."""
+
+    budget_seconds: Annotated[float, Field(ge=0)] = 60.0
+
+
 class TrackingConfig(_Strict):
     experiment: str = "propensity"
     registered_model: str = "propensity-lead-score"
@@ -213,6 +219,7 @@ class TrainingConfig(_Strict):
     tiers: TierConfig = TierConfig()
     reasons: ReasonConfig = ReasonConfig()
     tracking: TrackingConfig = TrackingConfig()
+    tuning: TuningConfig = TuningConfig()
 
 
 class ProjectConfig(BaseModel):

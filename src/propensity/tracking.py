@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["TrackingError", "check_tracking", "log_training", "resolve_tracking_uri"]
+__all__ = ["TrackingError", "check_tracking", "log_report_run", "log_training", "resolve_tracking_uri"]
 
 
 class TrackingError(RuntimeError):
@@ -116,6 +116,28 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         return {"run_id": run.info.run_id, "experiment_id": experiment.experiment_id,
                 "experiment": cfg.tracking.experiment, "model_uri": info.model_uri,
                 "registered_model": cfg.tracking.registered_model, "version": version,
+                "tracking_uri": tracking_uri}
+
+
+def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], params: dict, tags: dict,
+                   tracking_uri: str, experiment: str = "propensity", run_name: str | None = None) -> dict:
+    """Log a report folder (Markdown, charts, JSON) as one new MLflow run.
+
+    ``metrics`` is ``{model_name: {metric: value}}``, logged as ``<model>_<metric>``.
+    Used by table training and by ``propensity evaluate``; returns the run id and experiment.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    exp = _experiment(mlflow, experiment, tracking_uri)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in params.items()})
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        for who, values in metrics.items():
+            key = "".join(ch if ch.isalnum() else "_" for ch in who)
+            mlflow.log_metrics({f"{key}_{k}": float(v) for k, v in values.items() if v == v})
+        mlflow.log_artifacts(str(report_dir), "report")
+        return {"run_id": run.info.run_id, "experiment_id": exp.experiment_id, "experiment": experiment,
                 "tracking_uri": tracking_uri}
 
 

@@ -8,6 +8,12 @@ training code:
   categorical feature, the calibration, the ICP and engagement definitions (so the
   scorer computes the same features), tiers, reason settings and training metadata.
 
+``bundle.json`` has a ``kind``: ``"crm"`` (the default when absent, so older
+bundles load unchanged) or ``"table"`` for a model trained on a flat table by
+``propensity train --data FILE --target COL``; a table bundle holds the table
+schema (column types, categories, sentinels, dropped columns) instead of the
+ICP and engagement definitions.
+
 Saving is atomic: the new bundle is written beside the target and swapped in only
 when complete, so an interrupted save never damages an existing model.
 """
@@ -27,7 +33,7 @@ from propensity.config import EngagementConfig, IcpConfig, TierConfig
 from propensity.features.spec import FeatureDef
 from propensity.scoring.calibration import Calibrator
 
-__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "load_bundle", "save_bundle"]
+__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "TableBundle", "load_bundle", "save_bundle"]
 
 SCHEMA_VERSION = 1
 MODEL_FILE = "model.txt"
@@ -56,15 +62,37 @@ class Bundle:
         return [f.name for f in self.spec]
 
 
-def save_bundle(bundle: Bundle, path: str | Path) -> Path:
+@dataclass
+class TableBundle:
+    """A model trained on a flat table: the booster, the table schema and the calibration.
+
+    ``schema`` is plain JSON (see :func:`propensity.scoring.scorer.table_matrix`):
+    target, id and time columns, the input columns with their inferred kind,
+    categories and sentinels, the dropped columns with the reason, and the model
+    matrix's feature names.
+    """
+
+    booster: lgb.Booster
+    schema: dict
+    calibrator: Calibrator
+    top_k: int = 3
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.schema["features"])
+
+
+def save_bundle(bundle: Bundle | TableBundle, path: str | Path) -> Path:
     """Write ``bundle`` to the folder ``path`` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         bundle.booster.save_model(str(tmp / MODEL_FILE))
-        meta = {
+        meta = _table_meta(bundle) if isinstance(bundle, TableBundle) else {
             "schema_version": SCHEMA_VERSION,
+            "kind": "crm",
             "features": [f.to_dict() for f in bundle.spec],
             "categories": bundle.categories,
             "calibration": bundle.calibrator.to_dict(),
@@ -89,7 +117,12 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
     return path
 
 
-def load_bundle(path: str | Path) -> Bundle:
+def _table_meta(bundle: TableBundle) -> dict:
+    return {"schema_version": SCHEMA_VERSION, "kind": "table", "table": bundle.schema,
+            "calibration": bundle.calibrator.to_dict(), "top_k": bundle.top_k, "metadata": bundle.metadata}
+
+
+def load_bundle(path: str | Path) -> Bundle | TableBundle:
     """Read a bundle folder written by :func:`save_bundle`."""
     path = Path(path)
     meta_path = path / META_FILE
@@ -108,6 +141,10 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{path}: bundle is incomplete (no {MODEL_FILE})")
     try:
         booster = lgb.Booster(model_file=str(model_path))
+        if meta.get("kind", "crm") == "table":
+            return TableBundle(booster=booster, schema=dict(meta["table"]),
+                               calibrator=Calibrator.from_dict(meta["calibration"]),
+                               top_k=int(meta.get("top_k", 3)), metadata=meta.get("metadata", {}))
         return Bundle(
             booster=booster,
             spec=[FeatureDef(**f) for f in meta["features"]],

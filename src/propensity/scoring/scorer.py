@@ -35,7 +35,7 @@ from propensity.scoring.bundle import Bundle, BundleError, load_bundle
 from propensity.scoring.leadinput import lead_export
 from propensity.scoring.reasons import ReasonGroups, assemble, family_scores, grades, probability_points
 
-__all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut"]
+__all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut", "TableScorer", "read_table", "table_matrix"]
 
 SMALL_BATCH = 32  # up to this many rows, the model matrix is built in plain Python
 PARALLEL_MIN_ROWS = 4_096  # below this, splitting pred_contrib over threads costs more than it saves
@@ -129,7 +129,11 @@ class LeadScorer:
     @classmethod
     def load(cls, uri: str | Path) -> LeadScorer:
         """Load from a bundle folder, or an MLflow ``models:/NAME@alias`` / ``runs:/`` URI."""
-        return cls(load_bundle(_resolve(uri)))
+        bundle = load_bundle(_resolve(uri))
+        if not isinstance(bundle, Bundle):
+            raise BundleError(f"{uri}: a model trained on a flat table; score it with a table file "
+                              "(propensity score --data FILE.csv) or TableScorer")
+        return cls(bundle)
 
     # ------------------------------------------------------------------ inputs
 
@@ -450,3 +454,189 @@ def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
     if t is pd.NaT or (isinstance(t, float) and math.isnan(t)):
         raise DataError("as_of: expected a timestamp; got an empty value")
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+# ------------------------------------------------------------- flat tables
+
+BOOL_TRUE = frozenset({"1", "1.0", "yes", "y", "true", "t"})
+BOOL_FALSE = frozenset({"0", "0.0", "no", "n", "false", "f"})
+
+
+def _bool_values(s: pd.Series) -> np.ndarray:
+    text = s.astype("string").str.strip().str.lower()
+    out = np.full(len(s), np.nan)
+    out[text.isin(BOOL_TRUE).fillna(False).to_numpy(dtype=bool)] = 1.0
+    out[text.isin(BOOL_FALSE).fillna(False).to_numpy(dtype=bool)] = 0.0
+    return out
+
+
+def _dates(s: pd.Series) -> pd.Series:
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return s.dt.tz_localize("UTC")
+    return pd.to_datetime(s.astype("string"), errors="coerce", utc=True, format="mixed")
+
+
+def table_matrix(df: pd.DataFrame, schema: dict) -> np.ndarray:
+    """The model matrix (float64, one column per ``schema["features"]``) of a flat table.
+
+    The one transform for training and scoring. Per input column kind:
+    ``numeric`` (text coerced; each listed sentinel becomes missing plus a 0/1 flag
+    column ``name==value``), ``boolean`` (yes/no, true/false, 1/0 → 1/0),
+    ``categorical`` (category codes; a value unseen in training goes to
+    ``__other__`` when training had rare values, else missing), ``date`` (days
+    since 1970, month, day of week). Missing values stay NaN (LightGBM's own
+    missing-value handling).
+    """
+    cols: list[np.ndarray] = []
+    for c in schema["columns"]:
+        s = df[c["name"]]
+        kind = c["kind"]
+        if kind == "numeric":
+            v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            flags = []
+            for sentinel in c.get("sentinels", []):
+                hit = v == sentinel
+                flags.append(np.where(np.isnan(v), np.nan, hit.astype(float)))
+                v = np.where(hit, np.nan, v)
+            cols += [v, *flags]
+        elif kind == "boolean":
+            cols.append(_bool_values(s))
+        elif kind == "categorical":
+            cats = c["categories"]
+            codes = {v: float(i) for i, v in enumerate(cats)}
+            other = codes.get("__other__", np.nan)
+            text = s.astype("string").str.strip()
+            mapped = text.map(lambda v, codes=codes, other=other: codes.get(v, other), na_action="ignore")
+            cols.append(mapped.to_numpy(dtype=np.float64, na_value=np.nan))
+        elif kind == "date":
+            d = _dates(s)
+            days = (d - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds() / 86400.0
+            cols += [days.to_numpy(dtype=np.float64, na_value=np.nan),
+                     d.dt.month.to_numpy(dtype=np.float64, na_value=np.nan),
+                     d.dt.day_of_week.to_numpy(dtype=np.float64, na_value=np.nan)]
+        else:
+            raise BundleError(f"table schema: column {c['name']!r} has unknown kind {kind!r}")
+    if not cols:
+        return np.empty((len(df), 0))
+    return np.column_stack(cols)
+
+
+def check_table_columns(df: pd.DataFrame, schema: dict, source: str = "the table") -> None:
+    """Refuse a table whose columns differ from the training table's (the target may be present or not)."""
+    expected = list(schema["input_columns"])
+    have = [str(c) for c in df.columns if str(c) != schema["target"]]
+    missing = [c for c in expected if c not in have]
+    extra = [c for c in have if c not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(map(repr, missing[:8]))}")
+        if extra:
+            parts.append(f"unexpected {', '.join(map(repr, extra[:8]))}")
+        raise ValueError(f"{source}: columns do not match the model's ({'; '.join(parts)}); expected the training "
+                         f"table's columns minus the target {schema['target']!r}")
+
+
+class TableScorer:
+    """Scores a flat table with a :class:`~propensity.scoring.bundle.TableBundle`.
+
+    Output keeps the input's row order: the id column (when the model has one),
+    ``probability`` (calibrated), ``score`` (0–100) and ``reasons`` (the top
+    input columns by exact SHAP log-odds, signed, per source column).
+    """
+
+    def __init__(self, bundle):  # noqa: ANN001 - a TableBundle
+        self.bundle = bundle
+        schema = bundle.schema
+        self._source = [c["name"] for c in schema["columns"] for _ in range(_width(c))]
+
+    @classmethod
+    def load(cls, uri: str | Path) -> TableScorer:
+        bundle = load_bundle(_resolve(uri))
+        if getattr(bundle, "schema", None) is None:
+            raise BundleError(f"{uri}: a CRM model bundle; score it with a CRM export folder")
+        return cls(bundle)
+
+    def predict(self, df: pd.DataFrame, source: str = "the table") -> np.ndarray:
+        check_table_columns(df, self.bundle.schema, source)
+        raw = self.bundle.booster.predict(table_matrix(df, self.bundle.schema))
+        return self.bundle.calibrator(raw)
+
+    def score(self, df: pd.DataFrame, source: str = "the table", reasons: bool = True) -> pd.DataFrame:
+        check_table_columns(df, self.bundle.schema, source)
+        x = table_matrix(df, self.bundle.schema)
+        b = self.bundle
+        out = pd.DataFrame(index=range(len(df)))
+        id_col = b.schema.get("id_column")
+        if id_col:
+            out[id_col] = df[id_col].to_numpy()
+        if reasons and len(df):
+            contrib = np.asarray(b.booster.predict(x, pred_contrib=True))
+            p = b.calibrator(1.0 / (1.0 + np.exp(-contrib.sum(axis=1))))
+            out["probability"] = p
+            out["score"] = np.rint(p * 100).astype(int)
+            out["reasons"] = self._reasons(df, contrib[:, :-1])
+        else:
+            p = b.calibrator(b.booster.predict(x)) if len(df) else np.array([])
+            out["probability"] = p
+            out["score"] = np.rint(p * 100).astype(int)
+        return out
+
+    def _reasons(self, df: pd.DataFrame, contrib: np.ndarray) -> list[str]:
+        names = list(dict.fromkeys(self._source))
+        per = np.zeros((len(contrib), len(names)))
+        pos = {n: i for i, n in enumerate(names)}
+        for j, src in enumerate(self._source):
+            per[:, pos[src]] += contrib[:, j]
+        k = self.bundle.top_k
+        values = {n: df[n].astype(object).to_numpy() for n in names}
+        out = []
+        for i in range(len(per)):
+            order = np.argsort(-np.abs(per[i]), kind="stable")[:k]
+            out.append(" | ".join(f"{names[j]}={values[names[j]][i]!s} ({per[i, j]:+.2f} log-odds)"
+                                  for j in order if abs(per[i, j]) > 1e-9))
+        return out
+
+
+def _width(column: dict) -> int:
+    if column["kind"] == "numeric":
+        return 1 + len(column.get("sentinels", []))
+    return 3 if column["kind"] == "date" else 1
+
+
+def table_feature_names(schema_columns: list[dict]) -> list[str]:
+    """Feature names of :func:`table_matrix`'s columns, in order."""
+    names = []
+    for c in schema_columns:
+        n = c["name"]
+        if c["kind"] == "numeric":
+            names += [n, *[f"{n}=={s:g}" for s in c.get("sentinels", [])]]
+        elif c["kind"] == "date":
+            names += [f"{n}__days", f"{n}__month", f"{n}__dayofweek"]
+        else:
+            names.append(n)
+    return names
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file; a one-line ``ValueError`` when it cannot be read or is empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        elif path.suffix.lower() in (".csv", ".txt", ".gz"):
+            df = pd.read_csv(path, sep=None, engine="python") if path.suffix.lower() == ".txt" else pd.read_csv(path)
+        else:
+            raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise ValueError(f"{path}: cannot read the table ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if len(df) == 0:
+        raise ValueError(f"{path}: the file has a header but no rows")
+    return df

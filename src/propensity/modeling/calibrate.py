@@ -1,0 +1,54 @@
+"""Calibration chosen by validation: isotonic or sigmoid, whichever predicts held-out rows better.
+
+Both maps are fitted on out-of-fold (or validation-window) predictions. Judging
+them on the rows they were fitted on would always favour isotonic, so each is
+scored by cross-validation over those predictions (log loss, Brier as the
+tie-breaker), and the winner is refitted on all of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, log_loss
+from sklearn.model_selection import StratifiedKFold
+
+from propensity.scoring.calibration import Calibrator
+
+__all__ = ["choose_calibrator", "fit_calibration"]
+
+
+def fit_calibration(method: str, p_raw: np.ndarray, y: np.ndarray) -> Calibrator:
+    """Fit ``isotonic``, ``sigmoid`` or ``none`` on raw probabilities and outcomes."""
+    if method == "none" or y.sum() == 0 or y.sum() == len(y):
+        return Calibrator("none")
+    if method == "isotonic":
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_raw, y)
+        return Calibrator("isotonic", x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist())
+    z = _logit(p_raw)
+    lr = LogisticRegression(C=1e6).fit(z.reshape(-1, 1), y)
+    return Calibrator("sigmoid", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
+
+
+def choose_calibrator(p_raw: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Calibrator, dict]:
+    """The better of isotonic and sigmoid by 5-fold log loss; returns it and the scores of each."""
+    keep = ~np.isnan(p_raw)
+    p_raw, y = p_raw[keep], np.asarray(y)[keep].astype(int)
+    n_splits = int(min(5, y.sum(), len(y) - y.sum()))
+    if n_splits < 2:
+        return Calibrator("none"), {}
+    scores: dict[str, dict[str, float]] = {}
+    for method in ("isotonic", "sigmoid"):
+        pred = np.empty(len(y))
+        for tr, va in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(p_raw, y):
+            pred[va] = fit_calibration(method, p_raw[tr], y[tr])(p_raw[va])
+        pc = np.clip(pred, 1e-6, 1 - 1e-6)
+        scores[method] = {"log_loss": float(log_loss(y, pc, labels=[0, 1])), "brier": float(brier_score_loss(y, pc))}
+    method = min(scores, key=lambda m: (round(scores[m]["log_loss"], 5), scores[m]["brier"]))
+    return fit_calibration(method, p_raw, y), scores
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
