@@ -35,7 +35,7 @@ import pandas as pd
 
 from propensity.config import Criterion, EngagementConfig, IcpConfig
 from propensity.data.export import CrmExport, DataError
-from propensity.features.cutoffs import _stamps, _us
+from propensity.features.cutoffs import _us
 from propensity.features.memory import DAY_US, Events, engagement_memory
 from propensity.features.running import engagement_running
 from propensity.features.spec import build_feature_spec

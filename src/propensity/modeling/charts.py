@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["calibration_chart", "lift_chart", "shap_summary_chart"]
+__all__ = ["calibration_chart", "lift_chart", "reliability_chart", "shap_summary_chart", "tier_chart"]
 
 
 def _plt():
@@ -23,27 +23,37 @@ def _plt():
     return plt
 
 
-def calibration_chart(test: pd.DataFrame, path: Path, bins: int = 10) -> Path:
-    """Reliability diagram of the model and the baseline on the test rows."""
+def reliability_chart(y: np.ndarray, predictions: dict[str, np.ndarray], path: Path, bins: int = 10,
+                      title: str = "Reliability on the test rows") -> Path:
+    """Predicted vs observed conversion rate over equal-count bins, one line per model."""
     plt = _plt()
+    y = np.asarray(y)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     top = 0.0
-    for col, label in (("probability", "model"), ("baseline", "points baseline")):
-        order = np.argsort(test[col].to_numpy(), kind="stable")
+    for name, p in predictions.items():
+        p = np.asarray(p, dtype=float)
+        order = np.argsort(p, kind="stable")
         chunks = [c for c in np.array_split(order, bins) if len(c)]
-        pred = [test[col].to_numpy()[c].mean() for c in chunks]
-        obs = [test["label"].to_numpy()[c].mean() for c in chunks]
+        pred = [float(p[c].mean()) for c in chunks]
+        obs = [float(y[c].mean()) for c in chunks]
         top = max(top, *pred, *obs)
-        ax.plot(pred, obs, marker="o", label=label)
+        ax.plot(pred, obs, marker="o", label=name)
     ax.plot([0, top], [0, top], ls="--", c="grey", lw=1, label="perfect")
     ax.set_xlabel("predicted probability (bin mean)")
     ax.set_ylabel("observed conversion rate")
-    ax.set_title("Calibration on the test window")
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def calibration_chart(test: pd.DataFrame, path: Path, bins: int = 10) -> Path:
+    """Reliability diagram of the model and the points baseline on the test window."""
+    return reliability_chart(test["label"].to_numpy(),
+                             {"model": test["probability"].to_numpy(), "points baseline": test["baseline"].to_numpy()},
+                             path, bins, title="Calibration on the test window")
 
 
 def lift_chart(lift: dict[str, list[dict]], path: Path) -> Path:

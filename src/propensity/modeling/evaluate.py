@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from propensity.modeling.charts import reliability_chart
 from propensity.modeling.metrics import classification_metrics, lift_table
 
 __all__ = ["compare", "logistic_baseline", "top_k_metrics", "write_report"]
@@ -64,38 +65,6 @@ def logistic_baseline(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
     model = make_pipeline(ColumnTransformer(steps), LogisticRegression(C=1.0, max_iter=2000))
     model.fit(x_train, y_train)
     return model.predict_proba(x_test)[:, 1]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def reliability_chart(y: np.ndarray, predictions: dict[str, np.ndarray], path: Path, bins: int = 10) -> Path:
-    """Predicted vs observed conversion rate over equal-count bins, one line per model."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    top = 0.0
-    for name, p in predictions.items():
-        order = np.argsort(p, kind="stable")
-        chunks = [c for c in np.array_split(order, bins) if len(c)]
-        pred = [float(p[c].mean()) for c in chunks]
-        obs = [float(y[c].mean()) for c in chunks]
-        top = max(top, *pred, *obs)
-        ax.plot(pred, obs, marker="o", label=name)
-    ax.plot([0, top], [0, top], ls="--", c="grey", lw=1, label="perfect")
-    ax.set_xlabel("predicted probability (bin mean)")
-    ax.set_ylabel("observed conversion rate")
-    ax.set_title("Reliability on the test rows")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def write_report(out_dir: str | Path, title: str, y: np.ndarray, predictions: dict[str, np.ndarray],

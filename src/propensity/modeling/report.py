@@ -76,7 +76,7 @@ def model_card(result, project) -> str:
     ]
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_lift", "top_decile_conversion"):
         lines.append(f"| {key} | {m[key]:.4f} | {b[key]:.4f} |")
-    lines += [f"", f"Test rows: {int(m['rows']):,}, conversions: {int(m['positives']):,} "
+    lines += ["", f"Test rows: {int(m['rows']):,}, conversions: {int(m['positives']):,} "
               f"(base rate {m['base_rate']:.2%}).", ""]
     segments = getattr(result, "segments", [])
     if segments:

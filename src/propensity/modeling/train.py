@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 from propensity import __version__
 from propensity.config import ModelConfig, ProjectConfig
@@ -27,13 +25,13 @@ from propensity.features.pipeline import build_features
 from propensity.features.spec import FeatureDef, build_feature_spec
 from propensity.modeling.audit import leakage_audit
 from propensity.modeling.baseline import baseline_points
+from propensity.modeling.calibrate import fit_calibration
 from propensity.modeling.metrics import classification_metrics, lift_table
 from propensity.modeling.report import segment_sufficiency
 from propensity.modeling.split import time_split
 from propensity.scoring.bundle import Bundle
-from propensity.scoring.calibration import Calibrator
 
-__all__ = ["TrainResult", "fit_booster", "fit_calibrator", "train"]
+__all__ = ["TrainResult", "fit_booster", "train"]
 
 Progress = Callable[[str], None]
 
@@ -85,18 +83,6 @@ def fit_booster(x_train: pd.DataFrame, y_train: np.ndarray, x_valid: pd.DataFram
     )
 
 
-def fit_calibrator(method: str, p_raw: np.ndarray, y: np.ndarray) -> Calibrator:
-    """Fit the calibration named in the config on held-out predictions."""
-    if method == "none" or y.sum() == 0 or y.sum() == len(y):
-        return Calibrator("none")
-    if method == "isotonic":
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_raw, y)
-        return Calibrator("isotonic", x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist())
-    z = np.log(np.clip(p_raw, 1e-7, 1 - 1e-7) / (1 - np.clip(p_raw, 1e-7, 1 - 1e-7)))
-    lr = LogisticRegression(C=1e6).fit(z.reshape(-1, 1), y)
-    return Calibrator("sigmoid", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
-
-
 def _require_both_classes(y: np.ndarray, window: str) -> None:
     if y.sum() == 0:
         raise ValueError(f"the {window} window has no closed-won outcome; need more history or a longer horizon")
@@ -133,7 +119,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     say(f"training LightGBM on {int(split.train.sum()):,} rows")
     t1 = time.perf_counter()
     booster = fit_booster(x[split.train], y[split.train], x[split.valid], y[split.valid], cfg.model, spec)
-    calibrator = fit_calibrator(cfg.calibration, booster.predict(x[split.valid]), y[split.valid])
+    calibrator = fit_calibration(cfg.calibration, booster.predict(x[split.valid]), y[split.valid])
     timings["train_s"] = time.perf_counter() - t1
 
     say("evaluating on the test window")
@@ -141,7 +127,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     points = baseline_points(frame, project.icp, project.engagement)
     # The baseline's points become a probability the same way the model's do: a
     # monotone map fitted on validation, so log loss and Brier compare fairly.
-    base_cal = fit_calibrator("isotonic", _minmax(points[split.valid], points[split.valid]), y[split.valid])
+    base_cal = fit_calibration("isotonic", _minmax(points[split.valid], points[split.valid]), y[split.valid])
     p_base = base_cal(_minmax(points[split.test], points[split.valid]))
     y_test = y[split.test]
     metrics = {"model": classification_metrics(y_test, p_test),
