@@ -72,12 +72,16 @@ def test_score_and_explain_commands(run, capsys):
     assert f"lead {lead}" in text and "raising the score" in text and "pts" in text
 
 
+def _copy_tables(crm, dest, names):
+    dest.mkdir()
+    for name in names:
+        (dest / f"{name}.parquet").write_bytes((crm / f"{name}.parquet").read_bytes())
+    return dest
+
+
 def test_missing_table_gives_one_line_error_and_writes_nothing(run, tmp_path, capsys):
     root, crm, _uri = run
-    broken = tmp_path / "crm"
-    broken.mkdir()
-    for name in ("accounts", "leads", "opportunities"):
-        (broken / f"{name}.parquet").write_bytes((crm / f"{name}.parquet").read_bytes())
+    broken = _copy_tables(crm, tmp_path / "crm", ("accounts", "leads", "opportunities"))
     out = tmp_path / "scores.csv"
     code = main(["score", "--model", str(root / "models" / "latest"), "--data", str(broken), "--out", str(out)])
     err = capsys.readouterr().err.strip()
@@ -87,10 +91,7 @@ def test_missing_table_gives_one_line_error_and_writes_nothing(run, tmp_path, ca
 
 def test_missing_column_names_file_and_column(run, tmp_path, capsys):
     _root, crm, _uri = run
-    broken = tmp_path / "crm"
-    broken.mkdir()
-    for name in ("accounts", "activities", "opportunities"):
-        (broken / f"{name}.parquet").write_bytes((crm / f"{name}.parquet").read_bytes())
+    broken = _copy_tables(crm, tmp_path / "crm", ("accounts", "activities", "opportunities"))
     pd.read_parquet(crm / "leads.parquet").drop(columns=["created_at"]).to_parquet(broken / "leads.parquet")
     model_out = tmp_path / "models" / "latest"
     code = main(["train", "--data", str(broken), "--out", str(model_out), "--no-track"])
