@@ -79,3 +79,34 @@ def test_reasons_read_like_a_person_and_only_engagement_is_actionable(groups):
     assert texts[3] == "Email clicks: none in the last 90 days (-1.0 pts; sales can act: re-engage)"
     assert table.joined[0] == " | ".join(texts)
     assert all(not r.actionable and not r.action for r in pos + neg if r.family == "fit")
+
+
+def test_one_row_reasons_equal_the_batch_assembly(groups):
+    from propensity.scoring.reasons import reasons_one
+
+    rng = np.random.default_rng(3)
+    n = 400
+    names = [f for fs in groups.members.values() for f in fs]
+    cols = {}
+    for f in names:
+        if f.kind == "categorical":
+            cols[f.name] = rng.choice(np.array(["software", " mining", None, "x y"], dtype=object), n)
+        elif f.family == "fit" and f.name.endswith("_value"):
+            cols[f.name] = rng.choice([np.nan, np.inf, 0.0, 199.5, 12_000.0, 2.5e9], n)
+        elif f.family == "fit":
+            cols[f.name] = rng.choice([np.nan, 0.0, 1.0], n)
+        elif f.name == "lead_age_days":
+            cols[f.name] = rng.choice([0.2, 0.5, 1.5, 2.5, 400.0], n)
+        elif "days" in f.name or f.name.endswith("_since"):
+            cols[f.name] = rng.choice([np.nan, 0.0, 0.4, 0.5, 1.49, 1.5, 2.5, 37.2], n)
+        else:
+            cols[f.name] = rng.choice([0.0, 1.0, 3.0, 0.7], n)
+    frame = pd.DataFrame({"lead_id": [f"L{i}" for i in range(n)], **cols})
+    pts = np.round(rng.normal(0, 3, size=(n, len(groups.sources))), 1)  # ties and near-zero points
+    pts[rng.random(pts.shape) < 0.3] = 0.04
+    table = assemble(groups, frame, pts, 3)
+    records = frame.to_dict("records")
+    for i in range(n):
+        pos, neg, joined = reasons_one(groups, records[i], pts[i], 3)
+        assert (pos, neg) == table.row(i, groups)
+        assert joined == table.joined[i]

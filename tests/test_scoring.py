@@ -230,3 +230,152 @@ def test_capacity_policy_makes_the_most_probable_leads_sql(trained, world_dir): 
     assert summary["expected_conversions"] == pytest.approx(sql["probability"].sum())
     parts = [p for _t, p in scorer.score_chunks(world_dir, chunk_size=1_500)]
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
+
+
+# ------------------------------------------------------------- the one-lead fast path
+
+
+def _inputs(export, lead_id):
+    """One lead as a service holds it: a dict of one-row frames and a LeadInput-style dict."""
+    lead, acc, acts = _one_lead(export, lead_id)
+    frames = {"leads": lead, "accounts": acc, "activities": acts}
+    as_dict = {"lead": lead.iloc[0].to_dict(), "account": acc.iloc[0].to_dict() if len(acc) else None,
+               "activities": acts.to_dict("records")}
+    return frames, as_dict
+
+
+def _reference(scorer, data, as_of=None):
+    """The one-lead path without the fast path: a one-lead export through build_features."""
+    from propensity.scoring.leadinput import lead_export
+    from propensity.scoring.scorer import LeadInput, _account_row
+
+    icp = scorer.bundle.icp
+    if "lead" in data:
+        one = LeadInput.model_validate(data)
+        export, notes = lead_export(one.lead, one.account, one.activities, as_of, icp)
+        return scorer._score_one(export, notes, as_of)
+    lead = data["leads"].iloc[0].to_dict()
+    account = _account_row(data.get("accounts"), lead.get("account_id"))
+    export, notes = lead_export(lead, account, data.get("activities", []), as_of, icp)
+    return scorer._score_cutoffs(export, scorer._cutoffs(export, as_of), detail=False, extra_notes=notes)
+
+
+def test_one_lead_fast_path_equals_the_batch_for_many_leads(scorer, world_dir):  # noqa: F811
+    from propensity.scoring.leadinput import lead_rows
+
+    export = read_export(world_dir)
+    b = scorer.bundle
+    assert scorer._fast
+    batch = scorer.score(export)
+    frame = build_features(export, scoring_cutoffs(export), b.icp, b.engagement)
+    assert frame["lead_id"].tolist() == batch["lead_id"].tolist()
+    contrib = scorer._contrib(scorer._matrix(frame)[0])
+    as_of = batch["cutoff"].iloc[0]
+    picks = batch.sort_values("probability").index.to_numpy()
+    picks = np.unique(np.r_[picks[:10], picks[-10:], np.random.default_rng(0).choice(len(batch), 130, replace=False)])
+    for i in picks:
+        lead_id = batch["lead_id"].iloc[i]
+        frames, as_dict = _inputs(export, lead_id)
+        expect = batch.iloc[[i]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(scorer.score(frames, as_of=as_of), expect, check_exact=False, rtol=0,
+                                      atol=1e-12)
+        one = scorer.score(as_dict, as_of=as_of)
+        assert one.probability == pytest.approx(expect["probability"].iloc[0], abs=1e-12, rel=0)
+        assert " | ".join(r.text for r in one.positive + one.negative) == expect["reasons"].iloc[0]
+        assert (one.score, one.tier, one.fit_score, one.engagement_score, one.grade) == tuple(
+            expect[["score", "tier", "fit_score", "engagement_score", "grade"]].iloc[0])
+        assert "; ".join(one.notes) == expect["notes"].iloc[0]
+        fast = scorer._one(lead_rows(as_dict["lead"], as_dict["account"], as_dict["activities"], as_of, b.icp),
+                           as_of)
+        np.testing.assert_allclose(fast.contrib, contrib[i], rtol=0, atol=1e-9)
+    for lead_id in batch["lead_id"].iloc[picks[:15]]:  # the full explanation: ReasonOut objects and all
+        _frames, as_dict = _inputs(export, lead_id)
+        one, full = scorer.score(as_dict, as_of=as_of), scorer.explain(export, lead_id)
+        assert one.probability == pytest.approx(full.probability, abs=1e-12, rel=0)
+        assert one.model_dump(exclude={"probability"}) == full.model_dump(exclude={"probability"})
+
+
+def test_one_lead_fast_path_equals_the_one_lead_export_path(scorer, world_dir):  # noqa: F811
+    export = read_export(world_dir)
+    ids = export.leads["lead_id"].sample(40, random_state=1)
+    for k, lead_id in enumerate(ids):
+        frames, as_dict = _inputs(export, lead_id)
+        as_of = None if k % 2 else export.leads.loc[export.leads["lead_id"] == lead_id, "created_at"].iloc[0] + \
+            pd.Timedelta(days=30, microseconds=1, nanoseconds=500)
+        pd.testing.assert_frame_equal(scorer.score(frames, as_of=as_of), _reference(scorer, frames, as_of))
+        assert scorer.score(as_dict, as_of=as_of) == _reference(scorer, as_dict, as_of)
+
+
+def test_one_lead_fast_path_keeps_the_notes_for_bad_input(scorer, world_dir):  # noqa: F811
+    export = read_export(world_dir)
+    lead_id = export.activities["lead_id"].iloc[0]
+    frames, as_dict = _inputs(export, lead_id)
+    lead_d = {k: v for k, v in as_dict["lead"].items() if k != "seniority"}  # missing field
+    lead_d.update(favourite_colour="teal", department=float("nan"), created_at=str(lead_d["created_at"]))
+    acc_d = {**as_dict["account"], "employees": "lots", "annual_revenue": float("inf"),
+             "industry": " underwater_basket_weaving ", "country": "  "}
+    events = as_dict["activities"][:20]
+    last = max(e["occurred_at"] for e in events)
+    events = events + [
+        {"activity_type": "web_visit", "occurred_at": "2999-01-01T00:00:00Z"},  # in the future
+        {"activity_type": "web_visit", "occurred_at": "not a date"},
+        {"activity_type": None, "occurred_at": "2025-01-01"},
+        {"activity_type": "  ", "occurred_at": "2025-01-01"},
+        {"lead_id": "someone else", "activity_type": "web_visit", "occurred_at": last},
+        {"activity_type": "carrier_pigeon", "occurred_at": last - pd.Timedelta(days=1)},  # unknown type
+        {"activity_type": "pricing_page_visit", "occurred_at": last - pd.Timedelta(days=2),
+         "recorded_at": last + pd.Timedelta(days=5)},  # backfilled after the cutoff
+        {"activity_type": "demo_request", "occurred_at": (last - pd.Timedelta(days=3)).isoformat(),
+         "recorded_at": None},
+    ]
+    cases = [
+        ({"lead": lead_d, "account": acc_d, "activities": events}, None),
+        ({"lead": lead_d, "account": acc_d, "activities": events}, last),  # one event exactly at the cutoff
+        ({"lead": lead_d, "account": acc_d, "activities": events}, last + pd.Timedelta(days=2)),
+        ({"lead": lead_d, "account": None, "activities": events}, None),  # no account row
+        ({"lead": {**lead_d, "account_id": None}, "activities": []}, "2025-06-01T00:00:00.0000005Z"),
+        ({"lead": {**lead_d, "employees": 5}, "account": {}, "activities": events[:3]}, None),
+    ]
+    for data, as_of in cases:
+        fast, ref = scorer.score(data, as_of=as_of), _reference(scorer, data, as_of)
+        assert fast == ref
+    notes = " | ".join(scorer.score(cases[0][0]).notes)
+    for expected in ("Seniority: unknown", "'lots' is not a number", "Annual revenue (USD): not a finite number",
+                     "'underwater_basket_weaving' not seen in training", "Country: unknown",
+                     "1 activity dated in the future ignored", "1 activity with no readable time ignored",
+                     "2 activities with no type ignored", "1 activity of another lead ignored"):
+        assert expected in notes
+    assert "Industry: unknown" in " | ".join(scorer.score(cases[3][0]).notes)
+
+    bad_frames = {"leads": frames["leads"].assign(seniority=None, email_domain="  "),
+                  "accounts": frames["accounts"].assign(employees=np.inf, industry="underwater_basket_weaving"),
+                  "activities": pd.concat([frames["activities"], frames["activities"].tail(2).assign(
+                      recorded_at=pd.NaT, activity_type=["carrier_pigeon", None])], ignore_index=True)}
+    for as_of in (None, frames["activities"]["occurred_at"].max()):
+        pd.testing.assert_frame_equal(scorer.score(bad_frames, as_of=as_of), _reference(scorer, bad_frames, as_of))
+
+    created = as_dict["lead"]["created_at"]
+    with pytest.raises(ValueError, match="cannot be scored as of"):  # created after the as-of time
+        scorer.score(as_dict, as_of=created)
+    empty = scorer.score(frames, as_of=created)
+    assert len(empty) == 0 and list(empty.columns) == list(scorer.score(frames).columns)
+
+
+def test_one_lead_fast_path_is_thread_safe(scorer, world_dir):  # noqa: F811
+    export = read_export(world_dir)
+    calls = [_inputs(export, lead_id) for lead_id in export.leads["lead_id"].iloc[:40]]
+    expected = [(scorer.score(f), scorer.score(d)) for f, d in calls]
+    results = [None] * 8
+
+    def work(i):
+        results[i] = [(scorer.score(f), scorer.score(d)) for f, d in calls]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        for (f, d), (ef, ed) in zip(r, expected, strict=True):
+            pd.testing.assert_frame_equal(f, ef)
+            assert d == ed

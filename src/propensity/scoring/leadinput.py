@@ -7,16 +7,24 @@ general ``CrmExport.from_frames`` validation. It yields the same tables (ids as
 str, timestamps ``datetime64[us, UTC]``, ``recorded_at`` defaulting to
 ``occurred_at``), so features are the same as in a batch.
 
+The scorer's one-lead fast path does not build frames at all: :func:`lead_rows`
+applies the same checks and notes and returns the lead as plain values (dicts,
+a list of activity types and int64 µs arrays of times), from which
+:class:`propensity.features.onelead.OneLead` computes the features.
+:func:`lead_export` is :func:`lead_rows` turned into the one-lead export.
+
 What it forgives, with a note for the lead: a missing or unreadable ICP field
-(scored as unknown), extra fields (ignored), an activity that lacks a type or a
-readable time, belongs to another lead, or is dated after ``as_of`` (or, with no
-``as_of``, after the current time: a clock error, not an event). What it refuses,
-with a ``ValueError`` naming the field: no ``lead_id``, no readable ``created_at``.
+(scored as unknown), a missing account (every account field unknown), extra
+fields (ignored), an activity that lacks a type or a readable time, belongs to
+another lead, or is dated after ``as_of`` (or, with no ``as_of``, after the
+current time: a clock error, not an event). What it refuses, with a
+``ValueError`` naming the field: no ``lead_id``, no readable ``created_at``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +33,7 @@ import pandas as pd
 from propensity.config import IcpConfig
 from propensity.data.export import CrmExport
 
-__all__ = ["lead_export"]
+__all__ = ["LeadRows", "lead_export", "lead_rows", "stamp_us"]
 
 _EMPTY_OPPS = {"opportunity_id": "object", "lead_id": "object", "created_at": "datetime64[us, UTC]",
                "closed_at": "datetime64[us, UTC]", "stage": "object"}
@@ -52,8 +60,34 @@ def _stamp(v: object) -> pd.Timestamp | None:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
+_UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def stamp_us(t: pd.Timestamp, ceil: bool = False) -> int:
+    """A timestamp as int µs since the epoch: floored (as ``astype("datetime64[us]")``) or ceiled."""
+    unit = t.unit
+    if unit == "ns":
+        return -(-t._value // 1000) if ceil else t._value // 1000
+    return t._value * _UNIT_US[unit]
+
+
+def _value_us(v: object) -> int | None:
+    """One time value as int µs (UTC; a naive time is UTC), None when missing or unreadable."""
+    if type(v) is not pd.Timestamp:
+        v = _stamp(v)
+        if v is None:
+            return None
+    elif v is pd.NaT:
+        return None
+    return stamp_us(v)
+
+
 def _us(stamps: list[pd.Timestamp]) -> pd.Series:
     return pd.Series(pd.DatetimeIndex(stamps).as_unit("us"))
+
+
+def _series_us(us: np.ndarray) -> pd.Series:
+    return pd.Series(np.asarray(us, dtype=np.int64).view("datetime64[us]")).dt.tz_localize("UTC")
 
 
 def _times(acts: pd.DataFrame, col: str, n: int) -> pd.Series:
@@ -68,10 +102,37 @@ def _times(acts: pd.DataFrame, col: str, n: int) -> pd.Series:
     return pd.to_datetime(c, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
 
 
-def lead_export(lead: dict[str, Any], account: dict[str, Any] | None,
-                activities: list[dict[str, Any]] | pd.DataFrame,
-                as_of: object, icp: IcpConfig | None = None) -> tuple[CrmExport, list[str]]:
-    """A one-lead export and the notes on what was left out or unknown.
+_NAT = np.iinfo(np.int64).min  # NaT as int64
+
+
+@dataclass(frozen=True)
+class LeadRows:
+    """One lead's checked rows as plain values: what :func:`lead_export` puts in frames.
+
+    ``lead`` has ``lead_id`` and ``account_id`` as str and ``created_at`` as a UTC
+    Timestamp; ``account`` is None when there is no account row. ``types``, ``occ``
+    and ``rec`` are the kept activities (type as str, occurred and recorded times
+    as int64 µs since the epoch; ``rec`` defaults to ``occ``), in input order.
+    """
+
+    lead_id: str
+    lead: dict[str, Any]
+    account: dict[str, Any] | None
+    created: int  # µs, floored like the export's datetime64[us] column
+    types: list[str]
+    occ: np.ndarray
+    rec: np.ndarray
+    notes: list[str]
+
+    def end(self) -> int:
+        """The end of the data in µs: what ``CrmExport.end()`` gives for the one-lead export."""
+        return max(self.created, int(self.occ.max())) if len(self.occ) else self.created
+
+
+def lead_rows(lead: dict[str, Any], account: dict[str, Any] | None,
+              activities: list[dict[str, Any]] | pd.DataFrame,
+              as_of: object, icp: IcpConfig | None = None) -> LeadRows:
+    """The lead's checked rows and the notes on what was left out or unknown.
 
     Raises ``ValueError`` naming the field when the lead cannot be scored at all.
     """
@@ -105,21 +166,20 @@ def lead_export(lead: dict[str, Any], account: dict[str, Any] | None,
                 except (TypeError, ValueError):
                     notes.append(f"{c.display}: {v!r} is not a number, treated as unknown")
 
+    # an event at or after ``limit`` is late: occ >= limit, exactly, in µs (limit ceiled)
     limit = _stamp(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
-    acts = activities if isinstance(activities, pd.DataFrame) else pd.DataFrame(list(activities))
-    n = len(acts)
-    occ = _times(acts, "occurred_at", n)
-    rec = _times(acts, "recorded_at", n) if "recorded_at" in acts.columns else occ
-    rec = rec.where(rec.notna(), occ)
-    kind = acts["activity_type"] if "activity_type" in acts.columns else pd.Series([None] * n, dtype=object)
-    kind = kind.astype(object).where(kind.notna(), None).to_numpy(dtype=object)
+    limit_us = None if limit is None else stamp_us(limit, ceil=True)
+    if isinstance(activities, pd.DataFrame):
+        kind, occ, rec, ids = _frame_columns(activities)
+    else:
+        kind, occ, rec, ids = _dict_columns(activities)
+    n = len(kind)
     no_type = np.array([_missing(v) for v in kind], dtype=bool)
-    no_time = (occ.isna() | rec.isna()).to_numpy(dtype=bool)
+    no_time = (occ == _NAT) | (rec == _NAT)
     other = np.zeros(n, dtype=bool)
-    if "lead_id" in acts.columns:
-        ids = acts["lead_id"].to_numpy(dtype=object)
+    if ids is not None:
         other = np.array([not _missing(v) and str(v) != lead_id for v in ids], dtype=bool)
-    late = (occ >= limit).to_numpy(dtype=bool) & ~no_time
+    late = np.zeros(n, dtype=bool) if limit_us is None else (occ >= limit_us) & ~no_time
     counts = {"with no type": no_type, "with no readable time": no_time & ~no_type,
               "of another lead": other & ~no_type & ~no_time}
     drop = no_type | no_time | other
@@ -132,19 +192,84 @@ def lead_export(lead: dict[str, Any], account: dict[str, Any] | None,
         count = int(mask.sum())
         if count:
             notes.append(f"{count} activit{'y' if count == 1 else 'ies'} {what} ignored")
-    keep = ~drop
-    kept = pd.DataFrame({
-        "lead_id": pd.Series([lead_id] * int(keep.sum()), dtype=object),
-        "activity_type": pd.Series([str(v) for v in kind[keep]], dtype=object),
-        "occurred_at": occ[keep].reset_index(drop=True),
-        "recorded_at": rec[keep].reset_index(drop=True),
-    })
+    if drop.any():
+        keep = np.flatnonzero(~drop)
+        types = [str(kind[i]) for i in keep.tolist()]
+        occ, rec = occ[keep], rec[keep]
+    else:
+        types = [str(v) for v in kind]
+    return LeadRows(lead_id=lead_id, lead=lead, account=account or None, created=stamp_us(created),
+                    types=types, occ=occ, rec=rec, notes=notes)
 
+
+def _dict_columns(activities: list[dict[str, Any]]) -> tuple[list, np.ndarray, np.ndarray, list | None]:
+    """(types, occurred µs, recorded µs, lead ids or None) of activity dicts; NaT as ``_NAT``."""
+    acts = list(activities)
+    n = len(acts)
+    kind = [a.get("activity_type") for a in acts]
+    occ_l = [_value_us(a.get("occurred_at")) for a in acts]
+    rec_l = [_value_us(a.get("recorded_at")) for a in acts]
+    occ = np.fromiter((_NAT if v is None else v for v in occ_l), dtype=np.int64, count=n)
+    rec = np.fromiter((o if v is None else v for v, o in zip(rec_l, occ.tolist(), strict=True)),
+                      dtype=np.int64, count=n)
+    ids = [a.get("lead_id") for a in acts] if any("lead_id" in a for a in acts) else None
+    return kind, occ, rec, ids
+
+
+def _frame_columns(acts: pd.DataFrame) -> tuple[list, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The same columns of an activities DataFrame (vectorised: pandas' own parsing)."""
+    n = len(acts)
+    occ = _column_us(acts, "occurred_at", n)
+    if "recorded_at" in acts.columns:
+        rec = _column_us(acts, "recorded_at", n)
+        rec = np.where(rec == _NAT, occ, rec)
+    else:
+        rec = occ
+    kind = acts["activity_type"].to_numpy(dtype=object).tolist() if "activity_type" in acts.columns else [None] * n
+    ids = acts["lead_id"].to_numpy(dtype=object) if "lead_id" in acts.columns else None
+    return kind, occ, rec, ids
+
+
+def _column_us(acts: pd.DataFrame, col: str, n: int) -> np.ndarray:
+    """:func:`_times` as int64 µs (NaT as ``_NAT``); a UTC-aware column is read without a copy in pandas."""
+    c = acts[col] if col in acts.columns else None
+    if c is not None and isinstance(c.dtype, pd.DatetimeTZDtype) and c.dtype.unit in ("s", "ms", "us", "ns"):
+        v = np.asarray(c.array.asi8, dtype=np.int64)  # UTC whatever the zone; in the column's unit
+        unit = c.dtype.unit
+        if unit == "us":
+            return v
+        nat = v == _NAT
+        v = v // 1000 if unit == "ns" else v * _UNIT_US[unit]  # floored, as astype("datetime64[us]")
+        v[nat] = _NAT
+        return v
+    return np.asarray(_times(acts, col, n).array.asi8, dtype=np.int64)
+
+
+def lead_export(lead: dict[str, Any], account: dict[str, Any] | None,
+                activities: list[dict[str, Any]] | pd.DataFrame,
+                as_of: object, icp: IcpConfig | None = None) -> tuple[CrmExport, list[str]]:
+    """A one-lead export (the rows of :func:`lead_rows` as frames) and the notes.
+
+    Raises ``ValueError`` naming the field when the lead cannot be scored at all.
+    """
+    r = lead_rows(lead, account, activities, as_of, icp)
+    k = len(r.types)
+    kept = pd.DataFrame({
+        "lead_id": pd.Series([r.lead_id] * k, dtype=object),
+        "activity_type": pd.Series(r.types, dtype=object),
+        "occurred_at": _series_us(r.occ),
+        "recorded_at": _series_us(r.rec),
+    })
     # dtype=object: pandas' string inference costs ~0.1 ms a column and changes no value
-    lead.pop("created_at")
+    lead = dict(r.lead)
+    created = lead.pop("created_at")
     leads = pd.DataFrame({k: [v] for k, v in lead.items()}, dtype=object)
     leads["created_at"] = _us([created])
-    accounts = pd.DataFrame({k: [v] for k, v in account.items()}, dtype=object) if account else pd.DataFrame(
-        {"account_id": pd.Series([], dtype=object)})
+    if r.account:
+        accounts = pd.DataFrame({k: [v] for k, v in r.account.items()}, dtype=object)
+    else:  # no account row: an empty table that still has the columns the ICP reads
+        columns = ["account_id", *dict.fromkeys(c.column for c in (icp.criteria if icp else [])
+                                                if c.table == "accounts")]
+        accounts = pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
     opps = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in _EMPTY_OPPS.items()})
-    return CrmExport(accounts=accounts, leads=leads, activities=kept, opportunities=opps, source="<lead>"), notes
+    return CrmExport(accounts=accounts, leads=leads, activities=kept, opportunities=opps, source="<lead>"), r.notes

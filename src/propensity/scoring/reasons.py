@@ -12,7 +12,9 @@ points of all reasons add up exactly to that gap.
 Reasons are assembled for a whole batch at once (:func:`assemble`): the top-k
 positive and negative sources per row come from one stable NumPy sort, and each
 source's observed-value text is formatted once per source for the rows that show
-it, never per row and source in Python.
+it, never per row and source in Python. One row (a service scoring one lead) goes
+through :func:`reasons_one` instead: the same selection and text, per slot in
+plain Python, with no DataFrame.
 
 Fit and engagement scores (0–100): ``100 * sigmoid(sum of the family's SHAP
 log-odds)``. 50 is the average lead (the model's expected value); a family that
@@ -35,8 +37,8 @@ import pandas as pd
 from propensity.features.spec import FeatureDef
 from propensity.scoring.calibration import Calibrator
 
-__all__ = ["GRADE_BANDS", "MIN_POINTS", "Reason", "ReasonGroups", "ReasonTable", "assemble", "family_scores",
-           "grades", "probability_points"]
+__all__ = ["GRADE_BANDS", "MIN_POINTS", "Reason", "ReasonGroups", "ReasonTable", "assemble", "describe_one",
+           "family_scores", "grades", "probability_points", "reasons_one"]
 
 MIN_POINTS = 0.05  # reasons smaller than this many probability points are not shown
 GRADE_BANDS = (35.0, 65.0)  # family score below the first is low, at or above the second high
@@ -297,4 +299,120 @@ def _fit_values(members: list[FeatureDef], head: FeatureDef, frame: pd.DataFrame
     if match is not None:
         suffix = np.where(np.isnan(flag), "", np.where(flag == 1, " (matches ICP)", " (outside ICP)"))
         value = np.where(known, value + suffix, value)
+    return display, value
+
+
+# ------------------------------------------------------------------ one row
+
+
+def reasons_one(groups: ReasonGroups, values: dict[str, object], pts: np.ndarray, k: int,
+                min_points: float = MIN_POINTS) -> tuple[list[Reason], list[Reason], str]:
+    """The positive and negative :class:`Reason` objects and the joined text of one row.
+
+    ``values`` maps feature names to the row's values (a feature row as a dict) and
+    ``pts`` is the row's per-source points. The same reasons and text as
+    :func:`assemble` gives for that row, without DataFrames: a service scoring one
+    lead at a time pays microseconds, not the batch machinery's fixed costs.
+    """
+    index, points, shown = select(pts[None, :], k, min_points)
+    k = index.shape[1] // 2
+    idx, pts_l, shown_l = index[0].tolist(), points[0].tolist(), shown[0].tolist()
+    pos: list[Reason] = []
+    neg: list[Reason] = []
+    texts: list[str] = []
+    for j in range(2 * k):
+        if not shown_l[j]:
+            continue
+        s = groups.sources[idx[j]]
+        display, value = describe_one(s, groups, values)
+        actionable = groups.actionable(s)
+        action = (ACT_UP if j < k else ACT_DOWN) if actionable else ""
+        (pos if j < k else neg).append(Reason(s, display, value, pts_l[j], groups.heads[s].family, actionable,
+                                              action))
+        texts.append(f"{display}: {value} ({'%+.1f pts' % pts_l[j]}{'; ' + action if action else ''})")
+    return pos, neg, " | ".join(texts)
+
+
+def _num1(v: object) -> float:
+    """:func:`_num` of one value."""
+    if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        return float(v)
+    if v is None:
+        return np.nan
+    return float(_num(np.array([v], dtype=object))[0])
+
+
+_BIG = float(np.finfo(np.float64).max)
+
+
+def _nan0(v: float) -> float:
+    """``np.nan_to_num`` of one value."""
+    if v != v:
+        return 0.0
+    if v in (np.inf, -np.inf):
+        return _BIG if v > 0 else -_BIG
+    return v
+
+
+def _int(v: float) -> int:
+    """``np.nan_to_num(v).astype(np.int64)`` of one value."""
+    v = _nan0(v)
+    return int(v) if abs(v) < 2.0**62 else int(np.float64(v).astype(np.int64))
+
+
+def _days1(d: float) -> str:
+    """:func:`_days` of one value (no NaN)."""
+    n = round(d) if abs(d) < 2.0**62 else int(np.rint(np.float64(d)).astype(np.int64))  # half to even, as rint
+    return "today" if n == 0 else "1 day ago" if n == 1 else f"{n} days ago"
+
+
+def describe_one(source: str, groups: ReasonGroups, values: dict[str, object]) -> tuple[str, str]:
+    """(display name, observed value text) of one source for one row: :func:`describe_values`'s text."""
+    members = groups.members[source]
+    head = groups.heads[source]
+    if head.family == "fit":
+        return _fit_value_one(members, head, values)
+    if source == "lead_age":
+        return "Lead age", "created " + _days1(_num1(values["lead_age_days"]))
+    if source == "activity":
+        active = next(f for f in members if f.name.startswith("eng_active_days_"))
+        window = active.name.removeprefix("eng_active_days_").removesuffix("d")
+        days = _int(_num1(values[active.name]))
+        since = _num1(values["eng_days_since_any"])
+        if since != since:
+            return "Activity", "never active"
+        text = f"no activity in the last {window} days" if days == 0 else f"active on {days} of the last {window} days"
+        return "Activity", f"{text}, last activity {_days1(since)}"
+    counts = [f for f in members if f.name.endswith("d") and f.name.rsplit("_", 1)[-1][:-1].isdigit()]
+    longest = max(counts, key=lambda f: int(f.name.rsplit("_", 1)[-1][:-1]))
+    window = longest.name.rsplit("_", 1)[-1][:-1]
+    n = _int(_num1(values[longest.name]))
+    since_col = f"eng_{source}_days_since"
+    since = _num1(values[since_col]) if since_col in values else np.nan
+    latest = _days1(_nan0(since))
+    display = longest.display.split(",")[0]
+    if n != 0:
+        return display, f"{n} in the last {window} days, latest {latest}"
+    if since != since:
+        return display, f"none in the last {window} days"
+    return display, f"none in the last {window} days (latest {latest})"
+
+
+def _fit_value_one(members: list[FeatureDef], head: FeatureDef, values: dict[str, object]) -> tuple[str, str]:
+    match = next((f for f in members if not f.name.endswith("_value")), None)
+    raw = next((f for f in members if f.name.endswith("_value")), None)
+    flag = _num1(values[match.name]) if match is not None else np.nan
+    display = raw.display if raw is not None else head.display.removesuffix(" matches ICP")
+    if raw is None:
+        return display, "unknown" if flag != flag else "yes" if flag == 1 else "no"
+    v = values[raw.name]
+    if raw.kind == "numeric":
+        num = _num1(v)
+        known = bool(np.isfinite(num))
+        value = f"{num:,.0f}" if known else "unknown"
+    else:
+        known = bool(pd.notna(v))
+        value = str(v) if known else "unknown"
+    if match is not None and known and flag == flag:
+        value += " (matches ICP)" if flag == 1 else " (outside ICP)"
     return display, value

@@ -12,6 +12,14 @@ Batch output columns: ``lead_id``, ``cutoff``, ``probability`` (calibrated),
 negative, ``" | "``-joined), ``fit_score`` and ``engagement_score`` (0–100, 50 = the
 average lead; see :mod:`propensity.scoring.reasons`), ``grade`` (A–E) and ``notes``
 (what was missing or could not be used for that lead, ``""`` when nothing).
+
+One lead (a :class:`LeadInput`, a dict with ``lead``/``account``/``activities``, or
+a dict of one-row DataFrames keyed like the export's tables) takes a fast path
+with no DataFrame in the middle: :func:`~propensity.scoring.leadinput.lead_rows`
+checks the rows, :class:`~propensity.features.onelead.OneLead` computes the
+features, one float64 row goes to ``pred_contrib`` and
+:func:`~propensity.scoring.reasons.reasons_one` writes the reasons. Its numbers
+equal the batch path's (tests compare them lead by lead).
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ from propensity.features.cutoffs import scoring_cutoffs
 from propensity.features.matrix import to_matrix
 from propensity.features.pipeline import build_features
 from propensity.scoring.bundle import Bundle, BundleError, load_bundle
-from propensity.scoring.leadinput import lead_export
-from propensity.scoring.reasons import ReasonGroups, assemble, family_scores, grades, probability_points
+from propensity.features.onelead import OneLead
+from propensity.scoring.leadinput import LeadRows, lead_export, lead_rows, stamp_us
+from propensity.scoring.reasons import (ReasonGroups, assemble, family_scores, grades, probability_points,
+                                        reasons_one)
 
 __all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut", "TableScorer", "read_table", "table_matrix"]
 
@@ -125,6 +135,12 @@ class LeadScorer:
         self._pos = {f.name: j for j, f in enumerate(bundle.spec)}
         self._codes = {j: {str(v): float(k) for k, v in enumerate(bundle.categories.get(f.name, []))}
                        for j, f in enumerate(bundle.spec) if f.kind == "categorical"}
+        # One lead (a service's call) skips DataFrames when the bundle's features are the configs' own
+        self._onelead = OneLead(bundle.icp, bundle.engagement)
+        self._fast = self._codes_ok and set(bundle.feature_names) <= set(self._onelead.names)
+        read = {t: [c.column for c in bundle.icp.criteria if c.table == t] for t in ("leads", "accounts")}
+        self._lead_columns = list(dict.fromkeys(["lead_id", "account_id", "created_at", *read["leads"]]))
+        self._account_columns = list(dict.fromkeys(["account_id", *read["accounts"]]))
 
     @classmethod
     def load(cls, uri: str | Path) -> LeadScorer:
@@ -159,18 +175,34 @@ class LeadScorer:
         Only events before ``as_of`` (occurred and recorded) are used.
 
         A dict of DataFrames holding exactly one lead is scored on the fast one-lead
-        path (a service's usual call) and still returns a one-row DataFrame.
+        path (a service's usual call) and still returns a one-row DataFrame (no
+        rows when the lead was created at or after ``as_of``; a :class:`LeadInput`
+        gets a ``ValueError`` then).
         """
         if isinstance(data, dict) and "lead" in data:
             data = LeadInput.model_validate(data)
         if isinstance(data, LeadInput):
+            if self._fast:
+                rows = lead_rows(data.lead, data.account, data.activities, as_of, self.bundle.icp)
+                one = self._one(rows, as_of)
+                if one is None:
+                    raise ValueError(f"lead {rows.lead_id!r} cannot be scored as of {as_of}: it was created after "
+                                     "that time or already has an opportunity")
+                return one.lead_score()
             export, notes = lead_export(data.lead, data.account, data.activities, as_of, self.bundle.icp)
             return self._score_one(export, notes, as_of)
         if isinstance(data, dict) and _one_lead_frames(data):
-            lead = data["leads"].iloc[0].to_dict()
+            # only the columns the features read: a CRM row has dozens, and pandas pays per column
+            lead = _row(data["leads"], 0, self._lead_columns)
             acts = data.get("activities")
-            export, notes = lead_export(lead, _account_row(data.get("accounts"), lead.get("account_id")),
-                                        [] if acts is None else acts, as_of, self.bundle.icp)
+            account = _account_row(data.get("accounts"), lead.get("account_id"), self._account_columns)
+            if self._fast:
+                one = self._one(lead_rows(lead, account, [] if acts is None else acts, as_of, self.bundle.icp),
+                                as_of)
+                if one is not None:
+                    return one.frame()
+            # not scorable as of that time: the general path gives its (empty) table
+            export, notes = lead_export(lead, account, [] if acts is None else acts, as_of, self.bundle.icp)
             cut = self._cutoffs(export, as_of)
             return self._score_cutoffs(export, cut, detail=False, extra_notes=notes)
         export = self._export(data)
@@ -190,6 +222,36 @@ class LeadScorer:
                              "that time or already has an opportunity")
         row = self._score_cutoffs(export, cut, detail=True, extra_notes=notes).iloc[0]
         return _lead_score(row)
+
+    def _one(self, rows: LeadRows, as_of: Any) -> _OneScore | None:
+        """One lead scored without DataFrames; None when it has no cutoff (created at or after it).
+
+        The same numbers as the batch path, step by step: the cutoff of
+        :meth:`_cutoffs`, the features of ``build_features``
+        (:class:`~propensity.features.onelead.OneLead`), the matrix row and notes of
+        :meth:`_small_matrix`, exact SHAP from ``pred_contrib`` and the reasons of
+        :func:`~propensity.scoring.reasons.assemble` (:func:`reasons_one`).
+        """
+        b = self.bundle
+        if as_of is None:  # the end of the data + 1 µs, as for any export
+            t = t_ceil = rows.end() + 1
+        else:
+            stamp = _utc(as_of)
+            t, t_ceil = stamp_us(stamp), stamp_us(stamp, ceil=True)
+        if rows.created >= t_ceil:
+            return None
+        self._onelead.warn_unknown_types(rows.types, stacklevel=3)  # as build_features does
+        values = self._onelead.features(rows.lead, rows.account, rows.types, rows.occ, rows.rec, t, rows.created)
+        x = np.full((1, len(b.spec)), np.nan)
+        notes = [*rows.notes, *self._encode_row([values[n] for n in b.feature_names], x[0])]
+        contrib = self._contrib(x)
+        p, pts = probability_points(contrib, b.calibrator, self._groups)
+        fit, eng = family_scores(contrib, self._groups)
+        pos, neg, joined = reasons_one(self._groups, values, pts[0], b.top_k)
+        prob = float(p[0])
+        tier = "SQL" if prob >= b.tiers.sql else "MQL" if prob >= b.tiers.mql else "nurture"
+        return _OneScore(rows.lead_id, t, prob, tier, pos, neg, joined, int(fit[0]), int(eng[0]),
+                         str(grades(fit, eng)[0]), notes, contrib[0])
 
     def score_chunks(self, data: Any, as_of: pd.Timestamp | str | None = None, chunk_size: int = 50_000):
         """Score the open leads of ``data`` in chunks of ``chunk_size`` leads.
@@ -302,35 +364,48 @@ class LeadScorer:
             to_matrix(frame, b.spec, b.categories)  # raises the KeyError naming the missing features
         obj = frame.to_numpy(dtype=object)[:, pos]
         m = np.full(obj.shape, np.nan)
-        notes: list[list[str]] = [[] for _ in range(len(frame))]
-        for j, f in enumerate(b.spec):
-            codes = self._codes[j] if f.kind == "categorical" else None
-            for i, v in enumerate(obj[:, j]):
-                if codes is not None:
-                    if v is not None and v == v:
-                        m[i, j] = codes.get(str(v), np.nan)
-                else:
-                    m[i, j] = _float(v)
+        notes: list[list[str]] = []
+        for i in range(len(frame)):
+            notes.append(self._encode_row(obj[i].tolist(), m[i]))
+        return m, notes
+
+    def _encode_row(self, values: list, out: np.ndarray) -> list[str]:
+        """One feature row (values in spec order) into ``out`` (float64); its notes.
+
+        Plain Python floats until the end: NumPy's per-element access costs more
+        than the work for one row.
+        """
+        codes_at = self._codes
+        nan = math.nan
+        row = [nan] * len(values)
+        for j, v in enumerate(values):
+            codes = codes_at.get(j)
+            if codes is not None:
+                if v is not None and v == v:
+                    row[j] = codes.get(str(v), nan)
+            else:
+                row[j] = _float(v)
+        notes: list[str] = []
         for c, flag, value in self._criteria:
             jf, jv = self._pos.get(flag), self._pos.get(value)
-            for i in range(len(frame)):
-                if jv is not None and c.raw:
-                    v = m[i, jv]
-                    if c.numeric and np.isinf(v):
-                        m[i, jv] = np.nan
-                        if jf is not None:
-                            m[i, jf] = np.nan
-                        notes[i].append(f"{c.display}: not a finite number, treated as unknown")
-                        continue
-                    raw = obj[i, jv]
-                    if not c.numeric and raw is not None and raw == raw and np.isnan(v):
-                        notes[i].append(f"{c.display}: {raw!r} not seen in training, treated as unknown")
-                        continue
-                    if raw is None or raw != raw or np.isnan(v):
-                        notes[i].append(f"{c.display}: unknown")
-                elif jf is not None and np.isnan(m[i, jf]):
-                    notes[i].append(f"{c.display}: unknown")
-        return m, notes
+            if jv is not None and c.raw:
+                v = row[jv]
+                if c.numeric and math.isinf(v):
+                    row[jv] = nan
+                    if jf is not None:
+                        row[jf] = nan
+                    notes.append(f"{c.display}: not a finite number, treated as unknown")
+                    continue
+                raw = values[jv]
+                if not c.numeric and raw is not None and raw == raw and math.isnan(v):
+                    notes.append(f"{c.display}: {raw!r} not seen in training, treated as unknown")
+                    continue
+                if raw is None or raw != raw or math.isnan(v):
+                    notes.append(f"{c.display}: unknown")
+            elif jf is not None and math.isnan(row[jf]):
+                notes.append(f"{c.display}: unknown")
+        out[:] = row
+        return notes
 
     def _clean(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[list[str]]]:
         n = len(frame)
@@ -370,6 +445,10 @@ class LeadScorer:
         """Exact TreeSHAP (``pred_contrib``), rows split over the cores for big batches."""
         booster = self.bundle.booster
         n = len(x)
+        if n == 0:  # LightGBM's pred_contrib fails on no rows (e.g. a lead created after as_of)
+            return np.empty((0, len(self.bundle.spec) + 1))
+        if n < PARALLEL_MIN_ROWS:  # one worker whatever the cores (the rule below): skip asking
+            return np.asarray(booster.predict(x, pred_contrib=True, num_threads=1))
         workers = min(os.cpu_count() or 1, max(n // (PARALLEL_MIN_ROWS // 2), 1))
         if workers <= 1:
             return np.asarray(booster.predict(x, pred_contrib=True, num_threads=1))
@@ -409,6 +488,45 @@ class LeadScorer:
         return out
 
 
+class _OneScore:
+    """One lead's result on the fast path, before it becomes a LeadScore or a one-row table."""
+
+    __slots__ = ("contrib", "cutoff", "eng", "fit", "grade", "joined", "lead_id", "negative", "notes", "positive",
+                 "probability", "tier")
+
+    def __init__(self, lead_id: str, cutoff: int, probability: float, tier: str, positive: list, negative: list,
+                 joined: str, fit: int, eng: int, grade: str, notes: list[str], contrib: np.ndarray):
+        self.lead_id, self.cutoff, self.probability, self.tier = lead_id, cutoff, probability, tier
+        self.positive, self.negative, self.joined = positive, negative, joined
+        self.fit, self.eng, self.grade, self.notes = fit, eng, grade, notes
+        self.contrib = contrib  # the row's pred_contrib (SHAP values, then the expected value)
+
+    @property
+    def score(self) -> int:
+        return int(np.rint(self.probability * 100))
+
+    def lead_score(self) -> LeadScore:
+        return LeadScore(lead_id=self.lead_id, probability=self.probability, score=self.score, tier=self.tier,
+                         positive=[_reason_out(r) for r in self.positive],
+                         negative=[_reason_out(r) for r in self.negative], fit_score=self.fit,
+                         engagement_score=self.eng, grade=self.grade, notes=self.notes)
+
+    def frame(self) -> pd.DataFrame:
+        """The one-row table :meth:`LeadScorer._assemble` gives (same columns and dtypes)."""
+        return pd.DataFrame({
+            "lead_id": np.array([self.lead_id], dtype=object),
+            "cutoff": pd.DatetimeIndex(np.array([self.cutoff], dtype="datetime64[us]")).tz_localize("UTC"),
+            "probability": np.array([self.probability]),
+            "score": np.array([self.score], dtype=int),
+            "tier": np.array([self.tier]),
+            "reasons": np.array([self.joined], dtype=object),
+            "fit_score": np.array([self.fit], dtype=np.int64),
+            "engagement_score": np.array([self.eng], dtype=np.int64),
+            "grade": np.array([self.grade], dtype=object),
+            "notes": np.array(["; ".join(self.notes)], dtype=object),
+        }, copy=False)  # the arrays are new: no copy needed
+
+
 def _float(v: object) -> float:
     """``pd.to_numeric(errors="coerce")`` for one value."""
     if v is None or isinstance(v, (bool, np.bool_)):
@@ -436,14 +554,31 @@ def _one_lead_frames(data: dict) -> bool:
             and all(isinstance(data.get(k), pd.DataFrame) for k in ("accounts", "activities") if k in data))
 
 
-def _account_row(df: pd.DataFrame | None, account_id: object) -> dict | None:
+def _account_row(df: pd.DataFrame | None, account_id: object, columns: list[str] | None = None) -> dict | None:
     """The lead's account row of a small accounts frame (its only row when ids are absent)."""
     if df is None or len(df) == 0:
         return None
+    k = 0
     if "account_id" in df.columns and account_id is not None:
-        hit = np.flatnonzero(df["account_id"].astype(str).to_numpy() == str(account_id))
-        return df.iloc[int(hit[0])].to_dict() if len(hit) else None
-    return df.iloc[0].to_dict()
+        wanted = str(account_id)  # str() per id: ``astype(str)``'s text, without a pandas copy
+        hit = [i for i, v in enumerate(df["account_id"].to_numpy(dtype=object).tolist()) if str(v) == wanted]
+        if not hit:
+            return None
+        k = hit[0]
+    return _row(df, k, columns)
+
+
+def _row(df: pd.DataFrame, k: int, columns: list[str] | None = None) -> dict:
+    """Row ``k`` of ``df`` as a dict, of ``columns`` only (those present) when given.
+
+    ``DataFrame.iat`` per wanted column costs a fraction of ``iloc[k].to_dict()``,
+    which converts every column of the row.
+    """
+    cols = df.columns
+    if columns is None or not cols.is_unique:
+        return df.iloc[k].to_dict()
+    at, loc = df.iat, cols.get_loc
+    return {c: at[k, loc(c)] for c in columns if c in cols}
 
 
 def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
