@@ -156,3 +156,41 @@ def test_unknown_stage_is_an_error():
     opps = frames()["opportunities"].assign(stage=["won"])
     with pytest.raises(DataError, match=r"column 'stage' has unknown values \['won'\]"):
         CrmExport.from_frames(frames(opportunities=opps))
+
+
+def test_large_file_reader_gives_the_same_arrays_as_the_frame(tmp_path, monkeypatch):
+    # Big Parquet exports are read into arrays by DuckDB (ids matched by a join, rows put back in file order);
+    # the arrays must equal those derived from the validated DataFrame, unknown leads and all.
+    import numpy as np
+
+    import propensity.data.activities as activities
+    from propensity.data.activities import arrays_from_frame
+
+    acts = pd.concat([frames()["activities"],
+                      pd.DataFrame({"lead_id": ["ghost", "L2"], "activity_type": ["chat", "email_open"],
+                                    "occurred_at": [T - DAY, T - 2 * DAY]})], ignore_index=True)
+    acts["recorded_at"] = acts["occurred_at"] + pd.Timedelta(hours=1)
+    folder = write(tmp_path / "crm", frames(activities=acts))
+    monkeypatch.setattr(activities, "DUCKDB_MIN_ROWS", 0)
+    with pytest.warns(UserWarning, match=r"1 activity name a lead_id not in leads, e.g. \['ghost'\] \(rows \[3\]\)"):
+        export = read_export(folder)
+    got = export.activity_arrays()
+    want = arrays_from_frame(export.activities, export.leads["lead_id"])
+    for name in ("lead", "occ", "rec", "code"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    assert got.types.tolist() == want.types.tolist() == ["web_visit", "chat", "email_open"]
+    assert got.lead.tolist() == [0, 1, 0, -1, 1]
+
+
+def test_activities_frame_is_built_on_demand_and_arrays_follow_replaced_leads(tmp_path):
+    # read_export keeps activities as arrays and builds the DataFrame on first access; an export copied
+    # with other leads (dataclasses.replace) derives its arrays again instead of keeping stale positions.
+    import dataclasses
+
+    folder = write(tmp_path / "crm", frames())
+    export = read_export(folder)
+    assert "_activities" in export.__dict__ and callable(export.__dict__["_activities"])
+    assert export.activity_arrays().lead.tolist() == [0, 1, 0]
+    pd.testing.assert_frame_equal(export.activities, CrmExport.from_frames(frames()).activities)
+    flipped = dataclasses.replace(export, leads=export.leads.iloc[::-1].reset_index(drop=True))
+    assert flipped.activity_arrays().lead.tolist() == [1, 0, 1]

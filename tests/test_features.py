@@ -355,6 +355,27 @@ def test_running_engine_with_coarse_key_buckets_matches_the_reference(world, uni
     assert_features_equal(got, expected, build_feature_spec(icp, engagement))
 
 
+@pytest.mark.parametrize("chunk_events,threads,some_leads", [(50, 1, False), (300, 2, False), (70, 2, True)])
+def test_running_engine_in_lead_batches_matches_the_reference(world, chunk_events, threads, some_leads,
+                                                              monkeypatch):
+    # Large inputs run in batches of leads (bounded temporaries), two at a time; results must not change,
+    # also when the cutoffs name only some leads (the others' activities are skipped, not copied).
+    import propensity.features.running as running
+
+    monkeypatch.setattr(running, "CHUNK_EVENTS", chunk_events)
+    monkeypatch.setattr(running, "MAX_THREADS", threads)
+    export, cutoffs, icp, engagement, expected = world
+    assert len(export.activities) > 4 * chunk_events
+    if some_leads:
+        sel = cutoffs["lead_id"].isin(export.leads["lead_id"].iloc[::3]).to_numpy()
+        assert 0 < sel.sum() < len(sel)
+        cutoffs, expected = cutoffs[sel].reset_index(drop=True), expected[sel].reset_index(drop=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = build_features(export, cutoffs, icp, engagement, engine="running")
+    assert_features_equal(got, expected, build_feature_spec(icp, engagement))
+
+
 def test_running_engine_handles_lead_spans_too_long_for_anchored_decay():
     # 5000 days at a 5-day half-life would overflow 2 ** (age / half-life): such leads take the exact path.
     leads = [("L1", "A1", T0 - 6000 * DAY, "vp", "web"), ("L2", "A1", T0 - 100 * DAY, "vp", "web")]

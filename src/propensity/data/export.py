@@ -29,6 +29,8 @@ Checks, each naming the file, the column and a sample of offending rows:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 import warnings
 from dataclasses import dataclass
@@ -36,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from propensity.data.activities import ActivityArrays, arrays_from_frame, read_activity_arrays
 
 __all__ = ["CrmExport", "DataError", "TABLES", "read_export", "read_table"]
 
@@ -69,15 +73,48 @@ FUTURE_TOLERANCE = pd.Timedelta(days=1)  # clock skew between the CRM and this m
 _ZONE = re.compile(r"\d:\d{2}(?::\d{2}(?:\.\d*)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
 
 
+class _Activities:
+    """The ``activities`` field of :class:`CrmExport`: a DataFrame, built on first access.
+
+    ``read_export`` stores a loader (re-reading and normalising the file) instead of
+    the frame, so that the batch feature path, which only needs
+    :meth:`CrmExport.activity_arrays`, never pays for 45M pandas strings. Any
+    DataFrame given to the constructor is stored as is.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, obj: object, owner: type | None = None) -> pd.DataFrame:
+        if obj is None:
+            raise AttributeError(self.slot[1:])  # no class-level default: the field stays required
+        value = obj.__dict__[self.slot]
+        if callable(value) and not isinstance(value, pd.DataFrame):
+            value = value()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj: object, value: object) -> None:
+        obj.__dict__[self.slot] = value  # only the dataclass __init__ gets here (the class is frozen)
+
+
 @dataclass(frozen=True)
 class CrmExport:
-    """The four tables of a CRM export, validated, ids as strings, timestamps UTC."""
+    """The four tables of a CRM export, validated, ids as strings, timestamps UTC.
+
+    ``activities`` may be given as a DataFrame or (by :func:`read_export`) as a
+    zero-argument callable returning it, called once on first access.
+    :meth:`activity_arrays` gives the activities as NumPy arrays for the batch
+    feature path.
+    """
 
     accounts: pd.DataFrame
     leads: pd.DataFrame
-    activities: pd.DataFrame
+    activities: pd.DataFrame = _Activities()  # type: ignore[assignment]  # no default: __get__ says so
     opportunities: pd.DataFrame
     source: str = "<memory>"
+    # Set by read_export; not an init field, so dataclasses.replace (new leads) never carries stale positions.
+    _arrays: ActivityArrays | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_frames(cls, frames: dict[str, pd.DataFrame], source: str = "<memory>",
@@ -100,12 +137,27 @@ class CrmExport:
         unknown = set(frames) - set(TABLES)
         if unknown:
             raise DataError(f"{source}: unknown table(s) {sorted(unknown)}; expected {list(TABLES)}")
-        _check_across(tables, {name: f"{source}/{name}" for name in TABLES}, exported_at)
-        return cls(**tables, source=source)
+        arrays = _check_across(tables, {name: f"{source}/{name}" for name in TABLES}, exported_at)
+        export = cls(**tables, source=source)
+        object.__setattr__(export, "_arrays", arrays)
+        return export
+
+    def activity_arrays(self) -> ActivityArrays:
+        """The activities as arrays (lead = row position in ``leads``); computed once, then cached."""
+        arrays = self.__dict__.get("_arrays")
+        if arrays is None:
+            arrays = arrays_from_frame(self.activities, self.leads["lead_id"])
+            object.__setattr__(self, "_arrays", arrays)
+        return arrays
 
     def end(self) -> pd.Timestamp:
         """The end of the data: the latest timestamp in any table."""
-        stamps = [self.leads["created_at"].max(), self.activities["occurred_at"].max(),
+        arrays = self.__dict__.get("_arrays")
+        if arrays is not None:
+            last_act = pd.Timestamp(int(arrays.occ.max()), unit="us", tz="UTC") if len(arrays) else pd.NaT
+        else:
+            last_act = self.activities["occurred_at"].max()
+        stamps = [self.leads["created_at"].max(), last_act,
                   self.opportunities["created_at"].max(), self.opportunities["closed_at"].max()]
         stamps = [s for s in stamps if pd.notna(s)]
         if not stamps:
@@ -143,10 +195,35 @@ def read_export(folder: str | Path, exported_at: object = None) -> CrmExport:
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder; expected a CRM export with {', '.join(TABLES)}")
     paths = {name: _find(folder, name) for name in TABLES}
-    frames = {name: read_table(path) for name, path in paths.items()}
-    tables = {name: _normalise(df, name, str(paths[name])) for name, df in frames.items()}
-    _check_across(tables, {name: str(p) for name, p in paths.items()}, exported_at)
-    return CrmExport(**tables, source=str(folder))
+    tables: dict[str, pd.DataFrame | None] = {}
+    arrays = ids = None
+    for name, path in paths.items():
+        if name == "activities" and path.suffix == ".parquet":
+            arrays = read_activity_arrays(path, tables["leads"]["lead_id"])
+            if arrays is not None:  # clean file: arrays now, the DataFrame only if someone asks for it
+                tables[name] = None
+                ids = functools.partial(_column_rows, path, "lead_id")
+                continue
+        tables[name] = _normalise(read_table(path), name, str(path))
+    arrays = _check_across(tables, {name: str(p) for name, p in paths.items()}, exported_at, arrays, ids)
+    if tables["activities"] is None:
+        tables["activities"] = functools.partial(_load_activities, paths["activities"])
+    export = CrmExport(**tables, source=str(folder))
+    object.__setattr__(export, "_arrays", arrays)
+    return export
+
+
+def _load_activities(path: Path) -> pd.DataFrame:
+    """The activities DataFrame of an already validated file (the lazy ``CrmExport.activities``)."""
+    return _normalise(read_table(path), "activities", str(path))
+
+
+def _column_rows(path: Path, column: str, rows: np.ndarray) -> np.ndarray:
+    """The values of one Parquet column at some rows, as an object array of str."""
+    import pyarrow.parquet as pq
+
+    col = pq.read_table(path, columns=[column]).column(column).take(np.asarray(rows, dtype=np.int64))
+    return np.array([str(v) for v in col.to_pylist()], dtype=object)
 
 
 def _normalise(df: pd.DataFrame, name: str, where: str) -> pd.DataFrame:
@@ -261,39 +338,76 @@ def _lead_positions(ids: pd.Series, lead_ids: pd.Series) -> np.ndarray:
         return index.get_indexer(ids.to_numpy(dtype=object)).astype(np.int64)
 
 
-def _check_across(tables: dict[str, pd.DataFrame], where: dict[str, str], exported_at: object) -> None:
-    """Checks that need more than one table: orphans, events before the lead, the future."""
+def _early(pos: np.ndarray, occ: np.ndarray, created: np.ndarray, block: int = 1 << 20) -> tuple[int, list[int]]:
+    """How many activities (of known leads) occurred before their lead's created_at, and the first 3 rows.
+
+    Works in blocks, so that 45M activities need a few MB of temporaries, not GBs.
+    """
+    count, rows = 0, []
+    if not len(created):
+        return 0, []
+    for at in range(0, len(pos), block):
+        p = pos[at:at + block]
+        early = (occ[at:at + block] < created[np.maximum(p, 0)]) & (p >= 0)
+        k = int(np.count_nonzero(early))
+        if k:
+            count += k
+            if len(rows) < 3:
+                rows += (np.flatnonzero(early)[:3 - len(rows)] + at).tolist()
+    return count, rows
+
+
+def _check_across(tables: dict[str, pd.DataFrame | None], where: dict[str, str], exported_at: object,
+                  arrays: ActivityArrays | None = None, activity_ids=None) -> ActivityArrays:
+    """Checks that need more than one table: orphans, events before the lead, the future.
+
+    The activities are checked as :class:`ActivityArrays`: ``arrays`` when the
+    fast reader built them (then ``tables["activities"]`` may be None and
+    ``activity_ids(rows)`` returns the lead_id str of those rows, for samples),
+    else derived from the activities frame. Returns the arrays.
+    """
     now = pd.Timestamp.now(tz="UTC") if exported_at is None else pd.Timestamp(exported_at)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     limit = now + FUTURE_TOLERANCE
+    leads, acts, opps = tables["leads"], tables["activities"], tables["opportunities"]
+    if arrays is None:
+        arrays = arrays_from_frame(acts, leads["lead_id"])
+        activity_ids = lambda rows: acts["lead_id"].to_numpy(dtype=object)[rows]  # noqa: E731
     for name, cols in TIMESTAMPS.items():
         df = tables[name]
         for col in cols:
-            if col not in df.columns:
-                continue
-            late = (df[col] > limit).to_numpy(dtype=bool)
-            if name == "opportunities" and col == "closed_at":
-                late = late & (df["stage"] != "open").to_numpy(dtype=bool)
+            if name == "activities":  # recorded_at is always there (it defaults to occurred_at)
+                stamps = arrays.occ if col == "occurred_at" else arrays.rec
+                limit_us = int(limit.value // 1000)
+                if not len(stamps) or stamps.max() <= limit_us:  # one pass, no 45M-row mask
+                    continue
+                late = stamps > limit_us
+                values = pd.Series(stamps[late][:3].astype("datetime64[us]")).dt.tz_localize("UTC")
+            else:
+                if col not in df.columns:
+                    continue
+                late = (df[col] > limit).to_numpy(dtype=bool)
+                if name == "opportunities" and col == "closed_at":
+                    late = late & (df["stage"] != "open").to_numpy(dtype=bool)
+                values = df[col][late]
             if late.any():
-                sample = df[col][late].head(3).astype(str).tolist()
+                sample = values.head(3).astype(str).tolist()
                 raise DataError(f"{where[name]}: column '{col}' has {int(late.sum())} timestamp(s) in the future "
                                 f"(after {limit:%Y-%m-%d %H:%M} UTC, a day after "
                                 f"{'now' if exported_at is None else 'the export'}), e.g. {sample} "
                                 f"(rows {_rows(late)}); check the export's clock and time zone")
-    leads, acts, opps = tables["leads"], tables["activities"], tables["opportunities"]
-    pos = _lead_positions(acts["lead_id"], leads["lead_id"])
-    orphan = pos < 0
-    if orphan.any():
-        sample = [str(v) for v in pd.unique(acts["lead_id"][orphan])[:3]]
+    pos = arrays.lead
+    if len(pos) and pos.min() < 0:
+        orphan = pos < 0
+        sample = [str(v) for v in pd.unique(activity_ids(np.flatnonzero(orphan)))[:3]]
         warnings.warn(f"{where['activities']}: {int(orphan.sum())} activit{'y' if orphan.sum() == 1 else 'ies'} "
                       f"name a lead_id not in leads, e.g. {sample} (rows {_rows(orphan)}); they are ignored",
                       UserWarning, stacklevel=3)
-    # Both columns are datetime64[us, UTC] by now: compare their int64 µs, not 45M Timestamp objects.
-    created = leads["created_at"].array.asi8
-    early = ~orphan & (acts["occurred_at"].array.asi8 < created[np.maximum(pos, 0)]) if len(created) else orphan
-    if early.any():
-        warnings.warn(f"{where['activities']}: {int(early.sum())} activit{'y' if early.sum() == 1 else 'ies'} "
-                      f"occurred before their lead's created_at, e.g. rows {_rows(early)}; kept as the lead's "
+        del orphan
+    n_early, early_rows = _early(pos, arrays.occ, leads["created_at"].array.asi8)
+    if n_early:
+        warnings.warn(f"{where['activities']}: {n_early} activit{'y' if n_early == 1 else 'ies'} "
+                      f"occurred before their lead's created_at, e.g. rows {early_rows}; kept as the lead's "
                       "history (marketing tools attribute earlier anonymous visits to a new lead)",
                       UserWarning, stacklevel=3)
     if len(opps):
@@ -303,3 +417,4 @@ def _check_across(tables: dict[str, pd.DataFrame], where: dict[str, str], export
             warnings.warn(f"{where['opportunities']}: {int(lost.sum())} opportunit"
                           f"{'y' if lost.sum() == 1 else 'ies'} name a lead_id not in leads, e.g. {sample} "
                           f"(rows {_rows(lost)}); they label no lead", UserWarning, stacklevel=3)
+    return arrays

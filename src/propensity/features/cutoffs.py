@@ -59,23 +59,25 @@ def training_cutoffs(export: CrmExport, cutoffs: CutoffConfig, horizon_days: int
     ``label`` (int8), sorted by cutoff then lead_id, index 0..n-1.
     """
     dates = snapshot_dates(export, cutoffs, horizon_days)
-    leads = export.leads.sort_values("lead_id", kind="stable")
-    lead_ids = leads["lead_id"].to_numpy()
-    created = _us(leads["created_at"])
-    first_opp = _first_opportunity_us(export, lead_ids)
+    ids = export.leads["lead_id"]
+    order = np.asarray(ids.argsort(kind="stable"), dtype=np.int64)  # lead_id order (Arrow sorts, not Python)
+    created = _us(export.leads["created_at"])[order]
+    first_opp = _first_opportunity_us(export, ids.to_numpy(dtype=object))[order]
     max_age = cutoffs.max_lead_age_days * _DAY_US
 
-    parts_lead, parts_t = [], []
-    for t in _us(pd.Series(dates)):
+    # Rows as integer positions into export.leads, per snapshot in lead_id order.
+    parts_pos, parts_t = [], []
+    dates_us = [int(t) for t in _us(pd.Series(dates))]
+    for t in dates_us:
         keep = (created < t) & (created >= t - max_age) & (first_opp >= t)
-        parts_lead.append(lead_ids[keep])
-        parts_t.append(np.full(int(keep.sum()), t, dtype=np.int64))
-    lead_col = np.concatenate(parts_lead) if parts_lead else np.array([], dtype=object)
-    t_col = np.concatenate(parts_t) if parts_t else np.array([], dtype=np.int64)
+        parts_pos.append(order[keep])
+        parts_t.append(np.full(len(parts_pos[-1]), t, dtype=np.int64))
+    pos = np.concatenate(parts_pos) if parts_pos else np.zeros(0, dtype=np.int64)
+    t_col = np.concatenate(parts_t) if parts_t else np.zeros(0, dtype=np.int64)
 
-    label = _labels(export, lead_col, t_col, horizon_days * _DAY_US)
+    label = _labels_by_position(export, parts_pos, dates_us, horizon_days * _DAY_US)
     return pd.DataFrame({
-        "lead_id": pd.Series(lead_col, dtype=export.leads["lead_id"].dtype),
+        "lead_id": ids.take(pos).reset_index(drop=True),  # Arrow-backed ids: a take, no Python str per row
         "cutoff": pd.Series(_stamps(t_col)),
         "label": label,
     })
@@ -98,13 +100,13 @@ def scoring_cutoffs(export: CrmExport, as_of: pd.Timestamp | None = None) -> pd.
         as_of = export.end() + pd.Timedelta(microseconds=1)
     as_of = _utc(as_of)
     t = int(_us(pd.Series([as_of]))[0])
-    leads = export.leads.sort_values("lead_id", kind="stable")
-    lead_ids = leads["lead_id"].to_numpy()
-    keep = (_us(leads["created_at"]) < t) & (_first_opportunity_us(export, lead_ids) >= t)
-    n = int(keep.sum())
+    ids = export.leads["lead_id"]
+    order = np.asarray(ids.argsort(kind="stable"), dtype=np.int64)  # lead_id order
+    keep = (_us(export.leads["created_at"]) < t) & (_first_opportunity_us(export, ids.to_numpy(dtype=object)) >= t)
+    pos = order[keep[order]]
     return pd.DataFrame({
-        "lead_id": pd.Series(lead_ids[keep], dtype=export.leads["lead_id"].dtype),
-        "cutoff": pd.Series(_stamps(np.full(n, t, dtype=np.int64))),
+        "lead_id": ids.take(pos).reset_index(drop=True),
+        "cutoff": pd.Series(_stamps(np.full(len(pos), t, dtype=np.int64))),
     })
 
 
@@ -147,15 +149,33 @@ def _first_opportunity_us(export: CrmExport, lead_ids: np.ndarray) -> np.ndarray
     return out
 
 
-def _labels(export: CrmExport, lead_col: np.ndarray, t_col: np.ndarray, horizon_us: int) -> np.ndarray:
-    label = np.zeros(len(lead_col), dtype=np.int8)
+def _labels_by_position(export: CrmExport, parts_pos: list[np.ndarray], dates_us: list[int],
+                        horizon_us: int) -> np.ndarray:
+    """Labels of the rows ``concat(parts_pos)``, part ``k`` being snapshot ``dates_us[k]``.
+
+    A row (lead, T) is 1 when the lead has a ``closed_won`` opportunity with
+    ``T <= closed_at < T + horizon``. Per snapshot, the few won leads are looked up
+    among that snapshot's rows by their lead position, never by string.
+    """
+    n = sum(len(p) for p in parts_pos)
+    label = np.zeros(n, dtype=np.int8)
     opps = export.opportunities
     won = opps[(opps["stage"] == "closed_won") & opps["closed_at"].notna()]
-    if len(won) == 0 or len(lead_col) == 0:
+    if len(won) == 0 or n == 0:
         return label
-    rows = pd.DataFrame({"row": np.arange(len(lead_col)), "lead_id": lead_col, "t": t_col})
-    won = pd.DataFrame({"lead_id": won["lead_id"].to_numpy(dtype=object), "closed": _us(won["closed_at"])})
-    pairs = rows.astype({"lead_id": object}).merge(won, on="lead_id", how="inner")
-    hit = (pairs["closed"] >= pairs["t"]) & (pairs["closed"] < pairs["t"] + horizon_us)
-    label[pairs.loc[hit, "row"].to_numpy()] = 1
+    won_pos = pd.Index(export.leads["lead_id"].to_numpy(dtype=object)).get_indexer(
+        won["lead_id"].to_numpy(dtype=object))
+    closed = _us(won["closed_at"])
+    closed, won_pos = closed[won_pos >= 0], won_pos[won_pos >= 0]
+    offset = 0
+    for part, t in zip(parts_pos, dates_us, strict=True):
+        hit = (closed >= t) & (closed < t + horizon_us)
+        if hit.any() and len(part):
+            sorter = np.argsort(part, kind="stable")
+            wanted = won_pos[hit]
+            at = np.searchsorted(part, wanted, sorter=sorter)
+            at = np.minimum(at, len(part) - 1)
+            found = part[sorter[at]] == wanted
+            label[offset + sorter[at[found]]] = 1
+        offset += len(part)
     return label

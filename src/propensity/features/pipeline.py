@@ -9,16 +9,18 @@ Three engines compute the engagement features and give the same values (counts,
 days and active days exactly; decay sums up to float rounding, ~1e-14 relative):
 
 - ``running`` (``running.py``, the batch default: training sets, scoring every
-  lead): events sorted once by (lead, time); each cutoff row finds its eligible
+  lead): events sorted by (lead, time); each cutoff row finds its eligible
   prefix and window ranges by binary search and reads running totals, so the
-  work is O((E + R) log E) instead of rows x events per lead. Why NumPy and not
-  DuckDB here: the step is "search R sorted keys in E sorted keys and difference
-  prefix sums", which SQL can only say as an ASOF join per threshold plus window
-  functions per signal (several sorts and hash joins of E rows); in NumPy it is
-  one argsort and a few vectorised searches over int64 arrays already in memory
-  (the export is loaded as pandas anyway). The trade-off: it is in-memory, not
-  out of core; peak grows ~linearly with events (see ``docs/scaling.md``).
-  DuckDB still reads and scans the Parquet export.
+  work is O((E + R) log E) instead of rows x events per lead. Large inputs run in
+  batches of leads (bounded temporaries, two batches at a time on two threads).
+  Why NumPy and not DuckDB here: the step is "search R sorted keys in E sorted
+  keys and difference prefix sums", which SQL can only say as an ASOF join per
+  threshold plus window functions per signal (several sorts and hash joins of E
+  rows); in NumPy it is a sort per batch and a few vectorised searches over int64
+  arrays already in memory. The trade-off: it is in-memory, not out of core;
+  peak grows ~linearly with events and rows (see ``docs/scaling.md``). DuckDB
+  still reads the Parquet export and matches its lead ids
+  (``propensity.data.activities``).
 - ``duckdb``: the direct join of rows to events in SQL (streams and spills, but
   does rows x events work); kept as a second independent implementation.
 - ``memory`` (``memory.py``): pairwise in NumPy, for one lead or a few, no
@@ -75,8 +77,12 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     -------
     DataFrame with the rows of ``cutoffs`` in the same order (index 0..n-1) and
     columns ``lead_id``, ``cutoff``, the extra input columns, then every feature of
-    the spec in spec order. Numeric features are float64 (NaN = unknown);
-    categorical features are object columns of str (None = unknown).
+    the spec in spec order. Numeric features are float64 (NaN = unknown), held in
+    one consolidated block (built in place, not copied); categorical features are
+    object columns of str (None = unknown).
+
+    Activities come from :meth:`CrmExport.activity_arrays` (integer lead
+    positions, µs times), so the export's activities DataFrame is never needed.
 
     Definitions, per row with cutoff ``T`` and eligible events as above:
 
@@ -103,10 +109,10 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     if engine not in ("auto", "duckdb", "memory", "running"):
         raise ValueError(f"engine: expected 'auto', 'duckdb', 'memory' or 'running'; got {engine!r}")
     spec = build_feature_spec(icp, engagement)
-    lead_col, t_col, extras = _check_cutoffs(cutoffs, {f.name for f in spec})
+    lead_ser, t_col, extras = _check_cutoffs(cutoffs, {f.name for f in spec})
     _check_icp_columns(export, icp)
 
-    uniq, row_lead = _factorize(lead_col)
+    uniq, row_lead = _factorize(lead_ser)
     if engine == "auto":
         engine = "memory" if len(uniq) < MEMORY_ENGINE_MAX_LEADS else "running"
 
@@ -116,34 +122,46 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
         raise DataError(f"cutoffs: {len(unknown)} lead_id(s) not in the export's leads table "
                         f"({export.source}), e.g. {unknown[:3].tolist()}")
 
-    events = _events(export, uniq, engagement)
-    row_t = _us(t_col)
-    if engine == "memory":
-        eng = engagement_memory(row_lead, row_t, events, engagement)
-    elif engine == "running":
-        eng = engagement_running(row_lead, row_t, events, engagement)
-    else:
-        eng = _engagement_duckdb(row_lead, row_t, events, engagement)
-    created = _us(export.leads["created_at"].iloc[lead_pos])
-    eng["lead_age_days"] = (row_t - created[row_lead]) / DAY_US
+    # Every numeric feature is one row of a (features x rows) float64 block, written in place by
+    # the engines and handed to pandas without a copy (each feature contiguous, as pandas stores it).
+    n = len(row_lead)
+    numeric = [f.name for f in spec if f.kind != "categorical"]
+    block = np.empty((len(numeric), n), dtype=np.float64)
+    cols = {name: block[i] for i, name in enumerate(numeric)}
 
-    fit = _fit_features(export, icp, lead_pos)
-    columns: dict[str, object] = {"lead_id": pd.Series(lead_col, dtype=object), "cutoff": t_col}
-    columns.update(extras)
-    for f in spec:
-        if f.family == "fit":
-            values = fit[f.name][row_lead]
-            columns[f.name] = pd.Series(values, dtype=object) if f.kind == "categorical" else values
-        else:
-            columns[f.name] = eng[f.name]
-    return pd.DataFrame(columns)
+    events = _events(export, lead_pos, engagement, compact=engine != "running")
+    row_t = _us(t_col)
+    eng_names = [f.name for f in spec if f.family == "engagement" and f.name != "lead_age_days"]
+    if engine == "running":
+        engagement_running(row_lead, row_t, events, engagement, out={k: cols[k] for k in eng_names})
+    else:
+        run = engagement_memory if engine == "memory" else _engagement_duckdb
+        eng = run(row_lead, row_t, events, engagement)
+        for k in eng_names:
+            cols[k][:] = eng[k]
+        del eng
+    del events
+    created = np.asarray(export.leads["created_at"].array.asi8, dtype=np.int64)[lead_pos]
+    np.subtract(row_t, created[row_lead], out=cols["lead_age_days"], casting="unsafe")
+    cols["lead_age_days"] /= DAY_US
+
+    categorical = _fit_features(export, icp, lead_pos, row_lead, cols)
+    frame = pd.DataFrame(block.T, columns=numeric, copy=False)
+    first = {"lead_id": pd.Series(uniq[row_lead], dtype=object), "cutoff": t_col, **extras}
+    for loc, (name, values) in enumerate(first.items()):
+        frame.insert(loc, name, values)
+    offset = len(first)
+    for loc, f in enumerate(spec):
+        if f.kind == "categorical":
+            frame.insert(offset + loc, f.name, pd.Series(categorical[f.name], dtype=object))
+    return frame
 
 
 # ------------------------------------------------------------------ inputs
 
 
-def _check_cutoffs(cutoffs: pd.DataFrame, feature_names: set[str]) -> tuple[np.ndarray, pd.Series, dict]:
-    """lead_id as an object array of str, cutoff as datetime64[us, UTC], extra columns."""
+def _check_cutoffs(cutoffs: pd.DataFrame, feature_names: set[str]) -> tuple[pd.Series, pd.Series, dict]:
+    """lead_id as a Series of str, cutoff as datetime64[us, UTC], extra columns."""
     if not isinstance(cutoffs, pd.DataFrame):
         raise DataError(f"cutoffs: expected a DataFrame with columns lead_id, cutoff; got {type(cutoffs).__name__}")
     missing = [c for c in ("lead_id", "cutoff") if c not in cutoffs.columns]
@@ -154,7 +172,7 @@ def _check_cutoffs(cutoffs: pd.DataFrame, feature_names: set[str]) -> tuple[np.n
         raise DataError(f"cutoffs: column(s) {clash} have the names of features; rename or drop them")
     if cutoffs["lead_id"].isna().any():
         raise DataError(f"cutoffs: column 'lead_id' has {int(cutoffs['lead_id'].isna().sum())} empty value(s)")
-    lead_col = cutoffs["lead_id"].astype(str).to_numpy(dtype=object)
+    lead_col = cutoffs["lead_id"].astype(str).reset_index(drop=True)
     t = cutoffs["cutoff"]
     try:
         if isinstance(t.dtype, pd.DatetimeTZDtype):
@@ -178,13 +196,19 @@ def _check_icp_columns(export: CrmExport, icp: IcpConfig) -> None:
                             f"criterion '{c.name}' reads (features/icp.yaml); found {list(table.columns)}")
 
 
-def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values (in first-seen order) and each value's index among them."""
+def _factorize(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values (object array of str) and each value's index among them.
+
+    Up to 8 values: first-seen order. Beyond: sorted, so that a range of distinct
+    leads (one batch of the running engine) owns contiguous runs of the rows of
+    cutoff tables ordered by lead_id (within each snapshot): its outputs are
+    written as runs, not scattered over the whole table.
+    """
     if len(values) <= 8:  # pd.factorize costs more than a loop for one lead
         seen: dict[str, int] = {}
         codes = np.array([seen.setdefault(v, len(seen)) for v in values], dtype=np.int64)
         return np.array(list(seen), dtype=object), codes
-    codes, uniq = pd.factorize(values)
+    codes, uniq = pd.factorize(values, sort=True)  # Arrow-backed str: hashed in C, no Python str per row
     return np.asarray(uniq, dtype=object), codes.astype(np.int64)
 
 
@@ -197,53 +221,65 @@ def _positions(haystack: pd.Series, needles: np.ndarray) -> np.ndarray:
             if len(hit):
                 out[i] = hit[0]
         return out
-    return pd.Index(haystack.to_numpy(dtype=object)).get_indexer(needles).astype(np.int64)
-
-
-def _events(export: CrmExport, uniq: np.ndarray, engagement: EngagementConfig) -> Events:
-    """The requested leads' activities as arrays; warns once about types no signal lists."""
-    acts = export.activities
-    lead = _positions_many(acts["lead_id"], uniq)
-    keep = lead >= 0
-    everything = bool(keep.all())
-    code, types = pd.factorize(acts["activity_type"])  # whole column: cheap for categoricals, no masked copy
-    if not everything:
-        code = code[keep]
-    types = np.asarray(types, dtype=object)
-    member = np.array([[t in set(s.activity_types) for t in types] for s in engagement.signals],
-                      dtype=bool).reshape(len(engagement.signals), len(types))
-    _warn_unknown_types(code, types, member)
-    occ, rec = _us(acts["occurred_at"]), _us(acts["recorded_at"])
-    if not everything:
-        lead, occ, rec = lead[keep], occ[keep], rec[keep]
-    return Events(lead=lead, occ=occ, rec=rec, code=code.astype(np.int64), day=occ // DAY_US,
-                  types=types, member=member)
-
-
-def _positions_many(column: pd.Series, uniq: np.ndarray) -> np.ndarray:
-    """For each value of a (non-unique) column, its index in ``uniq`` or -1."""
-    if len(uniq) <= 8:
-        out = np.full(len(column), -1, dtype=np.int64)
-        for i, u in enumerate(uniq):
-            out[(column == u).to_numpy(dtype=bool)] = i
-        return out
-    try:  # Arrow hashes millions of string ids several times faster than an object Index
+    try:  # Arrow hashes a million string ids several times faster than an object Index
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        found = pc.index_in(pa.array(column), value_set=pa.array(uniq, type=pa.string()))
+        found = pc.index_in(pa.array(needles, type=pa.string()),
+                            value_set=pa.array(haystack.to_numpy(dtype=object), type=pa.string()))
         return np.asarray(found.fill_null(-1), dtype=np.int64)
     except (ImportError, TypeError, ValueError):  # pyarrow's ArrowInvalid/ArrowTypeError are among these
-        return pd.Index(uniq).get_indexer(column.to_numpy(dtype=object)).astype(np.int64)
+        return pd.Index(haystack.to_numpy(dtype=object)).get_indexer(needles).astype(np.int64)
 
 
-def _warn_unknown_types(code: np.ndarray, types: np.ndarray, member: np.ndarray) -> None:
-    counts = np.bincount(code, minlength=len(types))
-    unknown = ~member.any(axis=0) & (counts > 0)  # types seen only for other leads say nothing
+def _events(export: CrmExport, lead_pos: np.ndarray, engagement: EngagementConfig, compact: bool) -> Events:
+    """The requested leads' activities as arrays; warns once about types no signal lists.
+
+    ``lead_pos[i]`` is the row in ``export.leads`` of distinct lead ``i``; events get
+    ``lead = i``. Works on :meth:`CrmExport.activity_arrays` (int positions), so no
+    string id is matched here. ``compact=False`` (the running engine, which batches
+    leads itself) keeps every activity, with ``lead = -1`` for the others, shares the
+    time and type arrays with the export instead of copying them, and leaves
+    ``day`` as None.
+    """
+    acts = export.activity_arrays()
+    to_uniq = np.full(len(export.leads) + 1, -1, dtype=np.int32)  # the last slot: unknown lead (-1)
+    to_uniq[lead_pos] = np.arange(len(lead_pos), dtype=np.int32)
+    lead = to_uniq[acts.lead]
+    del to_uniq
+    occ, rec, code = acts.occ, acts.rec, acts.code
+    keep = None if lead.min(initial=0) >= 0 else lead >= 0
+    if keep is not None and compact:
+        idx = np.flatnonzero(keep)
+        lead, occ, rec, code = lead[idx], occ[idx], rec[idx], code[idx]
+        keep = None
+        del idx
+    types = acts.types
+    member = np.array([[t in set(s.activity_types) for t in types] for s in engagement.signals],
+                      dtype=bool).reshape(len(engagement.signals), len(types))
+    _warn_unknown_types(code, types, member, keep)
+    if compact:
+        return Events(lead=lead.astype(np.int64), occ=occ, rec=rec, code=code.astype(np.int64), day=occ // DAY_US,
+                      types=types, member=member)
+    return Events(lead=lead, occ=occ, rec=rec, code=code, day=None, types=types, member=member)
+
+
+def _warn_unknown_types(code: np.ndarray, types: np.ndarray, member: np.ndarray,
+                        keep: np.ndarray | None = None) -> None:
+    """One warning counting the activities (``keep``: of the requested leads) of types no signal lists."""
+    unlisted = np.flatnonzero(~member.any(axis=0))
+    if not len(unlisted):  # the usual case: no pass over the activities at all
+        return
+    if len(unlisted) > 4:
+        counts = np.bincount(code if keep is None else code[keep], minlength=len(types))[unlisted]
+    else:
+        counts = np.array([np.count_nonzero(code == c) if keep is None else np.count_nonzero((code == c) & keep)
+                           for c in unlisted], dtype=np.int64)
+    unknown = counts > 0  # types seen only for other leads say nothing
     if not unknown.any():
         return
-    counts = counts[unknown]
-    names = types[unknown][np.argsort(-counts, kind="stable")]
+    counts, unlisted = counts[unknown], unlisted[unknown]
+    names = types[unlisted][np.argsort(-counts, kind="stable")]
     warnings.warn(f"{int(counts.sum())} activit{'y' if counts.sum() == 1 else 'ies'} of {len(names)} type(s) "
                   f"that no engagement signal lists were ignored by the signal features, e.g. "
                   f"{names[:5].tolist()}; add them to features/engagement.yaml if they matter",
@@ -253,8 +289,14 @@ def _warn_unknown_types(code: np.ndarray, types: np.ndarray, member: np.ndarray)
 # ------------------------------------------------------------------ ICP fit
 
 
-def _fit_features(export: CrmExport, icp: IcpConfig, lead_pos: np.ndarray) -> dict[str, np.ndarray]:
-    """Fit features per distinct lead (positions into ``export.leads``)."""
+def _fit_features(export: CrmExport, icp: IcpConfig, lead_pos: np.ndarray, row_lead: np.ndarray,
+                  cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fit features per row: numeric ones written into ``cols``, categorical ones returned.
+
+    ``lead_pos`` are the distinct leads' positions in ``export.leads`` and
+    ``row_lead`` each row's distinct lead. :func:`_criterion` runs once per distinct
+    value of a column (plus one unknown), and the results are gathered per row.
+    """
     leads = export.leads
     account_ids = leads["account_id"].to_numpy(dtype=object)[lead_pos]
     if any(c.table == "accounts" for c in icp.criteria):
@@ -264,15 +306,38 @@ def _fit_features(export: CrmExport, icp: IcpConfig, lead_pos: np.ndarray) -> di
     out: dict[str, np.ndarray] = {}
     for c in icp.criteria:
         pos = lead_pos if c.table == "leads" else acc_pos
-        column = getattr(export, c.table)[c.column].to_numpy(dtype=object)
-        raw = np.full(len(pos), None, dtype=object)
-        raw[pos >= 0] = column[pos[pos >= 0]]
+        codes, distinct = _distinct(getattr(export, c.table)[c.column], numeric_ok=c.kind == "range")
+        raw = np.append(distinct, None)  # the last entry: unknown (missing value or account)
         match, value = _criterion(c, raw)
-        if c.kind != "value":
-            out[f"fit_{c.name}"] = match
-        if c.raw:
-            out[f"fit_{c.name}_value"] = value
+        code = np.where(pos >= 0, codes[np.maximum(pos, 0)] if len(codes) else -1, -1)
+        code[code < 0] = len(distinct)
+        at = code[row_lead]
+        for name, values in ((f"fit_{c.name}", match if c.kind != "value" else None),
+                             (f"fit_{c.name}_value", value if c.raw else None)):
+            if values is None:
+                continue
+            if name in cols:
+                np.take(values, at, out=cols[name])
+            else:
+                out[name] = values[at]
     return out
+
+
+def _distinct(column: pd.Series, numeric_ok: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, distinct values as objects); code -1 = missing.
+
+    Values are merged only where equal values give equal :func:`_criterion` results:
+    text columns, and int/float columns when ``numeric_ok`` (a range compares
+    numbers; ``str`` would tell 0.0 from -0.0). Other columns keep one entry per row.
+    """
+    dtype = column.dtype
+    text = (pd.api.types.is_string_dtype(dtype) and dtype != object) or \
+        (dtype == object and pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"))
+    if text or (numeric_ok and getattr(dtype, "kind", "O") in "iuf"):
+        codes, uniq = pd.factorize(column, use_na_sentinel=True)
+        return codes.astype(np.int64, copy=False), np.asarray(uniq, dtype=object)
+    values = column.to_numpy(dtype=object)
+    return np.arange(len(values), dtype=np.int64), values
 
 
 def _criterion(c: Criterion, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,13 @@ Events split in two:
   by the full contract, as in the memory engine; they are few. Their distinct days
   are added only where no on-time eligible event already covers that day.
 
+Large inputs (more than ``CHUNK_EVENTS`` events) are split into batches of
+leads with similar work; each batch gets its own sort and temporaries (a few
+hundred MB at most), up to ``MAX_THREADS`` batches run at once (NumPy releases
+the GIL in its sorts, searches, gathers and ufuncs), and each batch's columns are
+written into the caller's output arrays. Activities with ``lead = -1`` (leads not
+asked for) are skipped.
+
 Work is O((E + R) log E) for E events and R rows (plus the rows' share of their
 lead's events in one ``np.add.reduceat`` for decay), with int64 keys in memory.
 
@@ -31,6 +38,9 @@ share a bucket with a cutoff are resolved exactly.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from propensity.config import EngagementConfig
@@ -40,29 +50,122 @@ __all__ = ["engagement_running"]
 
 _MAX_EXPONENT = 960.0  # anchored decay terms are 2**x, x <= this (sums stay finite); wider leads: exact path
 _KEY_LIMIT = 2 ** 61
+CHUNK_EVENTS = 1_000_000  # events per batch of leads: bounds the temporaries and keeps them in cache
+MAX_THREADS = 2  # batches computed at once (each holds its temporaries)
 
 
 def engagement_running(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
-                       engagement: EngagementConfig, unit_us: int | None = None) -> dict[str, np.ndarray]:
+                       engagement: EngagementConfig, unit_us: int | None = None,
+                       out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Engagement features per row, in spec order (without ``lead_age_days``).
 
     Same inputs and outputs as :func:`propensity.features.memory.engagement_memory`.
     ``unit_us`` forces the key bucket width (tests use it to exercise the exact
-    resolution of cutoffs that fall in an event's bucket).
+    resolution of cutoffs that fall in an event's bucket). ``out``, if given, maps
+    every feature name to a writable float64 array of length ``len(row_lead)``
+    (e.g. rows of one preallocated block); the features are written there and
+    ``out`` is returned.
     """
+    n = len(row_lead)
+    windows = list(engagement.windows_days)
+    signals = engagement.signals
+    if out is None:
+        out = {name: np.empty(n) for name in _names(signals, windows)}
+    row_lead = np.asarray(row_lead, dtype=np.int64)
+    row_t = np.asarray(row_t, dtype=np.int64)
+    if len(events.lead) <= CHUNK_EVENTS or n == 0:
+        _run_batch(row_lead, row_t, _compact(events), engagement, unit_us, out)
+        return out
+    chunks = _lead_chunks(row_lead, events.lead, -(-len(events.lead) // CHUNK_EVENTS))  # events of lead -1: none
+    ev_order, ev_bounds = _group(events.lead, chunks)
+    row_order, row_bounds = _group(row_lead, chunks)
+
+    def one(k: int) -> None:
+        lo = chunks[k]
+        rows = row_order[row_bounds[k]:row_bounds[k + 1]]
+        if not len(rows):
+            return
+        ev = ev_order[ev_bounds[k]:ev_bounds[k + 1]]
+        occ = events.occ[ev]
+        part = Events(lead=np.subtract(events.lead[ev], lo, dtype=np.int64), occ=occ, rec=events.rec[ev],
+                      code=events.code[ev], day=occ // DAY_US, types=events.types,  # code: any int dtype
+                      member=events.member)
+        del ev, occ
+        local = {name: np.empty(len(rows)) for name in out}
+        _run_batch(row_lead[rows] - lo, row_t[rows], part, engagement, unit_us, local)
+        del part
+        for name, values in local.items():
+            out[name][rows] = values
+
+    workers = max(1, min(MAX_THREADS, os.cpu_count() or 1))
+    if workers == 1:
+        for k in range(len(chunks) - 1):
+            one(k)
+    else:  # NumPy releases the GIL in sorts, searches, gathers and ufuncs: chunks run side by side
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, range(len(chunks) - 1)))
+    return out
+
+
+def _compact(events: Events) -> Events:
+    """Events with int64 lead and code, without ``lead = -1`` rows, with ``day``."""
+    keep = events.lead >= 0
+    if keep.all() and events.day is not None and events.lead.dtype == np.int64 and events.code.dtype == np.int64:
+        return events
+    idx = np.flatnonzero(keep)
+    occ = events.occ[idx]
+    return Events(lead=events.lead[idx].astype(np.int64), occ=occ, rec=events.rec[idx],
+                  code=events.code[idx].astype(np.int64), day=occ // DAY_US, types=events.types,
+                  member=events.member)
+
+
+def _lead_chunks(row_lead: np.ndarray, ev_lead: np.ndarray, k: int) -> np.ndarray:
+    """Boundaries ``b[0]=0 < ... < b[-1]=n_leads`` splitting leads into ~``k`` ranges of similar work."""
+    n_leads = int(max(row_lead.max(initial=-1), ev_lead.max(initial=-1))) + 1
+    step = max(1, len(ev_lead) // (8 * n_leads + 1))  # a systematic sample of events is enough to balance
+    sample = ev_lead[::step]
+    work = np.bincount(sample[sample >= 0], minlength=n_leads).astype(np.float64) * step
+    work += np.bincount(row_lead, minlength=n_leads)
+    cum = np.cumsum(work)
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, k) / k)
+    return np.unique(np.concatenate([[0], cuts, [n_leads]])).astype(np.int64)
+
+
+def _group(lead: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``lead`` grouped by range (stable) and each range's offsets into them.
+
+    A negative lead (not requested) goes after the last range and is never used.
+    """
+    k = len(bounds) - 1
+    lut = np.empty(int(bounds[-1]) + 1, dtype=np.uint8 if k < 255 else np.int32)  # small keys: radix sort
+    lut[:-1] = np.repeat(np.arange(k), np.diff(bounds))
+    lut[-1] = k  # lead -1 reads the last slot
+    part = lut[lead]
+    order = np.argsort(part, kind="stable")
+    offsets = np.zeros(k + 2, dtype=np.int64)
+    np.cumsum(np.bincount(part, minlength=k + 1), out=offsets[1:])
+    return order, offsets[:k + 1]
+
+
+def _run_batch(row_lead: np.ndarray, row_t: np.ndarray, events: Events, engagement: EngagementConfig,
+               unit_us: int | None, out: dict[str, np.ndarray]) -> None:
+    """The engine on one batch of leads (all their rows and events), writing into ``out``."""
     n = len(row_lead)
     windows = list(engagement.windows_days)
     longest = max(windows)
     signals = engagement.signals
-    out_counts = {(s, w): np.zeros(n) for s in range(len(signals)) for w in windows}
+    out_counts = {(s_idx, w): out[f"eng_{s.name}_{w}d"] for s_idx, s in enumerate(signals) for w in windows}
+    for col in out_counts.values():
+        col.fill(0.0)
     since = np.full((len(signals), n), np.iinfo(np.int64).max, dtype=np.int64)  # min age, µs
-    decay = np.zeros((len(signals), n))
-    active = np.zeros(n)
+    decay = [out[f"eng_{s.name}_decay"] for s in signals]
+    for col in decay:
+        col.fill(0.0)
+    active = out[f"eng_active_days_{longest}d"]
+    active.fill(0.0)
     since_any = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
 
     if n and len(events.lead):
-        row_lead = np.asarray(row_lead, dtype=np.int64)
-        row_t = np.asarray(row_t, dtype=np.int64)
         n_leads = int(max(row_lead.max(), events.lead.max())) + 1
         exact = events.rec > events.occ
         on = _OnTime(events, ~exact, n_leads, unit_us)
@@ -73,7 +176,8 @@ def engagement_running(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
             on = _OnTime(events, ~exact, n_leads, unit_us)
 
         # Rows sorted by (lead, cutoff): searches in order, and each lead's rows contiguous.
-        perm = np.argsort(row_lead * np.int64(on.S) + on.bucket(row_t), kind="stable")
+        # Ties (same lead and bucket) may come in any order: each row is computed on its own.
+        perm = np.argsort(row_lead * np.int64(on.S) + on.bucket(row_t))
         lead_r, t_r = row_lead[perm], row_t[perm]
         _on_time_part(on, row_lead, row_t, lead_r, t_r, signals, windows, longest, perm, out_counts, since, decay,
                       active, since_any)
@@ -81,19 +185,22 @@ def engagement_running(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
             _exact_part(on, events, np.flatnonzero(exact), lead_r, t_r, signals, windows, longest, perm,
                         out_counts, since, decay, active, since_any)
 
-    out: dict[str, np.ndarray] = {}
     for s_idx, s in enumerate(signals):
-        for w in windows:
-            out[f"eng_{s.name}_{w}d"] = out_counts[(s_idx, w)]
-        out[f"eng_{s.name}_days_since"] = _days(since[s_idx])
-        out[f"eng_{s.name}_decay"] = decay[s_idx]
-    out[f"eng_active_days_{longest}d"] = active
-    out["eng_days_since_any"] = _days(since_any)
-    return out
+        _days(since[s_idx], out[f"eng_{s.name}_days_since"])
+    _days(since_any, out["eng_days_since_any"])
 
 
-def _days(age: np.ndarray) -> np.ndarray:
-    return np.where(age == np.iinfo(np.int64).max, np.nan, age / DAY_US)
+def _names(signals, windows) -> list[str]:
+    names = []
+    for s in signals:
+        names += [f"eng_{s.name}_{w}d" for w in windows] + [f"eng_{s.name}_days_since", f"eng_{s.name}_decay"]
+    return names + [f"eng_active_days_{max(windows)}d", "eng_days_since_any"]
+
+
+def _days(age: np.ndarray, out: np.ndarray) -> None:
+    """Ages in µs to days in ``out``; NaN where no event (age = int64 max)."""
+    np.divide(age, DAY_US, out=out)
+    out[age == np.iinfo(np.int64).max] = np.nan
 
 
 class _OnTime:
@@ -114,7 +221,7 @@ class _OnTime:
             raise OverflowError("running engine: lead x time key does not fit in int64")
         key = lead * np.int64(self.S) + ((occ - self.tmin) // self.unit + 1)
         del lead
-        order = np.argsort(key, kind="stable")
+        order = np.argsort(key)  # ties: equal keys; exact times are resolved below
         key = key[order]
         if self.unit > 1:  # order events that share a (lead, bucket) by their exact time
             tie = np.zeros(len(key), dtype=bool)
@@ -220,7 +327,7 @@ def _on_time_part(on: _OnTime, row_lead, row_t, lead_r, t_r, signals, windows, l
         ind[0::2], ind[1::2] = c_ss, c_ts
         total = np.add.reduceat(terms, ind)[0::2][got_s] if n else np.zeros(0)
         anchor = first[lead_r[got_s]]
-        decay[s_idx, perm[got_s]] = np.exp2(np.log2(total) - (t_r[got_s] - anchor) / h)
+        decay[s_idx][perm[got_s]] = np.exp2(np.log2(total) - (t_r[got_s] - anchor) / h)
         del c, idx, terms, ind
 
 
