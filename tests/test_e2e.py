@@ -31,11 +31,24 @@ def test_train_logs_run_metrics_artifacts_and_registers(run):
                 "model_top_decile_lift", "model_top_decile_conversion", "test_rows"):
         assert key in m
     assert 0.5 < m["model_roc_auc"] <= 1.0
+    # Logistic regression and top-K figures on the same test rows, and the calibrator actually used.
+    for who in ("model", "baseline", "logistic"):
+        for key in ("roc_auc", "brier", "ece", "precision_at_sql_tier", "recall_at_top_decile",
+                    "conversions_at_top_decile"):
+            assert f"{who}_{key}" in m, (who, key)
+        assert 0 <= m[f"{who}_recall_at_top_decile"] <= 1.0
+        assert m[f"{who}_conversions_at_top_decile"] <= m["model_positives"]
+    assert 0.6 < m["logistic_roc_auc"] <= 1.0
+    assert m["model_precision_at_sql_tier"] == pytest.approx(m["model_conversions_at_sql_tier"] / m["model_k_sql_tier"])
+    assert runs[0].data.tags["calibration"] == runs[0].data.params["calibration"] in ("isotonic", "sigmoid")
+    card = (root / "models" / "latest" / "report" / "model_card.md").read_text()
+    assert "logistic regression" in card and "SQL tier" in card and "Calibration: **" in card
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id, "charts")}
     assert artifacts == {"charts/calibration.png", "charts/lift_gains.png", "charts/shap_summary.png",
                          "charts/score_by_tier.png"}
     top = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert {"model_card.md", "split.json", "lift.json", "segments.json", "config"} <= top
+    assert {"model_card.md", "split.json", "lift.json", "segments.json", "config", "top_k.json",
+            "calibration.json"} <= top
     version = client.get_model_version_by_alias("propensity-lead-score", "challenger")
     assert version.run_id == runs[0].info.run_id
 

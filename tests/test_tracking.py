@@ -141,14 +141,15 @@ def test_registry_errors_are_clear(server, world, capsys):
 def test_killed_training_leaves_previous_model_untouched(server, world, trained, tmp_path):
     out = tmp_path / "latest"
     shutil.copytree(trained, out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert "report/model_card.md" in before  # the training report lives inside the bundle
     env = {**os.environ, "MLFLOW_TRACKING_URI": server}
     proc = subprocess.Popen([sys.executable, "-m", "propensity.cli", "train", "--data", str(world), "--out", str(out)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(3.0)  # reading, features or training: well before the bundle swap
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     from propensity import LeadScorer
 

@@ -60,3 +60,22 @@ def test_tuning_budget_is_a_training_yaml_setting():
     assert TrainingConfig.model_validate({"tuning": {"budget_seconds": 0}}).tuning.budget_seconds == 0
     with pytest.raises(ValueError):
         TrainingConfig.model_validate({"tuning": {"budget": 5}})
+
+
+def test_a_given_first_trial_always_runs_and_the_search_never_loses_to_it(data):
+    x, y, folds = data
+    first = {"num_leaves": 5, "max_depth": 2, "min_child_samples": 30, "metric": "binary_logloss"}
+    only = tune_lightgbm(x, y, folds, [], budget_s=0, first=first)
+    assert only.trials == 1
+    assert only.params["num_leaves"] == 5 and only.params["max_depth"] == 2
+    searched = tune_lightgbm(x, y, folds, [], budget_s=2, first=first, threads=0)
+    assert searched.trials >= 2 and searched.cv_auc >= only.cv_auc
+
+
+def test_crm_search_budget_and_auto_calibration_are_training_yaml_settings():
+    cfg = TrainingConfig()
+    assert cfg.tuning.crm_budget_seconds == 0 and cfg.calibration == "isotonic"
+    cfg = TrainingConfig.model_validate({"calibration": "auto", "tuning": {"crm_budget_seconds": 15}})
+    assert cfg.calibration == "auto" and cfg.tuning.crm_budget_seconds == 15
+    with pytest.raises(ValueError):
+        TrainingConfig.model_validate({"tuning": {"crm_budget_seconds": -1}})

@@ -78,6 +78,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _train_and_log(data: Path, config: str | None, out: Path, tracking_uri: str | None, track: bool):
     from propensity.config import load_project
     from propensity.data.export import read_export
+    from propensity.modeling.report import write_training_report
     from propensity.modeling.train import train
     from propensity.scoring.bundle import save_bundle
     from propensity.tracking import check_tracking, log_training, resolve_tracking_uri
@@ -92,9 +93,16 @@ def _train_and_log(data: Path, config: str | None, out: Path, tracking_uri: str 
         export = read_export(data)
         result = train(export, project, progress=steps)
         # The bundle is written atomically: a failure or kill before this line leaves
-        # any previous model at `out` untouched.
+        # any previous model at `out` untouched. The report goes inside it (out/report/).
         steps(f"saving the bundle to {out}")
-        save_bundle(result.bundle, out)
+        staging = out.parent / f".{out.name}.report-staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            write_training_report(result, project, staging)
+            save_bundle(result.bundle, out)
+            staging.rename(out / "report")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         run = None
         if track:
             steps("logging the run to MLflow")
@@ -105,15 +113,32 @@ def _train_and_log(data: Path, config: str | None, out: Path, tracking_uri: str 
 
 
 def _print_metrics(result) -> None:
-    m, b = result.metrics["model"], result.metrics["baseline"]
+    m = result.metrics["model"]
+    who = [w for w in ("model", "baseline", "logistic") if w in result.metrics]
     print(f"test window: {int(m['rows']):,} lead snapshots, {int(m['positives']):,} closed won "
           f"(base rate {m['base_rate']:.2%}), cutoffs {result.split['test']['first_cutoff']} .. "
           f"{result.split['test']['last_cutoff']}")
-    print(f"{'':22}{'model':>10}{'baseline':>10}")
+    print(f"{'':22}" + "".join(f"{w:>10}" for w in who))
     for key, label in (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("log_loss", "log loss"),
                        ("brier", "Brier"), ("ece", "calibration error"), ("top_decile_lift", "top-decile lift"),
                        ("top_decile_conversion", "top-decile conversion")):
-        print(f"{label:22}{m[key]:>10.4f}{b[key]:>10.4f}")
+        print(f"{label:22}" + "".join(f"{result.metrics[w][key]:>10.4f}" for w in who))
+    comparison, top_k = getattr(result, "comparison", None), getattr(result, "top_k", None)
+    if comparison and top_k:
+        labels = {"capacity": "capacity", "sql_tier": "SQL tier", "top_decile": "top decile"}
+        for label, k in top_k["ks"].items():
+            if label not in labels:
+                continue
+            cells = []
+            for w in who:
+                t = comparison["models"][w]["top_k"].get(str(k))
+                if t is not None:
+                    cells.append(f"{w} {t['precision']:.1%} / {t['recall']:.1%} / {int(t['conversions']):,}")
+            print(f"top {k:,} ({labels[label]}), precision / recall / conversions: " + "; ".join(cells))
+    cal = getattr(result, "calibration", None)
+    if cal:
+        print(f"calibration: {cal['method']}" + (" (chosen by cross-validated log loss on the validation window)"
+                                                 if cal["config"] == "auto" else ""))
 
 
 def _print_run(run: dict | None) -> None:
@@ -164,10 +189,19 @@ def cmd_train_table(args: argparse.Namespace) -> int:
           f"calibration {result.params['calibration']}, {result.timings['total_s']:.1f}s); "
           f"report: {out / REPORT_DIR / 'report.md'}")
     if not args.no_track:
+        from propensity.config import load_project
+        from propensity.scoring.scorer import read_table
+
+        tracking = load_project(args.config).training.tracking
+        name = f"{tracking.registered_model}-table"
+        example = read_table(Path(args.data)).head(5).drop(columns=[args.target])
         run = log_report_run(out / REPORT_DIR, {n: m["metrics"] for n, m in comp["models"].items()},
                              result.params, {"kind": "table", "data": args.data, "target": args.target},
-                             uri, run_name="train-table")
-        print(f"MLflow run {run['run_id']} in experiment '{run['experiment']}' ({uri})")
+                             uri, experiment=tracking.experiment, run_name="train-table", bundle_path=out,
+                             registered_model=name, input_example=example)
+        print(f"MLflow run {run['run_id']} in experiment '{run['experiment']}' ({uri}); registered as "
+              f"{name} v{run['version']} (alias challenger): load it with "
+              f"mlflow.pyfunc.load_model('models:/{name}@challenger')")
     return 0
 
 
@@ -178,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  not args.no_track)
     _print_metrics(result)
     print(f"model bundle: {args.out} (best iteration {result.bundle.metadata['best_iteration']}, "
-          f"{result.timings['total_s']:.1f}s)")
+          f"{result.timings['total_s']:.1f}s); report: {Path(args.out) / 'report' / 'model_card.md'}")
     _print_run(run)
     return 0
 
@@ -215,6 +249,40 @@ def cmd_score_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_crm(args: argparse.Namespace, uri: str) -> int:
+    from propensity.modeling.crm_evaluate import evaluate_crm
+    from propensity.tracking import log_report_run
+
+    out = Path(args.out)
+    staging = out.parent / f".{out.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        ev = evaluate_crm(args.model, Path(args.data), staging, window=args.window)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    comp = ev["comparison"]
+    names = list(comp["models"])
+    print(f"rows: {ev['window_text']}")
+    print(f"{comp['positives']:,} closed won (base rate {comp['positives'] / max(comp['rows'], 1):.2%})")
+    print(f"{'':22}" + "".join(f"{n[:34]:>36}" for n in names))
+    for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_lift"):
+        print(f"{key:22}" + "".join(f"{comp['models'][n]['metrics'][key]:>36.4f}" for n in names))
+    for label, k in ev["ks"].items():
+        if label in ("capacity", "sql_tier", "top_decile"):
+            t = comp["models"]["model"]["top_k"][str(k)]
+            print(f"model, top {k:,} ({label.replace('_', ' ')}): precision {t['precision']:.1%}, "
+                  f"recall {t['recall']:.1%}, {int(t['conversions']):,} conversions")
+    print(f"report: {out / 'report.md'}")
+    if not args.no_track:
+        run = log_report_run(out, ev["metrics"], ev["params"], {"kind": "evaluation", "model_kind": "crm",
+                                                               "window": args.window}, uri, run_name="evaluate")
+        print(f"MLflow run {run['run_id']} in experiment '{run['experiment']}' ({uri})")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from propensity.modeling.table_jobs import evaluate_table
     from propensity.tracking import check_tracking, log_report_run, resolve_tracking_uri
@@ -222,6 +290,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
     if not args.no_track:
         check_tracking(uri)
+    if Path(args.data).is_dir():
+        return cmd_evaluate_crm(args, uri)
+    if args.window != "new":
+        raise ValueError("--window applies to CRM export folders; a flat table is evaluated on all its rows")
     result, path = evaluate_table(args.model, Path(args.data), Path(args.out))
     names = list(result["models"])
     print(f"{result['rows']:,} rows, {result['positives']:,} conversions")
@@ -471,9 +543,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as-of", help="score as of this UTC time (default: end of the data)")
     s.set_defaults(func=cmd_score)
 
-    s = sub.add_parser("evaluate", help="compare a flat-table model with logistic regression on labelled rows")
-    s.add_argument("--model", required=True, help="bundle folder of a model trained on a flat table")
-    s.add_argument("--data", required=True, help="labelled table (.csv / .parquet) with the model's columns")
+    s = sub.add_parser("evaluate", help="report a model against baselines on labelled rows (Markdown, charts, MLflow)")
+    s.add_argument("--model", required=True, help="bundle folder (or models:/NAME@ALIAS for a CRM model)")
+    s.add_argument("--data", required=True, help="CRM export folder for a CRM model, or a labelled table "
+                   "(.csv / .parquet) with the columns of a flat-table model")
+    s.add_argument("--window", choices=["new", "all"], default="new",
+                   help="CRM export: 'new' (default) evaluates only snapshots after the model's training data "
+                   "ended; 'all' every labelled snapshot, with the overlap stated in the report")
     s.add_argument("--out", default="evaluation", help="report folder (default: ./evaluation)")
     s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
     s.add_argument("--no-track", action="store_true", help="do not log to MLflow")

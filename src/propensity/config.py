@@ -199,9 +199,16 @@ class ReasonConfig(_Strict):
 
 
 class TuningConfig(_Strict):
-    """The hyperparameter search of flat-table training (seconds; 0 turns the search off)."""
+    """The LightGBM parameter search, in seconds; 0 turns it off.
+
+    ``budget_seconds`` is for flat tables (cross-validated search). ``crm_budget_seconds``
+    is for CRM exports: trials early-stop on and are judged by the validation window,
+    and the ``model:`` settings are always the first trial; at 0 the ``model:``
+    settings are used as they are.
+    """
 
     budget_seconds: Annotated[float, Field(ge=0)] = 60.0
+    crm_budget_seconds: Annotated[float, Field(ge=0)] = 0.0
 
 
 class TrackingConfig(_Strict):
@@ -215,7 +222,7 @@ class TrainingConfig(_Strict):
     cutoffs: CutoffConfig = CutoffConfig()
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
-    calibration: Literal["isotonic", "sigmoid", "none"] = "isotonic"
+    calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "isotonic"
     tiers: TierConfig = TierConfig()
     reasons: ReasonConfig = ReasonConfig()
     tracking: TrackingConfig = TrackingConfig()

@@ -1,8 +1,12 @@
 """The MLflow ``pyfunc`` face of a bundle, logged as models-from-code (no pickle).
 
-Input: a DataFrame of feature rows (the columns ``build_features`` produces, as in
-the logged input example). Output: ``lead_id`` (when given), ``probability``,
-``score``, ``tier`` and ``reasons``.
+CRM bundle. Input: a DataFrame of feature rows (the columns ``build_features``
+produces, as in the logged input example). Output: ``lead_id`` (when given),
+``probability``, ``score``, ``tier`` and ``reasons``.
+
+Flat-table bundle. Input: rows of the table the model was trained on (its columns,
+without the target). Output: what ``propensity score --data FILE`` writes (the id
+column when the model has one, ``probability``, ``score``, ``reasons``), row order kept.
 """
 
 from __future__ import annotations
@@ -16,10 +20,22 @@ __all__ = ["PropensityPyfunc"]
 
 
 class PropensityPyfunc(mlflow.pyfunc.PythonModel):
+    scorer = None
+    table = None
+
     def load_context(self, context) -> None:
-        self.scorer = LeadScorer.load(context.artifacts["bundle"])
+        from propensity.scoring.bundle import TableBundle, load_bundle
+        from propensity.scoring.scorer import TableScorer
+
+        bundle = load_bundle(context.artifacts["bundle"])
+        if isinstance(bundle, TableBundle):
+            self.table = TableScorer(bundle)
+        else:
+            self.scorer = LeadScorer(bundle)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        if self.table is not None:
+            return self.table.score(pd.DataFrame(model_input), source="the model input")
         frame = model_input.copy()
         if "lead_id" not in frame.columns:
             frame["lead_id"] = [str(i) for i in range(len(frame))]

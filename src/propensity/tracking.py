@@ -70,6 +70,18 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
                          "test_window": f"{result.split['test']['first_cutoff']}..{result.split['test']['last_cutoff']}"})
         for who, metrics in result.metrics.items():
             mlflow.log_metrics({f"{who}_{k}": v for k, v in metrics.items() if v == v})
+        top_k = getattr(result, "top_k", None)
+        if top_k and getattr(result, "comparison", None):
+            from propensity.modeling.train import top_k_flat
+
+            for who, values in top_k_flat(result.comparison, top_k["ks"]).items():
+                mlflow.log_metrics({f"{who}_{k}": v for k, v in values.items() if v == v})
+            mlflow.log_dict({"policy": top_k["policy"], "ks": top_k["ks"],
+                             "top_k": {w: c["top_k"] for w, c in result.comparison["models"].items()}}, "top_k.json")
+        calibration = getattr(result, "calibration", None)
+        if calibration:
+            mlflow.set_tag("calibration", calibration["method"])
+            mlflow.log_dict(calibration, "calibration.json")
         for part, info in result.split.items():
             mlflow.log_metric(f"{part}_rows", info["rows"])
         mlflow.log_dict(result.split, "split.json")
@@ -86,12 +98,13 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         for name in ("icp.yaml", "engagement.yaml"):
             mlflow.log_artifact(str(project.features_dir / name), "config/features")
         scorer_contrib = result.bundle.booster.predict(result.sample_matrix, pred_contrib=True)
-        charts = [
-            calibration_chart(result.test, tmpd / "calibration.png"),
-            lift_chart(result.lift, tmpd / "lift_gains.png"),
-            shap_summary_chart(scorer_contrib, result.sample_matrix, tmpd / "shap_summary.png"),
-            tier_chart(result.test, cfg.tiers.mql, cfg.tiers.sql, tmpd / "score_by_tier.png"),
-        ]
+        written = Path(bundle_path) / "report" / "charts"  # the CLI writes the report into the bundle
+        charts = [written / name if (written / name).exists() else make(tmpd / name) for name, make in (
+            ("calibration.png", lambda path: calibration_chart(result.test, path)),
+            ("lift_gains.png", lambda path: lift_chart(result.lift, path)),
+            ("score_by_tier.png", lambda path: tier_chart(result.test, cfg.tiers.mql, cfg.tiers.sql, path)),
+        )]
+        charts.append(shap_summary_chart(scorer_contrib, result.sample_matrix, tmpd / "shap_summary.png"))
         for c in charts:
             mlflow.log_artifact(str(c), "charts")
         example = _input_example(result)
@@ -120,11 +133,16 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
 
 
 def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], params: dict, tags: dict,
-                   tracking_uri: str, experiment: str = "propensity", run_name: str | None = None) -> dict:
+                   tracking_uri: str, experiment: str = "propensity", run_name: str | None = None,
+                   bundle_path: Path | None = None, registered_model: str | None = None,
+                   input_example=None) -> dict:  # noqa: ANN001 - a DataFrame
     """Log a report folder (Markdown, charts, JSON) as one new MLflow run.
 
     ``metrics`` is ``{model_name: {metric: value}}``, logged as ``<model>_<metric>``.
     Used by table training and by ``propensity evaluate``; returns the run id and experiment.
+    With ``bundle_path`` the bundle is logged as a pyfunc model (models-from-code) and,
+    with ``registered_model``, registered as a new version with alias ``challenger``
+    (table training: ``models:/NAME@challenger`` then loads with ``mlflow.pyfunc``).
     """
     import mlflow
 
@@ -137,8 +155,34 @@ def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], param
             key = "".join(ch if ch.isalnum() else "_" for ch in who)
             mlflow.log_metrics({f"{key}_{k}": float(v) for k, v in values.items() if v == v})
         mlflow.log_artifacts(str(report_dir), "report")
-        return {"run_id": run.info.run_id, "experiment_id": exp.experiment_id, "experiment": experiment,
-                "tracking_uri": tracking_uri}
+        out = {"run_id": run.info.run_id, "experiment_id": exp.experiment_id, "experiment": experiment,
+               "tracking_uri": tracking_uri, "registered_model": registered_model, "version": None}
+        if bundle_path is not None:
+            out.update(_log_pyfunc(mlflow, Path(bundle_path), registered_model, input_example))
+        return out
+
+
+def _log_pyfunc(mlflow, bundle_path: Path, registered_model: str | None, example) -> dict:  # noqa: ANN001
+    """Log ``bundle_path`` (without its report) as a models-from-code pyfunc; register it when named."""
+    from mlflow.models import infer_signature
+
+    from propensity.pyfunc import PropensityPyfunc
+
+    entry = Path(__file__).with_name("_pyfunc_entry.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = shutil.copytree(bundle_path, Path(tmp) / "bundle", ignore=shutil.ignore_patterns("report"))
+        signature = None
+        if example is not None:
+            model = PropensityPyfunc()
+            model.load_context(type("Ctx", (), {"artifacts": {"bundle": str(staged)}})())
+            signature = infer_signature(example, model.predict(None, example))
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"bundle": str(staged)},
+                                       signature=signature, input_example=example,
+                                       registered_model_name=registered_model)
+    version = info.registered_model_version
+    if registered_model and version is not None:
+        mlflow.MlflowClient().set_registered_model_alias(registered_model, "challenger", str(version))
+    return {"model_uri": info.model_uri, "version": version}
 
 
 def _experiment(mlflow, name: str, tracking_uri: str):

@@ -50,10 +50,11 @@ def reliability_chart(y: np.ndarray, predictions: dict[str, np.ndarray], path: P
 
 
 def calibration_chart(test: pd.DataFrame, path: Path, bins: int = 10) -> Path:
-    """Reliability diagram of the model and the points baseline on the test window."""
-    return reliability_chart(test["label"].to_numpy(),
-                             {"model": test["probability"].to_numpy(), "points baseline": test["baseline"].to_numpy()},
-                             path, bins, title="Calibration on the test window")
+    """Reliability diagram of the model, the points baseline and (when present) logistic regression."""
+    preds = {"model": test["probability"].to_numpy(), "points baseline": test["baseline"].to_numpy()}
+    if "logistic" in test.columns:
+        preds["logistic regression"] = test["logistic"].to_numpy()
+    return reliability_chart(test["label"].to_numpy(), preds, path, bins, title="Calibration on the test window")
 
 
 def lift_chart(lift: dict[str, list[dict]], path: Path) -> Path:

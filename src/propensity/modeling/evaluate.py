@@ -68,8 +68,13 @@ def logistic_baseline(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
 
 
 def write_report(out_dir: str | Path, title: str, y: np.ndarray, predictions: dict[str, np.ndarray],
-                 result: dict, notes: list[str] = ()) -> Path:
-    """Write ``report.md``, ``reliability.png`` and ``lift_gains.png`` into ``out_dir``; returns the Markdown path."""
+                 result: dict, notes: list[str] = (), preamble: list[str] = (),
+                 k_labels: dict[int, str] | None = None) -> Path:
+    """Write ``report.md``, ``reliability.png`` and ``lift_gains.png`` into ``out_dir``; returns the Markdown path.
+
+    ``preamble`` lines go right under the title (e.g. which rows were evaluated);
+    ``k_labels`` names some Ks in the top-K table (e.g. ``{240: "SQL tier"}``).
+    """
     from propensity.modeling.charts import lift_chart
 
     out = Path(out_dir)
@@ -78,7 +83,7 @@ def write_report(out_dir: str | Path, title: str, y: np.ndarray, predictions: di
     reliability_chart(y, predictions, out / "reliability.png")
     lift_chart({n: m["lift"] for n, m in result["models"].items()}, out / "lift_gains.png")
     names = list(result["models"])
-    lines = [f"# {title}", "",
+    lines = [f"# {title}", "", *preamble,
              f"Test rows: {result['rows']:,}, conversions: {result['positives']:,} "
              f"(base rate {result['positives'] / max(result['rows'], 1):.2%}). All models on the same rows.", "",
              "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -87,7 +92,9 @@ def write_report(out_dir: str | Path, title: str, y: np.ndarray, predictions: di
     lines += ["", "## Top K (what a team with capacity for K leads gets)", "",
               "| K | model | precision | recall | conversions |", "|---|---|---|---|---|"]
     for k in result["ks"]:
-        label = f"{k:,}" + (" (top decile)" if k == result["decile_k"] else "")
+        names_k = [*([(k_labels or {})[k]] if k in (k_labels or {}) else []),
+                   *(["top decile"] if k == result["decile_k"] else [])]
+        label = f"{k:,}" + (f" ({', '.join(names_k)})" if names_k else "")
         for n in names:
             t = result["models"][n]["top_k"][str(k)]
             lines.append(f"| {label} | {n} | {t['precision']:.3f} | {t['recall']:.3f} | {int(t['conversions']):,} |")

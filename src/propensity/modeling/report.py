@@ -8,12 +8,14 @@ the leakage audit when present, and known limits.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from propensity.features.spec import FeatureDef
 
-__all__ = ["MIN_CONVERSIONS", "model_card", "segment_sufficiency"]
+__all__ = ["MIN_CONVERSIONS", "model_card", "segment_sufficiency", "top_k_lines", "write_training_report"]
 
 MIN_CONVERSIONS = 30  # below this many training conversions a segment's scores rest on thin evidence
 
@@ -47,11 +49,30 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return head + "".join("| " + " | ".join(str(r[c]) for c in columns) + " |\n" for r in rows)
 
 
+def top_k_lines(comparison: dict, named_ks: dict[str, int], names: dict[str, str]) -> list[str]:
+    """Markdown table: precision, recall and conversions captured in the top K, per model."""
+    labels = {"capacity": "sales capacity", "sql_tier": "SQL tier", "top_decile": "top decile"}
+    by_k: dict[int, list[str]] = {}
+    for label, k in named_ks.items():
+        by_k.setdefault(k, []).append(labels.get(label, f"fixed {label}"))
+    lines = ["| K | what | model | precision | recall | conversions |", "|---|---|---|---|---|---|"]
+    for k in sorted(by_k):
+        for who, c in comparison["models"].items():
+            t = c["top_k"].get(str(k))
+            if t is None:
+                continue
+            lines.append(f"| {k:,} | {', '.join(by_k[k])} | {names.get(who, who)} | {t['precision']:.3f} | "
+                         f"{t['recall']:.3f} | {int(t['conversions']):,} |")
+    return lines
+
+
 def model_card(result, project) -> str:
     """Markdown model card for one training run."""
     meta = result.bundle.metadata
-    m, b = result.metrics["model"], result.metrics["baseline"]
     cfg = project.training
+    names = {"model": "model", "baseline": "points baseline", "logistic": "logistic regression"}
+    who = [w for w in ("model", "baseline", "logistic") if w in result.metrics]
+    m = result.metrics["model"]
     lines = [
         "# Model card: lead propensity",
         "",
@@ -69,15 +90,46 @@ def model_card(result, project) -> str:
         "cutoff; snapshots whose horizon has not elapsed by the end of the data are not used.",
         "- Features see only activities that occurred and were recorded strictly before the cutoff.",
         "",
-        "## Test-window metrics (same rows for both)",
+        "## Model",
+    ]
+    cal = getattr(result, "calibration", None) or {}
+    if cal:
+        how = ("chosen by 5-fold cross-validated log loss over the validation window's predictions: "
+               + ", ".join(f"{k} {v['log_loss']:.5f}" for k, v in cal.get("scores", {}).items())
+               if cal.get("config") == "auto" else "as configured")
+        lines.append(f"- Calibration: **{cal.get('method')}** (config `{cal.get('config')}`; {how}), fitted on the "
+                     "validation window, which also decided early stopping.")
+    tuning = getattr(result, "tuning", None) or {}
+    if tuning.get("budget_s"):
+        lines.append(f"- Parameter search: {tuning.get('trials')} parameter sets in {tuning.get('seconds')}s "
+                     f"(budget {tuning['budget_s']:g}s), judged by validation ROC AUC "
+                     f"({tuning.get('valid_auc', float('nan')):.4f}); kept: {tuning.get('chosen')}.")
+    else:
+        lines.append("- Parameter search: off (`tuning.crm_budget_seconds: 0`); the `model:` settings are used.")
+    stop = "ROC AUC" if tuning.get("chosen") == "search" else "log loss"
+    lines.append(f"- Trees: {meta.get('best_iteration')} (early stopping on the validation window's {stop}).")
+    lines += [
         "",
-        "| metric | model | points baseline |",
-        "|---|---|---|",
+        "## Test-window metrics (same rows for all)",
+        "",
+        "Logistic regression (one-hot categories, imputed and scaled numbers) is fitted on the training window; "
+        "the points baseline's points are mapped to a probability by isotonic regression on the validation window.",
+        "",
+        "| metric | " + " | ".join(names[w] for w in who) + " |",
+        "|---|" + "---|" * len(who),
     ]
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_lift", "top_decile_conversion"):
-        lines.append(f"| {key} | {m[key]:.4f} | {b[key]:.4f} |")
+        lines.append(f"| {key} | " + " | ".join(f"{result.metrics[w][key]:.4f}" for w in who) + " |")
     lines += ["", f"Test rows: {int(m['rows']):,}, conversions: {int(m['positives']):,} "
-              f"(base rate {m['base_rate']:.2%}).", ""]
+              f"(base rate {m['base_rate']:.2%}). ECE: mean |observed - predicted| over 10 equal-count bins.", ""]
+    comparison = getattr(result, "comparison", None) or {}
+    top_k = getattr(result, "top_k", None) or {}
+    if comparison and top_k:
+        lines += ["## Top K: what a sales team working K leads gets", "",
+                  f"Tier policy: {top_k.get('policy', '')}. The test window's snapshots are pooled and ranked "
+                  "together.", "", *top_k_lines(comparison, top_k["ks"], names), ""]
+    lines += ["## Charts", "", "![calibration](charts/calibration.png)", "", "![lift and gains](charts/lift_gains.png)",
+              "", "![score by tier](charts/score_by_tier.png)", ""]
     segments = getattr(result, "segments", [])
     if segments:
         thin = [s for s in segments if not s["enough"]]
@@ -105,3 +157,21 @@ def model_card(result, project) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def write_training_report(result, project, out_dir) -> Path:  # noqa: ANN001
+    """Write ``model_card.md``, ``charts/`` (calibration, lift and gains, score by tier) and
+    ``test_predictions.csv`` into ``out_dir``; returns the model card's path."""
+    from propensity.modeling.charts import calibration_chart, lift_chart, tier_chart
+
+    out = Path(out_dir)
+    charts = out / "charts"
+    charts.mkdir(parents=True, exist_ok=True)
+    cfg = project.training
+    calibration_chart(result.test, charts / "calibration.png")
+    lift_chart(result.lift, charts / "lift_gains.png")
+    tier_chart(result.test, cfg.tiers.mql, cfg.tiers.sql, charts / "score_by_tier.png")
+    result.test.to_csv(out / "test_predictions.csv", index=False)
+    path = out / "model_card.md"
+    path.write_text(model_card(result, project), encoding="utf-8")
+    return path

@@ -57,8 +57,8 @@ def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0) -> t
 
     bundle = load_bundle(model)
     if not isinstance(bundle, TableBundle):
-        raise ValueError(f"{model}: a CRM model bundle; `propensity evaluate` takes a model trained on a flat table "
-                         "(the CRM training run already logs its report)")
+        raise ValueError(f"{model}: a model trained on a CRM export; evaluate it on a CRM export folder "
+                         f"(--data FOLDER), not on the table {data}")
     schema = bundle.schema
     df = read_table(data)
     target = schema["target"]

@@ -131,11 +131,18 @@ def _suggest(trial) -> dict:  # noqa: ANN001 - an optuna Trial
 
 def tune_lightgbm(x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], cat_idx: list[int],
                   budget_s: float = 60.0, monotone: list[int] | None = None, seed: int = 0,
-                  max_trials: int = 500, progress=None) -> TuneResult:  # noqa: ANN001 - progress(str)
-    """Search LightGBM parameters by cross-validated AUC within ``budget_s`` seconds (0: no search)."""
+                  max_trials: int = 500, progress=None, first: dict | None = None,  # noqa: ANN001
+                  threads: int = 1) -> TuneResult:
+    """Search LightGBM parameters by cross-validated AUC within ``budget_s`` seconds (0: no search).
+
+    ``first`` (extra LightGBM parameters) is run before the fixed starting points,
+    e.g. a project's hand-set model, and always completes; the search can then only
+    improve on it (by validation AUC). ``threads`` is per booster (folds run in parallel;
+    with one fold, 0 lets it use all cores).
+    """
     t0 = time.perf_counter()
     full = _dataset(x, y, cat_idx)
-    base = base_params(monotone, seed)
+    base = base_params(monotone, seed, threads)
     best: dict = {}
 
     deadline = t0 + budget_s
@@ -149,8 +156,11 @@ def tune_lightgbm(x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np
         return auc
 
     trials = 1
+    if first is not None:
+        run(first)
     if budget_s <= 0:
-        run(STARTS[0])
+        if first is None:
+            run(STARTS[0])
     else:
         import optuna
 
@@ -173,7 +183,7 @@ def tune_lightgbm(x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np
 
         remaining = max(budget_s - (time.perf_counter() - t0), 1.0)
         study.optimize(objective, timeout=remaining, n_trials=max_trials)
-        trials = len(study.trials)
+        trials = len(study.trials) + int(first is not None)
         if progress:
             progress(f"searched {trials} parameter sets in {time.perf_counter() - t0:.0f}s, "
                      f"best CV AUC {best['auc']:.4f}")
