@@ -11,6 +11,12 @@ into these arrays (Arrow dictionary codes, no per-row Python str); it returns
 naive or non-timestamp columns, non-text ids), so that every error message comes
 from one place (:mod:`propensity.data.export`). :func:`arrays_from_frame` derives
 the same arrays from a validated activities DataFrame.
+
+With ``allow_null_times`` (the lenient scoring read, see
+:func:`propensity.data.export.read_export`), empty ``occurred_at`` /
+``recorded_at`` values do not send the file to the pandas path: they become
+:data:`NAT_US` (pandas' NaT as µs), exactly as :func:`arrays_from_frame` gives
+them, and the caller drops or keeps those rows.
 """
 
 from __future__ import annotations
@@ -23,9 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["ActivityArrays", "arrays_from_frame", "read_activity_arrays"]
+__all__ = ["NAT_US", "ActivityArrays", "arrays_from_frame", "read_activity_arrays"]
 
-DUCKDB_MIN_ROWS = 2_000_000  # from this many activities DuckDB matches the lead ids (see _read_duckdb)
+# From this many activities DuckDB matches the lead ids (see _read_duckdb). A module global, read at each
+# call, so that tests can lower it (monkeypatch) instead of writing millions of rows.
+DUCKDB_MIN_ROWS = 2_000_000
+NAT_US = int(np.iinfo(np.int64).min)  # an empty timestamp in the µs arrays (what NaT.asi8 gives)
 
 
 @dataclass(frozen=True)
@@ -61,14 +70,15 @@ def _col_us(col: pd.Series) -> np.ndarray:
     return _us(col)
 
 
-def read_activity_arrays(path: Path, lead_ids: pd.Series) -> ActivityArrays | None:
+def read_activity_arrays(path: Path, lead_ids: pd.Series, allow_null_times: bool = False) -> ActivityArrays | None:
     """Read a Parquet activities file into arrays, or ``None`` if it needs the pandas path.
 
     The fast path takes files whose ``lead_id`` and ``activity_type`` are text (plain
     or dictionary-encoded) without nulls, and whose ``occurred_at`` (and
     ``recorded_at``, if present) are zone-aware timestamps without nulls. Row
     groups are decoded one at a time into preallocated arrays, so the peak is the
-    arrays plus one row group.
+    arrays plus one row group. ``allow_null_times``: empty times are read as
+    :data:`NAT_US` instead of falling back to the pandas path.
     """
     try:
         import pyarrow as pa
@@ -98,7 +108,7 @@ def read_activity_arrays(path: Path, lead_ids: pd.Series) -> ActivityArrays | No
 
     n = pf.metadata.num_rows
     if n >= DUCKDB_MIN_ROWS:
-        arrays = _read_duckdb(path, pf, lead_ids, has_rec)
+        arrays = _read_duckdb(path, pf, lead_ids, has_rec, allow_null_times)
         if arrays is not None:
             return arrays
     lead = np.empty(n, dtype=np.int32)
@@ -107,6 +117,7 @@ def read_activity_arrays(path: Path, lead_ids: pd.Series) -> ActivityArrays | No
     local = np.empty(n, dtype=np.int32)  # activity type codes into each chunk's own dictionary
     value_set = pa.array(lead_ids.to_numpy(dtype=object), type=pa.string())
     columns = ["lead_id", "activity_type", "occurred_at"] + (["recorded_at"] if has_rec else [])
+    no_nulls = columns[:2] if allow_null_times else columns
     starts = np.zeros(pf.metadata.num_row_groups + 1, dtype=np.int64)
     np.cumsum([pf.metadata.row_group(rg).num_rows for rg in range(pf.metadata.num_row_groups)], out=starts[1:])
     if starts[-1] != n:
@@ -116,7 +127,7 @@ def read_activity_arrays(path: Path, lead_ids: pd.Series) -> ActivityArrays | No
     def one(rg: int) -> list[tuple[slice, list]] | None:
         """Decode row group ``rg`` into the arrays; its type dictionaries, or None if the pandas path must."""
         table = pq.ParquetFile(path).read_row_group(rg, columns=columns)  # own handle: thread-safe
-        if table.num_rows != starts[rg + 1] - starts[rg] or any(table.column(c).null_count for c in columns):
+        if table.num_rows != starts[rg + 1] - starts[rg] or any(table.column(c).null_count for c in no_nulls):
             return None
         at = int(starts[rg])
         for chunk, out in _chunks(table.column("lead_id"), at):
@@ -167,7 +178,8 @@ def read_activity_arrays(path: Path, lead_ids: pd.Series) -> ActivityArrays | No
     return ActivityArrays(lead=lead, occ=occ, rec=rec, code=code, types=types)
 
 
-def _read_duckdb(path: Path, pf, lead_ids: pd.Series, has_rec: bool) -> ActivityArrays | None:
+def _read_duckdb(path: Path, pf, lead_ids: pd.Series, has_rec: bool,
+                 allow_null_times: bool = False) -> ActivityArrays | None:
     """The same arrays, with DuckDB matching lead ids (a hash join, on all cores).
 
     Pandas-written Parquet repeats the whole categorical dictionary (every lead id)
@@ -189,7 +201,9 @@ def _read_duckdb(path: Path, pf, lead_ids: pd.Series, has_rec: bool) -> Activity
             if c not in index:
                 return None
             stats = meta.row_group(rg).column(index[c]).statistics
-            if stats is None or not stats.has_null_count or stats.null_count:
+            if stats is None or not stats.has_null_count:
+                return None
+            if stats.null_count and not (allow_null_times and c in ("occurred_at", "recorded_at")):
                 return None
     n = meta.num_rows
     ids = pa.table({"lead_id": pa.array(lead_ids.to_numpy(dtype=object), type=pa.string()),
@@ -222,15 +236,22 @@ def _read_duckdb(path: Path, pf, lead_ids: pd.Series, has_rec: bool) -> Activity
             r = batch.column(0).to_numpy()
             lead[r] = batch.column(1).to_numpy()
             code[r] = batch.column(2).to_numpy()
-            occ[r] = batch.column(3).to_numpy()
+            occ[r] = _filled(batch.column(3))
             if has_rec:
-                rec[r] = batch.column(4).to_numpy()
+                rec[r] = _filled(batch.column(4))
             seen += len(r)
     finally:
         con.close()
     if seen != n:
         return None
     return ActivityArrays(lead=lead, occ=occ, rec=rec, code=code, types=types)
+
+
+def _filled(col) -> np.ndarray:
+    """An int64 Arrow array as NumPy, nulls (empty times, lenient read only) as NAT_US."""
+    if col.null_count:
+        col = col.fill_null(NAT_US)
+    return col.to_numpy()
 
 
 def _sql_str(text: str) -> str:
@@ -254,5 +275,6 @@ def _times(column, out: np.ndarray, at: int) -> bool:
                 chunk = chunk.cast(pa.timestamp("us", tz=chunk.type.tz))  # safe cast: raises on lost precision
             except (pa.ArrowInvalid, ValueError):
                 return False
-        out[sl] = np.asarray(chunk.view(pa.int64()))
+        out[sl] = np.asarray(chunk.view(pa.int64()).fill_null(NAT_US) if chunk.null_count
+                             else chunk.view(pa.int64()))
     return True

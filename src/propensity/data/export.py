@@ -25,6 +25,25 @@ Checks, each naming the file, the column and a sample of offending rows:
   ``lead_id`` is not in ``leads`` (they can never reach a feature row or label).
   Activity types that no engagement signal lists are reported by the feature
   pipeline, which knows the catalogue.
+
+Lenient mode (``lenient=True``, for scoring; issue #5: one bad row must not stop a
+batch). Problems of a whole file or table stay errors (a missing file, table or
+column, an unreadable file, timestamps without a time zone, empty or duplicate
+ids, an unknown stage). Problems of single rows become per-lead data instead,
+exposed as :attr:`CrmExport.rejected` and :attr:`CrmExport.lead_notes`:
+
+- a lead whose ``created_at`` is empty, unreadable or in the future is removed
+  (with its activities and opportunities) and recorded in ``rejected`` with a
+  one-line reason naming the column and value; so is a lead with an opportunity
+  whose ``created_at`` is unreadable (whether it had converted is unknown);
+- an activity whose ``occurred_at`` is empty or unreadable, whose ``recorded_at``
+  is unreadable, or which is dated (occurred or recorded) in the future is
+  dropped, and counted in its lead's ``lead_notes``;
+- an opportunity created in the future is dropped; an unreadable ``closed_at``, or
+  a closed opportunity's ``closed_at`` in the future, is emptied; both noted.
+
+The warnings above stay warnings, plus one summing up what lenient mode set
+aside. An export without such problems reads exactly as in strict mode.
 """
 
 from __future__ import annotations
@@ -39,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from propensity.data.activities import ActivityArrays, arrays_from_frame, read_activity_arrays
+from propensity.data.activities import NAT_US, ActivityArrays, arrays_from_frame, read_activity_arrays
 
 __all__ = ["CrmExport", "DataError", "TABLES", "read_export", "read_table"]
 
@@ -106,6 +125,11 @@ class CrmExport:
     zero-argument callable returning it, called once on first access.
     :meth:`activity_arrays` gives the activities as NumPy arrays for the batch
     feature path.
+
+    ``lead_notes`` (lead_id -> notes, e.g. ``"1 activity dated in the future
+    ignored"``) and ``rejected`` (lead_id -> reason, e.g. ``"created_at
+    '2999-01-01T00:00:00Z' is in the future"``; such leads are not in ``leads``)
+    are filled by a lenient read (see the module docstring), empty otherwise.
     """
 
     accounts: pd.DataFrame
@@ -113,19 +137,23 @@ class CrmExport:
     activities: pd.DataFrame = _Activities()  # type: ignore[assignment]  # no default: __get__ says so
     opportunities: pd.DataFrame
     source: str = "<memory>"
+    lead_notes: dict[str, list[str]] = dataclasses.field(default_factory=dict, repr=False)
+    rejected: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
     # Set by read_export; not an init field, so dataclasses.replace (new leads) never carries stale positions.
     _arrays: ActivityArrays | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_frames(cls, frames: dict[str, pd.DataFrame], source: str = "<memory>",
-                    exported_at: object = None) -> CrmExport:
+                    exported_at: object = None, *, lenient: bool = False) -> CrmExport:
         """Validate a dict of DataFrames keyed like the export's tables.
 
         ``opportunities`` may be left out (scoring needs none); every other table is
         required. ``exported_at`` (default: now) is the time of the export; a
-        timestamp more than a day after it is an error.
+        timestamp more than a day after it is an error. ``lenient=True`` (scoring)
+        sets bad rows aside per lead instead (see the module docstring).
         """
         tables = {}
+        unreadable: dict[tuple[str, str], pd.Series] = {}
         for name in TABLES:
             df = frames.get(name)
             if df is None:
@@ -133,12 +161,13 @@ class CrmExport:
                     df = pd.DataFrame({c: [] for c in REQUIRED[name]})
                 else:
                     raise DataError(f"{source}: table '{name}' is missing")
-            tables[name] = _normalise(df, name, f"{source}/{name}")
+            tables[name] = _normalise(df, name, f"{source}/{name}", lenient, unreadable)
         unknown = set(frames) - set(TABLES)
         if unknown:
             raise DataError(f"{source}: unknown table(s) {sorted(unknown)}; expected {list(TABLES)}")
-        arrays = _check_across(tables, {name: f"{source}/{name}" for name in TABLES}, exported_at)
-        export = cls(**tables, source=source)
+        arrays, screen = _check_across(tables, {name: f"{source}/{name}" for name in TABLES}, exported_at,
+                                       lenient=lenient, unreadable=unreadable)
+        export = cls(**tables, source=source, **screen.fields())
         object.__setattr__(export, "_arrays", arrays)
         return export
 
@@ -185,37 +214,48 @@ def read_table(path: Path) -> pd.DataFrame:
     raise DataError(f"{path}: unsupported file type; expected .parquet or .csv")
 
 
-def read_export(folder: str | Path, exported_at: object = None) -> CrmExport:
+def read_export(folder: str | Path, exported_at: object = None, *, lenient: bool = False) -> CrmExport:
     """Read and validate a CRM export folder (see the module docstring for the format and checks).
 
     ``exported_at`` (default: now) is when the export was taken; any timestamp more
-    than a day after it is an error.
+    than a day after it is an error. ``lenient=True`` (scoring) sets bad rows aside
+    per lead instead: see :attr:`CrmExport.rejected` and :attr:`CrmExport.lead_notes`.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder; expected a CRM export with {', '.join(TABLES)}")
     paths = {name: _find(folder, name) for name in TABLES}
     tables: dict[str, pd.DataFrame | None] = {}
+    unreadable: dict[tuple[str, str], pd.Series] = {}
     arrays = ids = None
     for name, path in paths.items():
         if name == "activities" and path.suffix == ".parquet":
-            arrays = read_activity_arrays(path, tables["leads"]["lead_id"])
+            arrays = read_activity_arrays(path, tables["leads"]["lead_id"], allow_null_times=lenient)
             if arrays is not None:  # clean file: arrays now, the DataFrame only if someone asks for it
                 tables[name] = None
                 ids = functools.partial(_column_rows, path, "lead_id")
                 continue
-        tables[name] = _normalise(read_table(path), name, str(path))
-    arrays = _check_across(tables, {name: str(p) for name, p in paths.items()}, exported_at, arrays, ids)
+        tables[name] = _normalise(read_table(path), name, str(path), lenient, unreadable)
+    arrays, screen = _check_across(tables, {name: str(p) for name, p in paths.items()}, exported_at, arrays, ids,
+                                   lenient=lenient, unreadable=unreadable)
     if tables["activities"] is None:
-        tables["activities"] = functools.partial(_load_activities, paths["activities"])
-    export = CrmExport(**tables, source=str(folder))
+        tables["activities"] = functools.partial(_load_activities, paths["activities"], lenient, screen.dropped)
+    export = CrmExport(**tables, source=str(folder), **screen.fields())
     object.__setattr__(export, "_arrays", arrays)
     return export
 
 
-def _load_activities(path: Path) -> pd.DataFrame:
-    """The activities DataFrame of an already validated file (the lazy ``CrmExport.activities``)."""
-    return _normalise(read_table(path), "activities", str(path))
+def _load_activities(path: Path, lenient: bool = False, dropped: np.ndarray | None = None) -> pd.DataFrame:
+    """The activities DataFrame of an already validated file (the lazy ``CrmExport.activities``).
+
+    ``dropped``: the file rows a lenient read set aside (they are left out here too).
+    """
+    df = _normalise(read_table(path), "activities", str(path), lenient, {})
+    if dropped is not None and len(dropped):
+        keep = np.ones(len(df), dtype=bool)
+        keep[dropped] = False
+        df = _take(df, keep)
+    return df
 
 
 def _column_rows(path: Path, column: str, rows: np.ndarray) -> np.ndarray:
@@ -226,7 +266,14 @@ def _column_rows(path: Path, column: str, rows: np.ndarray) -> np.ndarray:
     return np.array([str(v) for v in col.to_pylist()], dtype=object)
 
 
-def _normalise(df: pd.DataFrame, name: str, where: str) -> pd.DataFrame:
+def _normalise(df: pd.DataFrame, name: str, where: str, lenient: bool = False,
+               unreadable: dict[tuple[str, str], pd.Series] | None = None) -> pd.DataFrame:
+    """Required columns, ids as str, timestamps as UTC; the checks of one table.
+
+    ``lenient``: empty timestamps are no error here, and unreadable ones become NaT,
+    their raw values stored in ``unreadable[(name, column)]`` (indexed by row
+    position), for :func:`_screen` to deal with row by row.
+    """
     missing = [c for c in REQUIRED[name] if c not in df.columns]
     if missing:
         raise DataError(f"{where}: missing required column(s) {missing}; found {list(df.columns)}")
@@ -237,14 +284,16 @@ def _normalise(df: pd.DataFrame, name: str, where: str) -> pd.DataFrame:
         df[col] = _as_str(df[col])
     for col in TIMESTAMPS[name]:
         if col in df.columns:
-            df[col] = _to_utc(df[col], f"{where}: column '{col}'")
+            df[col], bad = _to_utc(df[col], f"{where}: column '{col}'", lenient)
+            if bad is not None and unreadable is not None:
+                unreadable[(name, col)] = bad
     if name == "activities":
         if "recorded_at" not in df.columns:
             df["recorded_at"] = df["occurred_at"]
-        if df["occurred_at"].isna().any():
+        if not lenient and df["occurred_at"].isna().any():
             raise DataError(f"{where}: column 'occurred_at' has {int(df['occurred_at'].isna().sum())} empty value(s)")
         df["activity_type"] = _as_str(df["activity_type"])
-    if name == "leads" and df["created_at"].isna().any():
+    if name == "leads" and not lenient and df["created_at"].isna().any():
         raise DataError(f"{where}: column 'created_at' has {int(df['created_at'].isna().sum())} empty value(s), "
                         f"e.g. rows {_rows(df['created_at'].isna())}")
     key = {"leads": "lead_id", "accounts": "account_id", "opportunities": "opportunity_id"}.get(name)
@@ -262,10 +311,15 @@ def _normalise(df: pd.DataFrame, name: str, where: str) -> pd.DataFrame:
     return df
 
 
-def _to_utc(col: pd.Series, where: str) -> pd.Series:
-    """Timestamps as datetime64[us, UTC]; naive ones are an error (no zone is assumed)."""
+def _to_utc(col: pd.Series, where: str, lenient: bool = False) -> tuple[pd.Series, pd.Series | None]:
+    """Timestamps as datetime64[us, UTC]; naive ones are an error (no zone is assumed).
+
+    Also returns, when ``lenient``, the raw values that are no timestamp at all
+    (indexed by row position; they become NaT), else ``None`` (such values are an
+    error). Text that is a timestamp without a zone stays an error either way.
+    """
     if isinstance(col.dtype, pd.DatetimeTZDtype):
-        return col.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        return col.dt.tz_convert("UTC").astype("datetime64[us, UTC]"), None
     if pd.api.types.is_datetime64_dtype(col.dtype):
         sample = col.dropna().head(3).astype(str).tolist()
         raise DataError(f"{where}: timezone-naive timestamps, e.g. {sample}; the export must be in UTC with the "
@@ -277,6 +331,9 @@ def _to_utc(col: pd.Series, where: str) -> pd.Series:
         if _all_str(values):
             text = values.astype(str).str.strip()
             naive = ~text.str.contains(_ZONE, regex=True)
+            if lenient and naive.any():  # unreadable text is a bad row, not a missing zone
+                readable = pd.to_datetime(text[naive], utc=True, format="mixed", errors="coerce").notna()
+                naive = naive & readable.reindex(naive.index, fill_value=True)
         else:  # datetime objects or a mix: each one's tzinfo says
             naive = values.map(lambda v: getattr(v, "tzinfo", 0) is None)
         if naive.any():
@@ -286,11 +343,15 @@ def _to_utc(col: pd.Series, where: str) -> pd.Series:
                             "must be in UTC with the zone written out (2025-01-31T09:00:00Z or +00:00); no zone "
                             "is assumed")
     try:
-        parsed = pd.to_datetime(col, utc=True, format="mixed")
+        parsed = pd.to_datetime(col, utc=True, format="mixed", errors="coerce" if lenient else "raise")
     except (ValueError, TypeError) as exc:
         sample = col.dropna().astype(str).head(3).tolist()
         raise DataError(f"{where}: expected UTC timestamps, e.g. 2025-01-31T09:00:00Z; got {sample} ({exc})") from None
-    return parsed.astype("datetime64[us, UTC]")
+    bad = None
+    if lenient:
+        lost = present & parsed.isna().to_numpy(dtype=bool)
+        bad = pd.Series(col.to_numpy(dtype=object)[lost], index=np.flatnonzero(lost), dtype=object)
+    return parsed.astype("datetime64[us, UTC]"), bad
 
 
 def _as_str(col: pd.Series) -> pd.Series:
@@ -358,13 +419,16 @@ def _early(pos: np.ndarray, occ: np.ndarray, created: np.ndarray, block: int = 1
 
 
 def _check_across(tables: dict[str, pd.DataFrame | None], where: dict[str, str], exported_at: object,
-                  arrays: ActivityArrays | None = None, activity_ids=None) -> ActivityArrays:
+                  arrays: ActivityArrays | None = None, activity_ids=None, *, lenient: bool = False,
+                  unreadable: dict[tuple[str, str], pd.Series] | None = None) -> tuple[ActivityArrays, _Screen]:
     """Checks that need more than one table: orphans, events before the lead, the future.
 
     The activities are checked as :class:`ActivityArrays`: ``arrays`` when the
     fast reader built them (then ``tables["activities"]`` may be None and
     ``activity_ids(rows)`` returns the lead_id str of those rows, for samples),
-    else derived from the activities frame. Returns the arrays.
+    else derived from the activities frame. ``lenient``: bad rows are first set
+    aside by :func:`_screen` (``tables`` is updated in place). Returns the arrays
+    and what was set aside.
     """
     now = pd.Timestamp.now(tz="UTC") if exported_at is None else pd.Timestamp(exported_at)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
@@ -373,6 +437,10 @@ def _check_across(tables: dict[str, pd.DataFrame | None], where: dict[str, str],
     if arrays is None:
         arrays = arrays_from_frame(acts, leads["lead_id"])
         activity_ids = lambda rows: acts["lead_id"].to_numpy(dtype=object)[rows]  # noqa: E731
+    screen = _Screen()
+    if lenient:
+        arrays, screen = _screen(tables, where, limit, arrays, unreadable or {})
+        leads, opps = tables["leads"], tables["opportunities"]
     for name, cols in TIMESTAMPS.items():
         df = tables[name]
         for col in cols:
@@ -399,12 +467,14 @@ def _check_across(tables: dict[str, pd.DataFrame | None], where: dict[str, str],
     pos = arrays.lead
     if len(pos) and pos.min() < 0:
         orphan = pos < 0
-        sample = [str(v) for v in pd.unique(activity_ids(np.flatnonzero(orphan)))[:3]]
+        sample = [str(v) for v in pd.unique(activity_ids(screen.file_rows(np.flatnonzero(orphan))))[:3]]
         warnings.warn(f"{where['activities']}: {int(orphan.sum())} activit{'y' if orphan.sum() == 1 else 'ies'} "
-                      f"name a lead_id not in leads, e.g. {sample} (rows {_rows(orphan)}); they are ignored",
+                      f"name a lead_id not in leads, e.g. {sample} (rows {screen.file_rows(_rows(orphan))}); "
+                      "they are ignored",
                       UserWarning, stacklevel=3)
         del orphan
     n_early, early_rows = _early(pos, arrays.occ, leads["created_at"].array.asi8)
+    early_rows = screen.file_rows(early_rows)
     if n_early:
         warnings.warn(f"{where['activities']}: {n_early} activit{'y' if n_early == 1 else 'ies'} "
                       f"occurred before their lead's created_at, e.g. rows {early_rows}; kept as the lead's "
@@ -417,4 +487,208 @@ def _check_across(tables: dict[str, pd.DataFrame | None], where: dict[str, str],
             warnings.warn(f"{where['opportunities']}: {int(lost.sum())} opportunit"
                           f"{'y' if lost.sum() == 1 else 'ies'} name a lead_id not in leads, e.g. {sample} "
                           f"(rows {_rows(lost)}); they label no lead", UserWarning, stacklevel=3)
-    return arrays
+    return arrays, screen
+
+
+@dataclass
+class _Screen:
+    """What a lenient read set aside: per-lead notes, rejected leads, dropped activity rows (of the file)."""
+
+    notes: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    rejected: dict[str, str] = dataclasses.field(default_factory=dict)
+    dropped: np.ndarray | None = None  # sorted file rows of the activities left out
+
+    def fields(self) -> dict[str, dict]:
+        return {"lead_notes": self.notes, "rejected": self.rejected}
+
+    def file_rows(self, rows) -> list[int]:
+        """File row numbers of rows of the kept activities (for the samples in warnings)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.dropped is not None and len(self.dropped):
+            rows = rows + np.searchsorted(self.dropped - np.arange(len(self.dropped)), rows, side="right")
+        return rows.tolist()
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _iso(ts: pd.Timestamp) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S" + (".%f" if ts.microsecond else "") + "Z")
+
+
+def _take(df: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """The rows where ``keep`` holds; a default index (0..n-1) stays one, any other keeps its labels."""
+    out = df[keep]
+    if isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1:
+        out = out.reset_index(drop=True)
+    return out
+
+
+def _screen(tables: dict[str, pd.DataFrame | None], where: dict[str, str], limit: pd.Timestamp,
+            arrays: ActivityArrays, unreadable: dict[tuple[str, str], pd.Series]) -> tuple[ActivityArrays, _Screen]:
+    """The lenient read: set bad rows aside per lead (see the module docstring); ``tables`` updated in place.
+
+    ``arrays`` hold lead positions into the full ``leads``; the returned ones into
+    the kept leads, without the dropped rows. Nothing is copied when nothing is
+    wrong, so a clean export reads exactly as in strict mode. Costs a few passes
+    over the time arrays, and row masks only when some row is dropped.
+    """
+    leads, opps, acts = tables["leads"], tables["opportunities"], tables["activities"]
+    limit_us = int(limit.value // 1000)
+    ids = leads["lead_id"].to_numpy(dtype=object)
+    n_leads = len(ids)
+    reject: dict[int, str] = {}  # lead position -> reason
+    notes: dict[int, list[str]] = {}
+
+    # -- leads: created_at empty, unreadable or in the future
+    created = leads["created_at"]
+    raw = unreadable.get(("leads", "created_at"), pd.Series([], dtype=object))
+    late = (created > limit).to_numpy(dtype=bool)
+    empty = created.isna().to_numpy(dtype=bool)
+    for i in np.flatnonzero(late | empty):
+        if late[i]:
+            reject[int(i)] = f"created_at '{_iso(created.iloc[i])}' is in the future"
+        elif i in raw.index:
+            reject[int(i)] = f"created_at {str(raw[i])!r} is not a readable timestamp"
+        else:
+            reject[int(i)] = "created_at is empty"
+
+    # -- opportunities: created in the future (dropped), closed_at unreadable or future (emptied),
+    #    created_at unreadable (the lead is rejected: whether it had converted is unknown)
+    if len(opps):
+        opp_pos = _lead_positions(opps["lead_id"], leads["lead_id"])
+        raw_created = unreadable.get(("opportunities", "created_at"), pd.Series([], dtype=object))
+        raw_closed = unreadable.get(("opportunities", "closed_at"), pd.Series([], dtype=object))
+        for i in raw_created.index:
+            if opp_pos[i] >= 0 and opp_pos[i] not in reject:
+                reject[int(opp_pos[i])] = (f"opportunity {opps['opportunity_id'].iloc[i]}: created_at "
+                                      f"{str(raw_created[i])!r} is not a readable timestamp")
+        opp_late = (opps["created_at"] > limit).to_numpy(dtype=bool)
+        closed_late = ((opps["closed_at"] > limit) & (opps["stage"] != "open")).to_numpy(dtype=bool) & ~opp_late
+        closed_bad = np.zeros(len(opps), dtype=bool)
+        closed_bad[raw_closed.index.to_numpy(dtype=np.int64)] = True
+        blank = (closed_late | closed_bad) & ~opp_late
+        for mask, one, many in ((opp_late, "opportunity dated in the future ignored",
+                                 "opportunities dated in the future ignored"),
+                                (blank, "opportunity closed_at unreadable or in the future, ignored",
+                                 "opportunity closed_at values unreadable or in the future, ignored")):
+            hit = mask & (opp_pos >= 0)
+            if not hit.any():
+                continue
+            counts = np.bincount(opp_pos[hit], minlength=n_leads)
+            for i in np.flatnonzero(counts):
+                notes.setdefault(int(i), []).append(f"{counts[i]} {one if counts[i] == 1 else many}")
+        bad_created = np.zeros(len(opps), dtype=bool)
+        bad_created[raw_created.index.to_numpy(dtype=np.int64)] = True
+    keep_lead = np.ones(n_leads, dtype=bool)
+    keep_lead[list(reject)] = False
+    any_rejected = not keep_lead.all()
+
+    # -- activities
+    lead, occ, rec = arrays.lead, arrays.occ, arrays.rec
+    raw_rec = unreadable.get(("activities", "recorded_at"), pd.Series([], dtype=object))
+    n = len(lead)
+    dirty = n and (int(occ.min()) == NAT_US or int(occ.max()) > limit_us
+                   or (rec is not occ and int(rec.max()) > limit_us) or len(raw_rec))
+    of_rejected = None
+    if any_rejected and n:
+        of_rejected = (lead >= 0) & ~keep_lead[np.maximum(lead, 0)]
+        if not of_rejected.any():
+            of_rejected = None
+    n_dropped_unknown = n_dropped = 0
+    drop = None
+    if dirty or of_rejected is not None:
+        no_occ = occ == NAT_US
+        no_rec = np.zeros(n, dtype=bool)
+        no_rec[raw_rec.index.to_numpy(dtype=np.int64)] = True
+        no_rec &= ~no_occ
+        future = (occ > limit_us) & ~no_rec
+        if rec is not occ:
+            future |= (rec > limit_us) & ~no_occ & ~no_rec
+        drop = no_occ | no_rec | future
+        counted = lead >= 0 if of_rejected is None else (lead >= 0) & ~of_rejected
+        n_dropped_unknown = int(np.count_nonzero(drop & (lead < 0)))
+        for mask, text in ((no_occ, "without a readable occurred_at ignored"),
+                           (no_rec, "without a readable recorded_at ignored"),
+                           (future, "dated in the future ignored")):
+            hit = mask & counted
+            if hit.any():
+                counts = np.bincount(lead[hit], minlength=n_leads)
+                for i in np.flatnonzero(counts):
+                    notes.setdefault(int(i), []).append(f"{_plural(int(counts[i]), 'activity', 'activities')} {text}")
+        n_dropped = int(np.count_nonzero(drop))
+        if of_rejected is not None:
+            drop |= of_rejected
+        if not drop.any():
+            drop = None
+
+    # -- apply
+    remap = None
+    if any_rejected:
+        remap = np.where(keep_lead, np.cumsum(keep_lead) - 1, -1).astype(np.int32)
+        tables["leads"] = _take(leads, keep_lead)
+    dropped = None
+    if drop is not None:
+        keep = ~drop
+        dropped = np.flatnonzero(drop)
+        new_occ = occ[keep]
+        code, types = _first_seen(arrays.code[keep], arrays.types)
+        arrays = ActivityArrays(lead=lead[keep], occ=new_occ, rec=new_occ if rec is occ else rec[keep],
+                                code=code, types=types)
+        if acts is not None:
+            tables["activities"] = _take(acts, keep)
+        del keep, drop
+    if remap is not None:
+        arrays = dataclasses.replace(arrays, lead=np.where(arrays.lead >= 0, remap[np.maximum(arrays.lead, 0)],
+                                                           -1).astype(np.int32))
+    if len(opps):
+        opp_keep = ~opp_late & ~bad_created
+        if any_rejected:
+            opp_keep &= ~((opp_pos >= 0) & ~keep_lead[np.maximum(opp_pos, 0)])
+        if blank.any():
+            opps = opps.copy()
+            opps.loc[opps.index[blank], "closed_at"] = pd.NaT
+        if not opp_keep.all():
+            opps = _take(opps, opp_keep)
+        tables["opportunities"] = opps
+
+    screen = _Screen(notes={str(ids[i]): v for i, v in sorted(notes.items()) if keep_lead[i]},
+                     rejected={str(ids[i]): reject[i] for i in sorted(reject)}, dropped=dropped)
+    if reject or n_dropped:
+        sample = [f"{k}: {v}" for k, v in list(screen.rejected.items())[:3]]
+        warnings.warn(f"{Path(where['leads']).parent}: lenient read set aside {_plural(len(reject), 'lead', 'leads')}"
+                      + (f" (e.g. {sample})" if sample else "")
+                      + f" and {_plural(n_dropped, 'activity', 'activities')} (empty, unreadable or future times"
+                      + (f"; {n_dropped_unknown} of unknown leads" if n_dropped_unknown else "")
+                      + "); see CrmExport.rejected and CrmExport.lead_notes", UserWarning, stacklevel=4)
+    return arrays, screen
+
+
+def _first_seen(code: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Activity type codes renumbered in first-seen order (as ``pd.factorize`` gives them), unused types gone.
+
+    Dropping rows may remove a type's first (or every) occurrence; the arrays must
+    then equal those derived from the kept rows. Usually the first block holds every type.
+    """
+    if not len(code):
+        return code.astype(np.int16), types[:0]
+    present = np.bincount(code, minlength=len(types)) > 0
+    need = int(present.sum())
+    order: list[int] = []
+    seen: set[int] = set()
+    for at in range(0, len(code), 1 << 20):
+        block = code[at:at + (1 << 20)]
+        u, first = np.unique(block, return_index=True)
+        for c in u[np.argsort(first, kind="stable")].tolist():
+            if c not in seen:
+                seen.add(c)
+                order.append(c)
+        if len(order) == need:
+            break
+    dtype = np.int16 if len(order) < 2 ** 15 else np.int32
+    if order == list(range(len(types))):
+        return code.astype(dtype, copy=False), types
+    remap = np.full(len(types), -1, dtype=np.int32)
+    remap[order] = np.arange(len(order), dtype=np.int32)
+    return remap[code].astype(dtype), types[order]
