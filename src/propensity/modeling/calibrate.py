@@ -4,6 +4,15 @@ Both maps are fitted on out-of-fold (or validation-window) predictions. Judging
 them on the rows they were fitted on would always favour isotonic, so each is
 scored by cross-validation over those predictions (log loss, Brier as the
 tie-breaker), and the winner is refitted on all of them.
+
+Isotonic here is *centred* isotonic regression (Oron & Flournoy, 2017): the
+pool-adjacent-violators fit, then one knot per pooled block at the block's mean
+raw probability, joined by straight lines. Plain isotonic regression is a step
+function: whole ranges of raw scores land on one probability, which ties leads
+the model ranks apart (a capacity tier cannot pick N of them, and a lead on the
+average lead's step gets no reasons at all). The centred version keeps the same
+block levels, is strictly increasing between the outer knots, so the model's
+ranking survives calibration, and is typically as well calibrated or better.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from propensity.scoring.calibration import Calibrator
 
-__all__ = ["choose_calibrator", "fit_calibration"]
+__all__ = ["centred_isotonic", "choose_calibrator", "fit_calibration"]
 
 
 def fit_calibration(method: str, p_raw: np.ndarray, y: np.ndarray) -> Calibrator:
@@ -24,11 +33,25 @@ def fit_calibration(method: str, p_raw: np.ndarray, y: np.ndarray) -> Calibrator
     if method == "none" or y.sum() == 0 or y.sum() == len(y):
         return Calibrator("none")
     if method == "isotonic":
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_raw, y)
-        return Calibrator("isotonic", x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist())
+        x, level = centred_isotonic(p_raw, y)
+        return Calibrator("isotonic", x=x.tolist(), y=level.tolist())
     z = _logit(p_raw)
     lr = LogisticRegression(C=1e6).fit(z.reshape(-1, 1), y)
     return Calibrator("sigmoid", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
+
+
+def centred_isotonic(p_raw: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of centred isotonic regression: each PAV block's mean raw probability and its level.
+
+    The levels are strictly increasing (PAV pools equal neighbours), and so are the
+    knots' x, so ``np.interp`` through them is strictly increasing between the first
+    and last knot and flat beyond them.
+    """
+    p_raw = np.asarray(p_raw, dtype=float)
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_raw, y).predict(p_raw)
+    level, block = np.unique(fitted, return_inverse=True)
+    x = np.bincount(block, weights=p_raw, minlength=len(level)) / np.bincount(block, minlength=len(level))
+    return x, level
 
 
 def choose_calibrator(p_raw: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Calibrator, dict]:
