@@ -110,3 +110,39 @@ def test_one_row_reasons_equal_the_batch_assembly(groups):
         pos, neg, joined = reasons_one(groups, records[i], pts[i], 3)
         assert (pos, neg) == table.row(i, groups)
         assert joined == table.joined[i]
+
+
+def test_quiet_rows_show_the_log_odds_reasons_identically_in_batch_and_one_row(groups):
+    """A row whose points all fall under MIN_POINTS (p on the average lead's calibration step) still has reasons."""
+    from propensity.scoring.reasons import MIN_LOG_ODDS, MIN_POINTS, reasons_one
+
+    rng = np.random.default_rng(5)
+    n, s = 300, len(groups.sources)
+    names = [f for fs in groups.members.values() for f in fs]
+    frame = pd.DataFrame({"lead_id": [f"L{i}" for i in range(n)],
+                          **{f.name: (["software"] * n if f.kind == "categorical" else np.ones(n)) for f in names}})
+    lo = np.round(rng.normal(0, 0.3, size=(n, s)), 2)  # ties and sub-threshold log-odds
+    lo[rng.random(lo.shape) < 0.3] = 0.0
+    scale = rng.choice([0.0, 1e-3, 0.05, 4.0], size=n)  # 0: p == p0; tiny; small; a normal row
+    pts = lo * scale[:, None]
+    table = assemble(groups, frame, pts, 3, log_odds=lo)
+    records = frame.to_dict("records")
+    quiet_rows = 0
+    for i in range(n):
+        pos, neg, joined = reasons_one(groups, records[i], pts[i], 3, log_odds=lo[i])
+        assert (pos, neg) == table.row(i, groups)
+        assert joined == table.joined[i]
+        assert [r.text for r in pos + neg] == (joined.split(" | ") if joined else [])
+        quiet = not (np.abs(pts[i]) > MIN_POINTS).any()
+        ranked_up = [groups.sources[j] for j in np.argsort(-lo[i], kind="stable")[:3] if lo[i, j] >= MIN_LOG_ODDS]
+        ranked_down = [groups.sources[j] for j in np.argsort(lo[i], kind="stable")[:3] if lo[i, j] <= -MIN_LOG_ODDS]
+        if quiet:
+            quiet_rows += 1
+            assert [r.source for r in pos] == ranked_up and [r.source for r in neg] == ranked_down
+            for r in pos + neg:
+                if f"{r.points:+.1f}" in ("+0.0", "-0.0"):
+                    assert ("(+<0.1 pts" if r.up else "(-<0.1 pts") in r.text
+        else:  # the usual rule, unchanged: points beyond MIN_POINTS
+            assert all(r.points > MIN_POINTS for r in pos) and all(r.points < -MIN_POINTS for r in neg)
+    assert 50 < quiet_rows < n
+    assert "<0.1 pts" in " ".join(table.joined)

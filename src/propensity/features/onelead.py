@@ -27,7 +27,7 @@ from propensity.config import Criterion, EngagementConfig, IcpConfig
 from propensity.features.memory import DAY_US
 from propensity.features.spec import build_feature_spec
 
-__all__ = ["OneLead", "allowed_values", "clean_category", "criterion_value"]
+__all__ = ["OneLead", "allowed_values", "clean_category", "criterion_value", "is_number", "unknown_types_note"]
 
 _NO_AGE = np.iinfo(np.int64).max
 
@@ -53,6 +53,30 @@ def _number(v: object) -> float:
     # text and anything else: pandas' own rules (rare at scoring time; costs ~0.1 ms)
     return float(pd.to_numeric(pd.Series([v], dtype=object), errors="coerce").to_numpy(
         dtype=np.float64, na_value=np.nan)[0])
+
+
+def is_number(v: object) -> bool:
+    """Whether a present value reads as a number where a number is expected.
+
+    A bool is not a number here (``employees=True`` is a wrong type, not 1), nor is
+    text that ``pd.to_numeric`` cannot read (``"lots"``, ``"1,200"``). ``inf`` is a
+    number (the scorer then notes it is not finite).
+    """
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    return _number(v) == _number(v)
+
+
+def unknown_types_note(counts: dict[str, int]) -> str:
+    """The per-lead note for activities of types no engagement signal lists, by type in first-seen order.
+
+    >>> unknown_types_note({"foo": 2})
+    "2 activities of unknown type(s) ['foo'] ignored"
+    """
+    total = sum(counts.values())
+    names = sorted(counts, key=lambda t: -counts[t])  # stable: first seen first among equal counts
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return f"{total} activit{'y' if total == 1 else 'ies'} of unknown type(s) {names[:5]}{more} ignored"
 
 
 def criterion_value(c: Criterion, raw: object, allowed: frozenset[str] | None = None) -> tuple[float, object]:
@@ -201,6 +225,22 @@ class OneLead:
                       f"that no engagement signal lists were ignored by the signal features, e.g. "
                       f"{names[:5]}; add them to features/engagement.yaml if they matter",
                       UserWarning, stacklevel=stacklevel + 1)
+
+    def unknown_types(self, types: Sequence[str], occ: np.ndarray, rec: np.ndarray, cutoff: int) -> dict[str, int]:
+        """Per type no signal lists, how many of the events (occurred and recorded before ``cutoff``) have it.
+
+        In first-seen order; empty (the usual case) when every type is listed.
+        """
+        tc = self._type_code
+        odd = [i for i, t in enumerate(types) if t not in tc]
+        counts: dict[str, int] = {}
+        if not odd:  # the usual case: no NumPy access at all
+            return counts
+        occ_l, rec_l = np.asarray(occ)[odd].tolist(), np.asarray(rec)[odd].tolist()
+        for i, o, r in zip(odd, occ_l, rec_l, strict=True):
+            if o < cutoff and r < cutoff:
+                counts[types[i]] = counts.get(types[i], 0) + 1
+        return counts
 
     def features(self, lead: dict, account: dict | None, types: Sequence[str], occ: np.ndarray,
                  rec: np.ndarray, cutoff: int, created: int) -> dict[str, object]:

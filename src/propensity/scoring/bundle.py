@@ -15,7 +15,15 @@ schema (column types, categories, sentinels, dropped columns) instead of the
 ICP and engagement definitions.
 
 Saving is atomic: the new bundle is written beside the target and swapped in only
-when complete, so an interrupted save never damages an existing model.
+when complete, so an interrupted save never damages an existing model. The folder
+and its files get the permissions the process's umask gives any new folder and
+file (``0o777 & ~umask`` and ``0o666 & ~umask``: ``drwxr-xr-x`` and ``-rw-r--r--``
+under umask 022), not the owner-only ones of a temporary folder, so a service
+running as another user can load the bundle.
+
+Loading checks that ``model.txt`` and ``bundle.json`` belong together: the model's
+feature names (and their number) must be the spec's, else :class:`BundleError`
+names the bundle folder and the first mismatch.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +92,37 @@ class TableBundle:
         return list(self.schema["features"])
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it for other threads.
+
+    Linux reports it in ``/proc/self/status``; elsewhere it is read the only portable
+    way (set it, then restore it) under a lock, so two savers never race.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _open_permissions(folder: Path) -> None:
+    """Give ``folder`` and its files the modes a plain mkdir / open would (mkdtemp makes them 0o700)."""
+    mask = current_umask()
+    for f in folder.iterdir():
+        if f.is_file():
+            f.chmod(0o666 & ~mask)
+    folder.chmod(0o777 & ~mask)
+
+
 def save_bundle(bundle: Bundle | TableBundle, path: str | Path) -> Path:
     """Write ``bundle`` to the folder ``path`` atomically; returns the path."""
     path = Path(path)
@@ -104,6 +144,7 @@ def save_bundle(bundle: Bundle | TableBundle, path: str | Path) -> Path:
             "metadata": bundle.metadata,
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        _open_permissions(tmp)
         old = None
         if path.exists():
             old = path.parent / f".{path.name}.old-{os.getpid()}"
@@ -141,11 +182,19 @@ def load_bundle(path: str | Path) -> Bundle | TableBundle:
         raise BundleError(f"{path}: bundle is incomplete (no {MODEL_FILE})")
     try:
         booster = lgb.Booster(model_file=str(model_path))
+    except lgb.basic.LightGBMError as exc:
+        raise BundleError(f"{model_path}: not a readable LightGBM model ({str(exc).splitlines()[0]})") from None
+    try:
         if meta.get("kind", "crm") == "table":
-            return TableBundle(booster=booster, schema=dict(meta["table"]),
-                               calibrator=Calibrator.from_dict(meta["calibration"]),
-                               top_k=int(meta.get("top_k", 3)), metadata=meta.get("metadata", {}))
-        return Bundle(
+            table = TableBundle(booster=booster, schema=dict(meta["table"]),
+                                calibrator=Calibrator.from_dict(meta["calibration"]),
+                                top_k=int(meta.get("top_k", 3)), metadata=meta.get("metadata", {}))
+            names = list(table.schema.get("features", []))
+            if names and booster.num_feature() != len(names):  # a table model's columns are unnamed
+                raise BundleError(f"{path}: {MODEL_FILE} does not match {META_FILE} (the model has "
+                                  f"{booster.num_feature()} features, the table schema {len(names)})")
+            return table
+        bundle = Bundle(
             booster=booster,
             spec=[FeatureDef(**f) for f in meta["features"]],
             categories={k: list(v) for k, v in meta["categories"].items()},
@@ -157,5 +206,24 @@ def load_bundle(path: str | Path) -> Bundle | TableBundle:
             horizon_days=int(meta.get("horizon_days", 90)),
             metadata=meta.get("metadata", {}),
         )
+    except BundleError:
+        raise
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{meta_path}: malformed bundle ({type(exc).__name__}: {exc})") from None
+    _check_features(path, booster, bundle.feature_names)
+    return bundle
+
+
+def _check_features(path: Path, booster: lgb.Booster, names: list[str]) -> None:
+    """Refuse a bundle whose ``model.txt`` was not trained on ``bundle.json``'s features."""
+    model = list(booster.feature_name())
+    if model == names:
+        return
+    where = (f"the model has {len(model)} features, the spec {len(names)}" if len(model) != len(names)
+             else "the feature names differ")
+    first = next((i for i, (a, b) in enumerate(zip(model, names)) if a != b), min(len(model), len(names)))
+    got = repr(model[first]) if first < len(model) else "nothing"
+    want = repr(names[first]) if first < len(names) else "nothing"
+    raise BundleError(f"{path}: {MODEL_FILE} does not match {META_FILE} ({where}; first mismatch at feature "
+                      f"{first}: the model has {got}, the spec {want}); the two files come from different "
+                      "trainings (retrain, or restore the two files of one save)")

@@ -17,8 +17,17 @@ What it forgives, with a note for the lead: a missing or unreadable ICP field
 (scored as unknown), a missing account (every account field unknown), extra
 fields (ignored), an activity that lacks a type or a readable time, belongs to
 another lead, or is dated after ``as_of`` (or, with no ``as_of``, after the
-current time: a clock error, not an event). What it refuses, with a
-``ValueError`` naming the field: no ``lead_id``, no readable ``created_at``.
+current time: a clock error, not an event), or is of a type no engagement signal
+lists (noted by the scorer, see :func:`propensity.features.onelead.unknown_types_note`).
+A value of the wrong type for a numeric ICP field (text that is not a number,
+``"1,200"``, or a bool: ``True`` is not a number of employees) is unknown, with one
+note for the field. What it refuses, with a ``ValueError`` naming the field: no
+``lead_id``; no readable ``created_at``; a ``created_at`` that is a bare number
+(``1735689600`` would silently be read as nanoseconds after 1970: a time must be an
+ISO-8601 string with a time zone, or a datetime); with no ``as_of``, a
+``created_at`` in the future (more than a day after now, the export's rule for
+future timestamps: a clock or time-zone error). An activity time that is a bare
+number is unreadable: the activity is ignored with a note.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import pandas as pd
 
 from propensity.config import IcpConfig
 from propensity.data.export import CrmExport
+from propensity.features.onelead import is_number
 
 __all__ = ["LeadRows", "lead_export", "lead_rows", "stamp_us"]
 
@@ -47,9 +57,17 @@ def _missing(v: object) -> bool:
     return isinstance(v, str) and not v.strip()
 
 
+FUTURE_SLACK = pd.Timedelta(days=1)  # as read_export: a time more than this after now is in the future
+
+
+def _bare_number(v: object) -> bool:
+    """A number where a time is expected: pandas would read 1735689600 as ns after 1970, silently."""
+    return isinstance(v, (bool, int, float, np.number)) and not _missing(v)
+
+
 def _stamp(v: object) -> pd.Timestamp | None:
-    """A UTC timestamp, or None when missing or unreadable."""
-    if _missing(v):
+    """A UTC timestamp, or None when missing or unreadable (a bare number is unreadable)."""
+    if _missing(v) or _bare_number(v):
         return None
     try:
         t = pd.Timestamp(v)
@@ -99,6 +117,12 @@ def _times(acts: pd.DataFrame, col: str, n: int) -> pd.Series:
         return c.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
     if pd.api.types.is_datetime64_dtype(c.dtype):
         return c.dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    if pd.api.types.is_numeric_dtype(c.dtype) or pd.api.types.is_bool_dtype(c.dtype):  # bare numbers: unreadable
+        return pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]")
+    if c.dtype == object:
+        bare = np.fromiter((_bare_number(v) for v in c.tolist()), dtype=bool, count=len(c))
+        if bare.any():
+            c = c.where(~bare, None)
     return pd.to_datetime(c, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
 
 
@@ -143,10 +167,19 @@ def lead_rows(lead: dict[str, Any], account: dict[str, Any] | None,
     if _missing(lead_id):
         raise ValueError("lead: field 'lead_id' is missing or empty")
     lead_id = str(lead_id)
-    created = _stamp(lead.get("created_at"))
+    raw_created = lead.get("created_at")
+    if _bare_number(raw_created):
+        raise ValueError(f"lead {lead_id!r}: field 'created_at' is a bare number ({raw_created!r}); expected an "
+                         "ISO-8601 timestamp with a time zone, e.g. 2025-01-31T09:00:00Z (a number's unit, "
+                         "seconds or nanoseconds, would be a guess)")
+    created = _stamp(raw_created)
     if created is None:
         raise ValueError(f"lead {lead_id!r}: field 'created_at' is missing or not a timestamp "
-                         f"(got {lead.get('created_at')!r}; expected e.g. 2025-01-31T09:00:00Z)")
+                         f"(got {raw_created!r}; expected e.g. 2025-01-31T09:00:00Z)")
+    now = pd.Timestamp.now(tz="UTC")
+    if as_of is None and created > now + FUTURE_SLACK:
+        raise ValueError(f"lead {lead_id!r}: created_at {created.isoformat()} is in the future (now is "
+                         f"{now:%Y-%m-%d %H:%M} UTC); check the CRM's clock and time zone, or pass as_of")
     account_id = lead.get("account_id")
     if _missing(account_id):
         account_id = account.get("account_id", "__none__")
@@ -160,14 +193,13 @@ def lead_rows(lead: dict[str, Any], account: dict[str, Any] | None,
             if c.table == "accounts" and not account:
                 continue  # no account row: every account field is unknown, noted by the scorer
             v = row.setdefault(c.column, None)
-            if c.numeric and not _missing(v) and not isinstance(v, (int, float, np.number)):
-                try:
-                    float(v)  # type: ignore[arg-type]
-                except (TypeError, ValueError):
-                    notes.append(f"{c.display}: {v!r} is not a number, treated as unknown")
+            if c.numeric and not _missing(v) and not is_number(v):
+                notes.append(f"{c.display}: {v!r} is not a number, treated as unknown")
+                if isinstance(v, (bool, np.bool_)):  # the features would read True as 1
+                    row[c.column] = None
 
     # an event at or after ``limit`` is late: occ >= limit, exactly, in µs (limit ceiled)
-    limit = _stamp(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
+    limit = _stamp(as_of) if as_of is not None else now
     limit_us = None if limit is None else stamp_us(limit, ceil=True)
     if isinstance(activities, pd.DataFrame):
         kind, occ, rec, ids = _frame_columns(activities)

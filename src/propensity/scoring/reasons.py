@@ -9,6 +9,21 @@ the lead's calibrated probability and the calibrated probability of the average
 lead is shared out in proportion to each source's log-odds contribution, so the
 points of all reasons add up exactly to that gap.
 
+Which reasons are shown (:func:`select`): per row, the ``k`` sources with the
+largest positive log-odds and the ``k`` with the most negative, in that order
+(ties go to the earlier source); within a row the points are the log-odds times
+one non-negative factor, so this is also the order of the points. A slot is shown
+when its points exceed ``MIN_POINTS`` (0.05) in its direction. A *quiet* row is
+one where no source reaches ``MIN_POINTS``: a calibrated probability on the same
+flat step of an isotonic calibration as the average lead's (p − p0 ≈ 0) shares
+out next to nothing although the model's log-odds, and the fit and engagement
+scores, differ from the average lead's. In a quiet row a slot is shown instead
+when its source's log-odds reach ``MIN_LOG_ODDS`` (0.05, a 5% change in the odds,
+about one point on the 0–100 family scales) in its direction, with its points as
+they are (never of the opposite sign). Points are never inflated: they still add
+up exactly to p − p0, and a shown reason whose points would print as ±0.0 says
+``+<0.1 pts`` or ``-<0.1 pts`` (the sign is the slot's direction).
+
 Reasons are assembled for a whole batch at once (:func:`assemble`): the top-k
 positive and negative sources per row come from one stable NumPy sort, and each
 source's observed-value text is formatted once per source for the rows that show
@@ -37,10 +52,11 @@ import pandas as pd
 from propensity.features.spec import FeatureDef
 from propensity.scoring.calibration import Calibrator
 
-__all__ = ["GRADE_BANDS", "MIN_POINTS", "Reason", "ReasonGroups", "ReasonTable", "assemble", "describe_one",
-           "family_scores", "grades", "probability_points", "reasons_one"]
+__all__ = ["GRADE_BANDS", "MIN_LOG_ODDS", "MIN_POINTS", "Reason", "ReasonGroups", "ReasonTable", "assemble",
+           "describe_one", "family_scores", "grades", "probability_points", "pts_text", "reasons_one"]
 
-MIN_POINTS = 0.05  # reasons smaller than this many probability points are not shown
+MIN_POINTS = 0.05  # reasons smaller than this many probability points are not shown (but see quiet rows)
+MIN_LOG_ODDS = 0.05  # in a quiet row (no source reaches MIN_POINTS), sources this big in log-odds are shown
 GRADE_BANDS = (35.0, 65.0)  # family score below the first is low, at or above the second high
 
 # What a salesperson can do about an actionable engagement signal, by the reason's sign.
@@ -57,14 +73,23 @@ class Reason:
     family: str
     actionable: bool
     action: str = ""
+    up: bool = True  # a reason raising the score (positive slot); False for one lowering it
 
     @property
     def text(self) -> str:
-        return _text(self.display, self.value, self.points, self.action)
+        return _text(self.display, self.value, self.points, self.action, self.up)
 
 
-def _text(display: str, value: str, points: float, action: str) -> str:
-    return f"{display}: {value} ({points:+.1f} pts{'; ' + action if action else ''})"
+def pts_text(points: float, up: bool) -> str:
+    """``"+9.0 pts"``; ``"+<0.1 pts"`` / ``"-<0.1 pts"`` when the points would print as ±0.0."""
+    text = "%+.1f" % points
+    if text in ("+0.0", "-0.0"):
+        return "+<0.1 pts" if up else "-<0.1 pts"
+    return text + " pts"
+
+
+def _text(display: str, value: str, points: float, action: str, up: bool = True) -> str:
+    return f"{display}: {value} ({pts_text(points, up)}{'; ' + action if action else ''})"
 
 
 @dataclass(frozen=True)
@@ -96,12 +121,13 @@ class ReasonGroups:
         return head.family == "engagement" and any(f.actionable for f in self.members[source])
 
 
-def probability_points(contrib: np.ndarray, calibrator: Calibrator, groups: ReasonGroups
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def probability_points(contrib: np.ndarray, calibrator: Calibrator, groups: ReasonGroups,
+                       with_log_odds: bool = False) -> tuple[np.ndarray, ...]:
     """Calibrated probabilities and per-source probability points (×100).
 
     ``contrib`` is LightGBM's ``pred_contrib`` output: one column per feature, then
-    the expected value (bias) column.
+    the expected value (bias) column. With ``with_log_odds``, a third array: the
+    per-source log-odds (SHAP values summed per source), which :func:`select` ranks.
     """
     phi = contrib[:, :-1]
     bias = contrib[:, -1]
@@ -112,7 +138,8 @@ def probability_points(contrib: np.ndarray, calibrator: Calibrator, groups: Reas
     total = by_source.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(np.abs(total) > 1e-12, (p - p0) / total, 0.0)
-    return p, by_source * scale[:, None] * 100.0
+    pts = by_source * scale[:, None] * 100.0
+    return (p, pts, by_source) if with_log_odds else (p, pts)
 
 
 def family_scores(contrib: np.ndarray, groups: ReasonGroups) -> tuple[np.ndarray, np.ndarray]:
@@ -164,32 +191,50 @@ class ReasonTable:
                 continue
             s = self.sources[self.source[i, j]]
             out.append(Reason(s, str(self.display[i, j]), str(self.value[i, j]), float(self.points[i, j]),
-                              groups.heads[s].family, groups.actionable(s), str(self.action[i, j])))
+                              groups.heads[s].family, groups.actionable(s), str(self.action[i, j]), j < self.k))
         return [r for r in out[:self.k] if r], [r for r in out[self.k:] if r]
 
 
-def select(pts: np.ndarray, k: int, min_points: float = MIN_POINTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def select(pts: np.ndarray, k: int, min_points: float = MIN_POINTS, log_odds: np.ndarray | None = None,
+           min_log_odds: float = MIN_LOG_ODDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row, the ``k`` largest positive and ``k`` most negative sources.
 
     Returns ``(index, points, shown)``, each ``(n, 2k)``: positive slots biggest first,
-    then negative slots most negative first; ties go to the earlier source. A slot is
-    shown when its points exceed ``min_points`` in the right direction.
+    then negative slots most negative first; ties go to the earlier source. Sources
+    are ranked by ``log_odds`` (the per-source log-odds, same shape as ``pts``) when
+    given, else by ``pts``. A slot is shown when its points exceed ``min_points`` in
+    the right direction; with ``log_odds``, in a quiet row (no source's points beyond
+    ``min_points``) a slot is shown instead when its log-odds reach ``min_log_odds``
+    in the right direction and its points are not of the opposite sign (see the
+    module docstring).
     """
     n, s = pts.shape
     k = max(min(k, s), 1)
+    key = pts if log_odds is None else log_odds
     # A stable sort of each row, not argpartition: with a few dozen sources it costs
     # about the same, and ties at the k-th place go to the earlier source, always.
-    index = np.concatenate([np.argsort(-pts, axis=1, kind="stable")[:, :k],
-                            np.argsort(pts, axis=1, kind="stable")[:, :k]], axis=1)
+    index = np.concatenate([np.argsort(-key, axis=1, kind="stable")[:, :k],
+                            np.argsort(key, axis=1, kind="stable")[:, :k]], axis=1)
     points = np.take_along_axis(pts, index, axis=1)
     shown = np.concatenate([points[:, :k] > min_points, points[:, k:] < -min_points], axis=1)
+    if log_odds is not None:
+        quiet = ~(np.abs(pts) > min_points).any(axis=1)
+        if quiet.any():
+            lo = np.take_along_axis(log_odds, index, axis=1)
+            big = np.concatenate([(lo[:, :k] >= min_log_odds) & (points[:, :k] >= 0),
+                                  (lo[:, k:] <= -min_log_odds) & (points[:, k:] <= 0)], axis=1)
+            shown = np.where(quiet[:, None], big, shown)
     return index, points, shown
 
 
 def assemble(groups: ReasonGroups, frame: pd.DataFrame, pts: np.ndarray, k: int,
-             min_points: float = MIN_POINTS) -> ReasonTable:
-    """The reasons of every row of ``frame`` (a feature table) given its per-source points."""
-    index, points, shown = select(pts, k, min_points)
+             min_points: float = MIN_POINTS, log_odds: np.ndarray | None = None) -> ReasonTable:
+    """The reasons of every row of ``frame`` (a feature table) given its per-source points.
+
+    ``log_odds`` (per-source log-odds, as :func:`probability_points` gives them) ranks
+    the sources and shows the reasons of quiet rows (see :func:`select`).
+    """
+    index, points, shown = select(pts, k, min_points, log_odds)
     n, slots = index.shape
     k = slots // 2
     display = np.full((n, slots), "", dtype=object)
@@ -212,13 +257,17 @@ def assemble(groups: ReasonGroups, frame: pd.DataFrame, pts: np.ndarray, k: int,
                 if actionable:
                     action[m, j] = ACT_UP if j < k else ACT_DOWN
     texts = np.full((n, slots), "", dtype=object)
-    pts_text = np.char.mod("%+.1f pts", np.where(shown, points, 0.0)).astype(object)
+    ptext = np.char.mod("%+.1f pts", np.where(shown, points, 0.0)).astype(object)
+    tiny = shown & np.isin(ptext, ["+0.0 pts", "-0.0 pts"])
+    if tiny.any():  # pts_text's rule: a shown reason never prints as ±0.0
+        up = np.arange(slots) < k
+        ptext[tiny] = np.where(np.broadcast_to(up, tiny.shape)[tiny], "+<0.1 pts", "-<0.1 pts")
     for j in range(slots):
         m = shown[:, j]
         if m.any():
             act = action[m, j]
             tail = np.where(act != "", "; " + act, "")
-            texts[m, j] = display[m, j] + ": " + value[m, j] + " (" + pts_text[m, j] + tail + ")"
+            texts[m, j] = display[m, j] + ": " + value[m, j] + " (" + ptext[m, j] + tail + ")"
     joined = np.full(n, "", dtype=object)
     for j in range(slots):
         m = shown[:, j]
@@ -306,7 +355,8 @@ def _fit_values(members: list[FeatureDef], head: FeatureDef, frame: pd.DataFrame
 
 
 def reasons_one(groups: ReasonGroups, values: dict[str, object], pts: np.ndarray, k: int,
-                min_points: float = MIN_POINTS) -> tuple[list[Reason], list[Reason], str]:
+                min_points: float = MIN_POINTS, log_odds: np.ndarray | None = None
+                ) -> tuple[list[Reason], list[Reason], str]:
     """The positive and negative :class:`Reason` objects and the joined text of one row.
 
     ``values`` maps feature names to the row's values (a feature row as a dict) and
@@ -314,7 +364,7 @@ def reasons_one(groups: ReasonGroups, values: dict[str, object], pts: np.ndarray
     :func:`assemble` gives for that row, without DataFrames: a service scoring one
     lead at a time pays microseconds, not the batch machinery's fixed costs.
     """
-    index, points, shown = select(pts[None, :], k, min_points)
+    index, points, shown = select(pts[None, :], k, min_points, None if log_odds is None else log_odds[None, :])
     k = index.shape[1] // 2
     idx, pts_l, shown_l = index[0].tolist(), points[0].tolist(), shown[0].tolist()
     pos: list[Reason] = []
@@ -328,8 +378,8 @@ def reasons_one(groups: ReasonGroups, values: dict[str, object], pts: np.ndarray
         actionable = groups.actionable(s)
         action = (ACT_UP if j < k else ACT_DOWN) if actionable else ""
         (pos if j < k else neg).append(Reason(s, display, value, pts_l[j], groups.heads[s].family, actionable,
-                                              action))
-        texts.append(f"{display}: {value} ({'%+.1f pts' % pts_l[j]}{'; ' + action if action else ''})")
+                                              action, j < k))
+        texts.append(_text(display, value, pts_l[j], action, j < k))
     return pos, neg, " | ".join(texts)
 
 

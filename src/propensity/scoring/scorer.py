@@ -11,7 +11,21 @@ Batch output columns: ``lead_id``, ``cutoff``, ``probability`` (calibrated),
 ``score`` (``round(100 * probability)``), ``tier``, ``reasons`` (top-k positive then
 negative, ``" | "``-joined), ``fit_score`` and ``engagement_score`` (0–100, 50 = the
 average lead; see :mod:`propensity.scoring.reasons`), ``grade`` (A–E) and ``notes``
-(what was missing or could not be used for that lead, ``""`` when nothing).
+(what was missing or could not be used for that lead, ``""`` when nothing; one
+note per field, and one for the activities of types no engagement signal lists).
+
+Tiers: thresholds (``tiers.sql`` / ``tiers.mql``), or under a capacity policy
+(``tiers.capacity.leads_per_week`` = N) exactly ``min(N, n)`` of the ``n`` open
+leads scored together are SQL (:meth:`LeadScorer.score`, :meth:`~LeadScorer.score_chunks`
+and :meth:`~LeadScorer.explain` all rank the export's open leads as one pool). The
+ranking: calibrated probability, highest first; ties (isotonic calibration puts
+many leads on one step) broken by the raw model score (log-odds, before
+calibration), highest first; then by input order (the order of the output rows).
+Both keys come from LightGBM's ``predict`` (``raw_score``) and the calibrator, the
+same numbers whatever the chunking. ``mql`` stays a floor: a lead below it is
+never SQL, so fewer than ``min(N, n)`` are SQL only when fewer reach ``mql``.
+One lead scored on its own (a :class:`LeadInput`, or one lead's one-row frames)
+has no pool to rank against and gets the ``tiers.sql`` threshold.
 
 One lead (a :class:`LeadInput`, a dict with ``lead``/``account``/``activities``, or
 a dict of one-row DataFrames keyed like the export's tables) takes a fast path
@@ -40,7 +54,7 @@ from propensity.features.cutoffs import scoring_cutoffs
 from propensity.features.matrix import to_matrix
 from propensity.features.pipeline import build_features
 from propensity.scoring.bundle import Bundle, BundleError, load_bundle
-from propensity.features.onelead import OneLead
+from propensity.features.onelead import OneLead, unknown_types_note
 from propensity.scoring.leadinput import LeadRows, lead_export, lead_rows, stamp_us
 from propensity.scoring.reasons import (ReasonGroups, assemble, family_scores, grades, probability_points,
                                         reasons_one)
@@ -209,10 +223,10 @@ class LeadScorer:
         cut = self._cutoffs(export, as_of)
         frame = build_features(export, cut, self.bundle.icp, self.bundle.engagement)
         x, notes = self._matrix(frame)
+        notes = self._type_notes(notes, self._unknown_events(export), cut)
         contrib = self._contrib(x)
-        p = self._probability(contrib)
-        return self._assemble(frame, contrib, notes, detail=False,
-                              sql_threshold=self.bundle.tiers.sql_threshold(p))
+        sql = self._capacity_sql(*self._rank_keys(x)) if self.bundle.tiers.capacity is not None else None
+        return self._assemble(frame, contrib, notes, detail=False, sql_leads=sql)
 
     def _score_one(self, export: CrmExport, notes: list[str], as_of: Any) -> LeadScore:
         cut = self._cutoffs(export, as_of)
@@ -243,12 +257,16 @@ class LeadScorer:
         self._onelead.warn_unknown_types(rows.types, stacklevel=3)  # as build_features does
         values = self._onelead.features(rows.lead, rows.account, rows.types, rows.occ, rows.rec, t, rows.created)
         x = np.full((1, len(b.spec)), np.nan)
-        notes = [*rows.notes, *self._encode_row([values[n] for n in b.feature_names], x[0])]
+        notes = _merge_notes(rows.notes, self._encode_row([values[n] for n in b.feature_names], x[0]))
+        unknown = self._onelead.unknown_types(rows.types, rows.occ, rows.rec, t)
+        if unknown:
+            notes.append(unknown_types_note(unknown))
         contrib = self._contrib(x)
-        p, pts = probability_points(contrib, b.calibrator, self._groups)
+        p, pts, lo = probability_points(contrib, b.calibrator, self._groups, with_log_odds=True)
         fit, eng = family_scores(contrib, self._groups)
-        pos, neg, joined = reasons_one(self._groups, values, pts[0], b.top_k)
+        pos, neg, joined = reasons_one(self._groups, values, pts[0], b.top_k, log_odds=lo[0])
         prob = float(p[0])
+        # one lead alone: no pool to rank against, so the sql threshold even under a capacity policy
         tier = "SQL" if prob >= b.tiers.sql else "MQL" if prob >= b.tiers.mql else "nurture"
         return _OneScore(rows.lead_id, t, prob, tier, pos, neg, joined, int(fit[0]), int(eng[0]),
                          str(grades(fit, eng)[0]), notes, contrib[0])
@@ -259,28 +277,40 @@ class LeadScorer:
         Yields ``(n_leads_total, DataFrame)`` pairs; the chunks together equal
         :meth:`score` on the same data, in the same order. Under a capacity tier
         policy a first pass computes every probability (features and ``predict``,
-        no SHAP) to place the SQL threshold over all leads, not per chunk.
+        no SHAP) to rank all leads as one pool (see the module docstring), not per chunk.
         """
         export = self._export(data)
         cut = self._cutoffs(export, as_of)
         parts = [cut.iloc[s:s + chunk_size].reset_index(drop=True) for s in range(0, max(len(cut), 1), chunk_size)]
-        threshold = None
-        if self.bundle.tiers.capacity is not None:
-            p = [self._probability_only(export, part) for part in parts if len(part)]
-            threshold = self.bundle.tiers.sql_threshold(np.concatenate(p) if p else np.array([]))
+        sql = self._pool_sql(export, parts)
+        unknown = self._unknown_events(export)
+        start = 0
         for part in parts:
-            yield len(cut), self._score_cutoffs(export, part, detail=False, sql_threshold=threshold)
+            mask = None if sql is None else sql[start:start + len(part)]
+            start += len(part)
+            yield len(cut), self._score_cutoffs(export, part, detail=False, sql_leads=mask, unknown=unknown)
 
     def explain(self, data: Any, lead_id: str, as_of: pd.Timestamp | str | None = None) -> LeadScore:
-        """Score one lead of an export and return its full explanation."""
+        """Score one lead of an export and return its full explanation.
+
+        The lead's tier is the one :meth:`score` gives it on the same export: under a
+        capacity policy every open lead of the export is ranked (``predict`` only, no
+        SHAP) and the lead is SQL when it is among the ``leads_per_week`` first.
+        """
         export = self._export(data)
-        cut = self._cutoffs(export, as_of)
-        cut = cut[cut["lead_id"] == str(lead_id)].reset_index(drop=True)
+        every = self._cutoffs(export, as_of)
+        pick = (every["lead_id"] == str(lead_id)).to_numpy(dtype=bool)
+        cut = every[pick].reset_index(drop=True)
         if cut.empty:
             known = export.leads["lead_id"].eq(str(lead_id)).any()
             why = "it already has an opportunity (or was created after the as-of time)" if known else "no such lead"
             raise KeyError(f"{export.source}: lead {lead_id!r} cannot be scored: {why}")
-        return _lead_score(self._score_cutoffs(export, cut, detail=True).iloc[0])
+        sql = None
+        if self.bundle.tiers.capacity is not None:
+            chunk = 50_000
+            parts = [every.iloc[s:s + chunk].reset_index(drop=True) for s in range(0, len(every), chunk)]
+            sql = self._pool_sql(export, parts)[pick]
+        return _lead_score(self._score_cutoffs(export, cut, detail=True, sql_leads=sql).iloc[0])
 
     def score_features(self, frame: pd.DataFrame, detail: bool = False,
                        sql_threshold: float | None = None) -> pd.DataFrame:
@@ -293,7 +323,13 @@ class LeadScorer:
         return self._assemble(frame, self._contrib(x), notes, detail, sql_threshold)
 
     def tier_summary(self, scores: pd.DataFrame) -> dict:
-        """The tier policy applied to ``scores``: SQL count, threshold, expected conversions."""
+        """The tier policy applied to ``scores``: SQL count, threshold, expected conversions.
+
+        ``sql_threshold`` is the lowest probability among the SQL leads (under a
+        capacity policy leads at that probability may be left out by the tie-break,
+        see the module docstring) and ``expected_conversions`` the sum of the SQL
+        leads' probabilities.
+        """
         t = self.bundle.tiers
         sql = scores["tier"].eq("SQL").to_numpy()
         p = scores["probability"].to_numpy()
@@ -316,17 +352,89 @@ class LeadScorer:
         return scoring_cutoffs(export, None if as_of is None else _utc(as_of))
 
     def _score_cutoffs(self, export: CrmExport, cut: pd.DataFrame, detail: bool,
-                       sql_threshold: float | None = None, extra_notes: list[str] | None = None) -> pd.DataFrame:
+                       sql_threshold: float | None = None, extra_notes: list[str] | None = None,
+                       sql_leads: np.ndarray | None = None, unknown: Any = False) -> pd.DataFrame:
+        """Score the ``cut`` rows of ``export``; ``unknown``: :meth:`_unknown_events`, when already known."""
         frame = build_features(export, cut, self.bundle.icp, self.bundle.engagement)
         x, notes = self._matrix(frame)
         if extra_notes:
-            notes = [[*extra_notes, *n] for n in notes]
-        return self._assemble(frame, self._contrib(x), notes, detail, sql_threshold)
+            notes = [_merge_notes(extra_notes, n) for n in notes]
+        notes = self._type_notes(notes, self._unknown_events(export) if unknown is False else unknown, cut)
+        return self._assemble(frame, self._contrib(x), notes, detail, sql_threshold, sql_leads)
 
-    def _probability_only(self, export: CrmExport, cut: pd.DataFrame) -> np.ndarray:
+    def _probability_only(self, export: CrmExport, cut: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_rank_keys` of the ``cut`` rows: features and ``predict``, no SHAP."""
         frame = build_features(export, cut, self.bundle.icp, self.bundle.engagement)
         x, _ = self._matrix(frame)
-        return self.bundle.calibrator(self.bundle.booster.predict(x, num_threads=1))
+        return self._rank_keys(x)
+
+    def _rank_keys(self, x: np.ndarray | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(calibrated probability, raw log-odds) per row, from ``predict``: the capacity ranking's keys."""
+        if len(x) == 0:
+            return np.empty(0), np.empty(0)
+        raw = np.asarray(self.bundle.booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
+        return self.bundle.calibrator(1.0 / (1.0 + np.exp(-raw))), raw
+
+    def _capacity_sql(self, p: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """Which leads of one pool are SQL under the capacity policy (the module docstring's rule)."""
+        t = self.bundle.tiers
+        n = len(p)
+        k = min(t.capacity.leads_per_week, n)
+        # np.lexsort: the last key is the primary one; the row number makes the order total
+        order = np.lexsort((np.arange(n), -raw, -p))
+        sql = np.zeros(n, dtype=bool)
+        sql[order[:k]] = True
+        return sql & (p >= t.mql)
+
+    def _pool_sql(self, export: CrmExport, parts: list[pd.DataFrame]) -> np.ndarray | None:
+        """The SQL leads of the cutoffs ``parts`` (in order) ranked as one pool; None without a capacity policy."""
+        if self.bundle.tiers.capacity is None:
+            return None
+        keys = [self._probability_only(export, part) for part in parts if len(part)]
+        if not keys:
+            return np.zeros(0, dtype=bool)
+        return self._capacity_sql(np.concatenate([p for p, _ in keys]), np.concatenate([r for _, r in keys]))
+
+    def _unknown_events(self, export: CrmExport) -> tuple | None:
+        """The export's activities of types no engagement signal lists (usually none: no pass at all).
+
+        ``(lead_id, occurred µs, recorded µs, type, position)`` arrays, in table order.
+        """
+        acts = export.activity_arrays()
+        known = self.bundle.engagement.activity_types
+        unlisted = [c for c, name in enumerate(acts.types.tolist()) if name not in known]
+        if not unlisted or not len(acts):
+            return None
+        idx = np.flatnonzero(np.isin(acts.code, unlisted) & (acts.lead >= 0))
+        if not len(idx):
+            return None
+        ids = export.leads["lead_id"].to_numpy(dtype=object)[acts.lead[idx]]
+        return ids, acts.occ[idx], acts.rec[idx], acts.types[acts.code[idx]], idx
+
+    @staticmethod
+    def _type_notes(notes: list[list[str]], unknown: tuple | None, cut: pd.DataFrame) -> list[list[str]]:
+        """``notes`` plus, per row of ``cut``, the note on its ignored activities of unknown types.
+
+        Counted as the one-lead path counts them: the lead's activities of those types
+        that occurred and were recorded before the row's cutoff.
+        """
+        if unknown is None or not len(cut) or not cut["lead_id"].is_unique:
+            return notes
+        ids, occ, rec, types, _pos = unknown
+        row = pd.Index(cut["lead_id"].astype(str).to_numpy(dtype=object)).get_indexer(ids.astype(str))
+        hit = row >= 0
+        if not hit.any():
+            return notes
+        cutoff = cut["cutoff"].astype("datetime64[us, UTC]").array.asi8
+        hit[hit] = (occ[hit] < cutoff[row[hit]]) & (rec[hit] < cutoff[row[hit]])
+        per: dict[int, dict[str, int]] = {}
+        for r, name in zip(row[hit].tolist(), types[hit].tolist(), strict=True):  # in table order
+            counts = per.setdefault(r, {})
+            counts[name] = counts.get(name, 0) + 1
+        notes = list(notes)
+        for r, counts in per.items():
+            notes[r] = [*notes[r], unknown_types_note(counts)]
+        return notes
 
     def _matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray | pd.DataFrame, list[list[str]]]:
         """The model matrix and, per row, notes on what could not be used.
@@ -459,22 +567,21 @@ class LeadScorer:
         done = _pool().map(lambda part: np.asarray(booster.predict(part, pred_contrib=True, num_threads=1)), pieces)
         return np.vstack(list(done))
 
-    def _probability(self, contrib: np.ndarray) -> np.ndarray:
-        return self.bundle.calibrator(1.0 / (1.0 + np.exp(-contrib.sum(axis=1))))
-
     def _assemble(self, frame: pd.DataFrame, contrib: np.ndarray, notes: list[list[str]], detail: bool,
-                  sql_threshold: float | None) -> pd.DataFrame:
+                  sql_threshold: float | None = None, sql_leads: np.ndarray | None = None) -> pd.DataFrame:
+        """The output table; SQL rows are ``sql_leads`` when given, else ``p >= sql_threshold`` (or ``sql``)."""
         b = self.bundle
-        p, pts = probability_points(contrib, b.calibrator, self._groups)
+        p, pts, lo = probability_points(contrib, b.calibrator, self._groups, with_log_odds=True)
         fit, eng = family_scores(contrib, self._groups)
-        table = assemble(self._groups, frame, pts, b.top_k)
+        table = assemble(self._groups, frame, pts, b.top_k, log_odds=lo)
         out = pd.DataFrame({"lead_id": frame["lead_id"].to_numpy()})
         if "cutoff" in frame.columns:
             out["cutoff"] = frame["cutoff"].to_numpy()
         out["probability"] = p
         out["score"] = np.rint(p * 100).astype(int)
-        sql = b.tiers.sql if sql_threshold is None else sql_threshold
-        out["tier"] = np.where(p >= sql, "SQL", np.where(p >= b.tiers.mql, "MQL", "nurture"))
+        if sql_leads is None:
+            sql_leads = p >= (b.tiers.sql if sql_threshold is None else sql_threshold)
+        out["tier"] = np.where(sql_leads, "SQL", np.where(p >= b.tiers.mql, "MQL", "nurture"))
         if detail:
             rows = [table.row(i, self._groups) for i in range(len(frame))]
             out["positive"] = [[_reason_out(r) for r in pos] for pos, _ in rows]
@@ -537,6 +644,18 @@ def _float(v: object) -> float:
         return np.nan
 
 
+def _merge_notes(first: list[str], own: list[str]) -> list[str]:
+    """``first`` (the input checks' notes) then ``own`` (the matrix's), one note per field.
+
+    A field the input checks already noted (e.g. "Company size (employees): '1,200'
+    is not a number, treated as unknown") gets no second "...: unknown" note.
+    """
+    if not first:
+        return list(own)
+    noted = {n.split(": ", 1)[0] for n in first if ": " in n}
+    return [*first, *(n for n in own if n.split(": ", 1)[0] not in noted)]
+
+
 def _lead_score(row: pd.Series) -> LeadScore:
     return LeadScore(lead_id=row["lead_id"], probability=row["probability"], score=row["score"], tier=row["tier"],
                      positive=row["positive"], negative=row["negative"], fit_score=row["fit_score"],
@@ -582,6 +701,9 @@ def _row(df: pd.DataFrame, k: int, columns: list[str] | None = None) -> dict:
 
 
 def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
+    if isinstance(ts, (bool, int, float, np.number)):  # pandas would read 1735689600 as ns after 1970
+        raise DataError(f"as_of: expected an ISO-8601 timestamp with a time zone, e.g. 2025-01-31T09:00:00Z; "
+                        f"got the bare number {ts!r}")
     try:
         t = pd.Timestamp(ts)
     except (TypeError, ValueError) as exc:
