@@ -268,3 +268,20 @@ def test_leads_on_the_average_leads_step_still_get_reasons(trained, export):  # 
     # the real calibration: a lead shows no reason only when no source moves its log-odds by MIN_LOG_ODDS
     empty = real.score_features(frame)["reasons"].eq("").to_numpy()
     assert not (empty & big).any()
+
+
+def test_explain_table_prints_quiet_points_honestly(scorer, export):
+    from propensity.cli import format_explanation
+    from propensity.scoring.scorer import ReasonOut
+
+    lead = scoring_cutoffs(export)["lead_id"].iloc[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ls = scorer.explain(export, lead)
+    tiny = ReasonOut(source="x", display="Tiny", value="1", points=0.004, family="fit", actionable=False,
+                     text="Tiny: 1 (+<0.1 pts)")
+    table = format_explanation(ls.model_copy(update={"positive": [tiny], "negative": []}))
+    line = next(l for l in table.splitlines() if "Tiny" in l)
+    assert "+<0.1" in line and "+0.0" not in line
+    assert f"fit (who they are) {ls.fit_score:>3}/100" in table and f"tier {ls.tier}" in table
+    assert f"grade {ls.grade}" in table

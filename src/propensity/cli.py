@@ -323,7 +323,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     scorer = LeadScorer.load(args.model)
     t = time.perf_counter()
     cols = ["lead_id", "probability", "score", "tier", "reasons", "fit_score", "engagement_score", "grade", "notes"]
-    counts = {"SQL": 0, "MQL": 0, "nurture": 0}
+    counts = {"SQL": 0, "MQL": 0, "nurture": 0, "error": 0}
     n, expected, sql_min = 0, 0.0, float("inf")
     # Chunks go straight to a temp file beside the target, renamed at the end: memory
     # stays bounded by one chunk and a failure leaves no half-written output.
@@ -368,6 +368,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t
     print(f"scored {n:,} open leads in {dt:.1f}s ({n / max(dt, 1e-9):,.0f}/s) -> {args.out}; "
           f"tiers: " + ", ".join(f"{k} {counts[k]:,}" for k in ("SQL", "MQL", "nurture")))
+    if counts["error"]:
+        print(f"{counts['error']:,} lead(s) could not be scored: tier 'error', the reason in their notes")
     tiers = scorer.bundle.tiers
     policy = (f"capacity {tiers.capacity.leads_per_week:,} leads/week" if tiers.capacity
               else f"thresholds MQL >= {tiers.mql:.1%}, SQL >= {tiers.sql:.1%}")
@@ -406,6 +408,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 def format_explanation(ls) -> str:
     """A readable table of one lead's score: headline, fit vs engagement, reasons, notes."""
+    from propensity.scoring.reasons import pts_text
+
     lines = [f"lead {ls.lead_id}: probability {ls.probability:.1%}, score {ls.score}/100, tier {ls.tier}, "
              f"grade {getattr(ls, 'grade', '?')}"]
     fit, eng = getattr(ls, "fit_score", None), getattr(ls, "engagement_score", None)
@@ -423,7 +427,8 @@ def format_explanation(ls) -> str:
             lines.append("     (nothing notable)")
         for r in reasons:
             act = r.action.removeprefix("sales can act: ") if r.actionable and r.action else ""
-            lines.append(f"  {r.points:+7.1f}  {r.display:<{w_display}}  {r.value:<{w_value}}  {r.family:<10}  {act}")
+            pts = pts_text(r.points, up=title.startswith("raising")).removesuffix(" pts")
+            lines.append(f"  {pts:>7}  {r.display:<{w_display}}  {r.value:<{w_value}}  {r.family:<10}  {act}")
     for note in getattr(ls, "notes", []) or []:
         lines.append(f"  note: {note}")
     return "\n".join(lines)

@@ -170,10 +170,11 @@ class LeadScorer:
     def _export(self, data: Any) -> CrmExport:
         if isinstance(data, CrmExport):
             return data
+        # lenient: a bad row costs its lead a note or an error row, never the whole batch
         if isinstance(data, (str, Path)):
-            return read_export(data)
+            return read_export(data, lenient=True)
         if isinstance(data, dict):
-            return CrmExport.from_frames(data)
+            return CrmExport.from_frames(data, lenient=True)
         raise TypeError(f"cannot score {type(data).__name__}; pass a CRM export folder, a dict of DataFrames "
                         "keyed accounts/leads/activities, or a LeadInput")
 
@@ -226,7 +227,8 @@ class LeadScorer:
         notes = self._type_notes(notes, self._unknown_events(export), cut)
         contrib = self._contrib(x)
         sql = self._capacity_sql(*self._rank_keys(x)) if self.bundle.tiers.capacity is not None else None
-        return self._assemble(frame, contrib, notes, detail=False, sql_leads=sql)
+        out = self._assemble(frame, contrib, _export_notes(notes, export, cut), detail=False, sql_leads=sql)
+        return _with_rejected(out, export)
 
     def _score_one(self, export: CrmExport, notes: list[str], as_of: Any) -> LeadScore:
         cut = self._cutoffs(export, as_of)
@@ -284,11 +286,13 @@ class LeadScorer:
         parts = [cut.iloc[s:s + chunk_size].reset_index(drop=True) for s in range(0, max(len(cut), 1), chunk_size)]
         sql = self._pool_sql(export, parts)
         unknown = self._unknown_events(export)
+        total = len(cut) + len(export.rejected)
         start = 0
-        for part in parts:
+        for i, part in enumerate(parts):
             mask = None if sql is None else sql[start:start + len(part)]
             start += len(part)
-            yield len(cut), self._score_cutoffs(export, part, detail=False, sql_leads=mask, unknown=unknown)
+            out = self._score_cutoffs(export, part, detail=False, sql_leads=mask, unknown=unknown)
+            yield total, (_with_rejected(out, export) if i == len(parts) - 1 else out)
 
     def explain(self, data: Any, lead_id: str, as_of: pd.Timestamp | str | None = None) -> LeadScore:
         """Score one lead of an export and return its full explanation.
@@ -302,6 +306,8 @@ class LeadScorer:
         pick = (every["lead_id"] == str(lead_id)).to_numpy(dtype=bool)
         cut = every[pick].reset_index(drop=True)
         if cut.empty:
+            if str(lead_id) in export.rejected:
+                raise KeyError(f"{export.source}: lead {lead_id!r} cannot be scored: {export.rejected[str(lead_id)]}")
             known = export.leads["lead_id"].eq(str(lead_id)).any()
             why = "it already has an opportunity (or was created after the as-of time)" if known else "no such lead"
             raise KeyError(f"{export.source}: lead {lead_id!r} cannot be scored: {why}")
@@ -360,6 +366,7 @@ class LeadScorer:
         if extra_notes:
             notes = [_merge_notes(extra_notes, n) for n in notes]
         notes = self._type_notes(notes, self._unknown_events(export) if unknown is False else unknown, cut)
+        notes = _export_notes(notes, export, cut)
         return self._assemble(frame, self._contrib(x), notes, detail, sql_threshold, sql_leads)
 
     def _probability_only(self, export: CrmExport, cut: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -593,6 +600,42 @@ class LeadScorer:
         out["grade"] = grades(fit, eng)
         out["notes"] = ["; ".join(n) for n in notes]
         return out
+
+
+def _export_notes(notes: list[list[str]], export: CrmExport, cut: pd.DataFrame) -> list[list[str]]:
+    """``notes`` with, first on each row, what a lenient read set aside for that row's lead."""
+    if not export.lead_notes or not len(cut):
+        return notes
+    ids = cut["lead_id"].astype(str).tolist()
+    return [[*export.lead_notes.get(lead, []), *n] if lead in export.lead_notes else n
+            for lead, n in zip(ids, notes, strict=True)]
+
+
+def _with_rejected(out: pd.DataFrame, export: CrmExport) -> pd.DataFrame:
+    """``out`` plus one error row per lead a lenient read could not score (tier ``error``, the reason in notes).
+
+    Error rows come last, in the order the export lists them; their probability is
+    NaN and their scores are missing (nullable integers), so a CSV shows them empty.
+    """
+    if not export.rejected:
+        return out
+    ids = list(export.rejected)
+    err = pd.DataFrame({c: pd.Series([pd.NA] * len(ids), dtype=out[c].dtype if c in ("lead_id",) else object)
+                        for c in out.columns})
+    err["lead_id"] = pd.Series(ids, dtype=out["lead_id"].dtype if len(out) else object)
+    if "cutoff" in out.columns:
+        err["cutoff"] = pd.Series([pd.NaT] * len(ids), dtype=out["cutoff"].dtype)
+    err["probability"] = np.nan
+    for c in ("score", "fit_score", "engagement_score"):
+        if c in out.columns:
+            out[c] = out[c].astype("Int64")
+            err[c] = pd.Series([pd.NA] * len(ids), dtype="Int64")
+    err["tier"] = "error"
+    for c in ("reasons", "grade"):
+        if c in out.columns:
+            err[c] = ""
+    err["notes"] = [f"not scored: {export.rejected[i]}" for i in ids]
+    return pd.concat([out, err[out.columns]], ignore_index=True)
 
 
 class _OneScore:
