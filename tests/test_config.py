@@ -78,3 +78,13 @@ def test_in_criterion_without_values_is_rejected(tmp_path):
     bad.write_text("criteria:\n  - {name: x, table: accounts, column: c, display: X, kind: in}\n")
     with pytest.raises(ConfigError, match="values"):
         load_yaml_model(bad, IcpConfig)
+
+
+def test_class_defaults_are_the_shipped_yaml():
+    """A training YAML without a section, or a config built in code, gets what default.yaml ships."""
+    from propensity.config import ModelConfig, TierConfig, default_project_dir, load_project
+
+    shipped = load_project(default_project_dir() / "training" / "default.yaml").training
+    assert shipped.model == ModelConfig()
+    assert (shipped.tiers.mql, shipped.tiers.sql) == (TierConfig().mql, TierConfig().sql)
+    assert shipped.calibration == type(shipped).model_fields["calibration"].default

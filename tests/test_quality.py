@@ -26,6 +26,13 @@ def test_model_beats_points_baseline(trained):  # noqa: F811
     assert m["log_loss"] < b["log_loss"]
 
 
+def test_model_ranks_at_least_as_well_as_logistic_regression(trained):  # noqa: F811
+    # Held on every world measured (20,000 leads, seeds 0-5, and this fixture) with the
+    # shipped `model:` settings, by +0.001 to +0.009 ROC AUC (+0.003 here). PR AUC is
+    # not asserted: logistic regression beat the model on it on one of those worlds.
+    assert trained.metrics["model"]["roc_auc"] >= trained.metrics["logistic"]["roc_auc"]
+
+
 def test_calibrated_probabilities_match_observed_rate(trained):  # noqa: F811
     test = trained.test
     assert test["probability"].mean() == pytest.approx(test["label"].mean(), rel=0.35)

@@ -139,8 +139,8 @@ class SplitConfig(_Strict):
 
 class ModelConfig(_Strict):
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.05
-    num_leaves: Annotated[int, Field(ge=2)] = 15
-    max_depth: int = 5
+    num_leaves: Annotated[int, Field(ge=2)] = 7
+    max_depth: int = 3
     min_child_samples: Annotated[int, Field(ge=1)] = 50
     subsample: Annotated[float, Field(gt=0, le=1)] = 0.8
     subsample_freq: Annotated[int, Field(ge=0)] = 1
@@ -156,18 +156,18 @@ class TierConfig(_Strict):
 
     Thresholds: a lead at or above ``sql`` is SQL, at or above ``mql`` MQL, else
     nurture. Capacity (``capacity: {leads_per_week: 200}``): of the open leads scored
-    together, the ``leads_per_week`` most probable are SQL (the SQL threshold is the
-    probability of the last of them; ties at it are all SQL) and the conversions
-    expected from them are the sum of their probabilities; ``mql`` still applies
-    below. A lead scored on its own has no pool to rank against, so it gets the
+    together, exactly the ``leads_per_week`` most probable are SQL (ties broken by
+    the raw model score, then input order; see ``propensity.scoring.scorer``) and
+    the conversions expected from them are the sum of their probabilities; ``mql``
+    still applies below, and a lead below ``mql`` is never SQL. A lead scored on its own has no pool to rank against, so it gets the
     ``sql`` threshold.
     """
 
     class Capacity(_Strict):
         leads_per_week: Annotated[int, Field(gt=0)]
 
-    mql: Annotated[float, Field(ge=0, le=1)] = 0.05
-    sql: Annotated[float, Field(ge=0, le=1)] = 0.20
+    mql: Annotated[float, Field(ge=0, le=1)] = 0.03
+    sql: Annotated[float, Field(ge=0, le=1)] = 0.15
     capacity: Capacity | None = None
 
     @model_validator(mode="after")
@@ -184,7 +184,12 @@ class TierConfig(_Strict):
         return "nurture"
 
     def sql_threshold(self, probabilities) -> float:  # noqa: ANN001 - any array of floats
-        """The SQL threshold for leads scored together: ``sql``, or the capacity cut."""
+        """The SQL threshold for leads scored together: ``sql``, or the capacity cut.
+
+        Under a capacity policy this is the probability of the last SQL lead; leads
+        tied at it may fall either side (the scorer breaks ties), so use it to report
+        the cut, not to assign tiers.
+        """
         if self.capacity is None or len(probabilities) == 0:
             return self.sql
         import numpy as np  # only the capacity policy needs it
