@@ -57,11 +57,15 @@ def calibration_chart(test: pd.DataFrame, path: Path, bins: int = 10) -> Path:
     return reliability_chart(test["label"].to_numpy(), preds, path, bins, title="Calibration on the test window")
 
 
+_LABELS = {"baseline": "points baseline", "logistic": "logistic regression"}  # legend names of result keys
+
+
 def lift_chart(lift: dict[str, list[dict]], path: Path) -> Path:
     """Lift per decile and cumulative gains, model vs baseline."""
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for name, rows in lift.items():
+    for key, rows in lift.items():
+        name = _LABELS.get(key, key)
         d = [r["decile"] for r in rows]
         a.plot(d, [r["lift"] for r in rows], marker="o", label=name)
         b.plot([0] + [x / len(d) for x in d], [0] + [r["cumulative_gain"] for r in rows], marker="o", label=name)

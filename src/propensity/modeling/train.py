@@ -64,7 +64,6 @@ class TrainResult:
     tuning: dict = field(default_factory=dict)  # {"budget_s", "trials", "seconds", "valid_auc", "chosen"}
 
 
-NAMES = {"model": "model", "baseline": "points baseline", "logistic": "logistic regression"}
 
 
 def _lgb_params(cfg: ModelConfig, spec: list[FeatureDef]) -> dict:
@@ -167,7 +166,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
                          ks=tuple(named_ks.values()))
     named_ks["top_decile"] = comparison["decile_k"]
     metrics = {n: c["metrics"] for n, c in comparison["models"].items()}
-    lift = {NAMES[n]: c["lift"] for n, c in comparison["models"].items()}
+    lift = {n: c["lift"] for n, c in comparison["models"].items()}  # keyed like metrics
     test = frame.loc[split.test, ["lead_id", "cutoff", "label"]].reset_index(drop=True)
     test["probability"] = p_test
     test["baseline"] = p_base
