@@ -90,6 +90,8 @@ def test_cli_scores_the_batch_and_marks_the_error(broken, bundle_dir, tmp_path):
                            "--data", str(folder), "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "1 lead(s) could not be scored" in proc.stdout
+    scores_n = len(pd.read_csv(out))
+    assert f"scored {scores_n:,} of {scores_n:,} leads" in proc.stderr  # progress without a terminal
     scores = pd.read_csv(out)
     assert scores.loc[scores["lead_id"] == b, "tier"].tolist() == ["error"]
     assert scores["score"].notna().sum() == len(scores) - 1

@@ -337,6 +337,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                                                           chunk_size=getattr(args, "chunk_size", 50_000)):
                 bar.total = total
                 bar.update(len(part))
+                if bar.disable:  # no terminal (cron, CI, a pipe): one plain line per chunk instead of a bar
+                    _say(f"scored {n + len(part):,} of {total:,} leads")
                 part = part[cols]
                 if out.suffix == ".csv":
                     part.to_csv(tmp, mode="w" if n == 0 else "a", header=n == 0, index=False)
