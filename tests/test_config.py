@@ -51,7 +51,7 @@ def test_typo_in_icp_criterion_lists_allowed_keys(tmp_path):
 def test_wrong_value_names_field(tmp_path):
     root = _project(tmp_path)
     cfg = root / "training" / "default.yaml"
-    cfg.write_text(cfg.read_text().replace("calibration: isotonic", "calibration: platt"))
+    cfg.write_text(cfg.read_text().replace("calibration: auto", "calibration: platt"))
     with pytest.raises(ConfigError, match=r"default\.yaml: calibration: .*isotonic"):
         load_project(cfg)
 

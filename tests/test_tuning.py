@@ -74,8 +74,8 @@ def test_a_given_first_trial_always_runs_and_the_search_never_loses_to_it(data):
 
 def test_crm_search_budget_and_auto_calibration_are_training_yaml_settings():
     cfg = TrainingConfig()
-    assert cfg.tuning.crm_budget_seconds == 0 and cfg.calibration == "isotonic"
-    cfg = TrainingConfig.model_validate({"calibration": "auto", "tuning": {"crm_budget_seconds": 15}})
-    assert cfg.calibration == "auto" and cfg.tuning.crm_budget_seconds == 15
+    assert cfg.tuning.crm_budget_seconds == 0 and cfg.calibration == "auto"
+    cfg = TrainingConfig.model_validate({"calibration": "isotonic", "tuning": {"crm_budget_seconds": 15}})
+    assert cfg.calibration == "isotonic" and cfg.tuning.crm_budget_seconds == 15
     with pytest.raises(ValueError):
         TrainingConfig.model_validate({"tuning": {"crm_budget_seconds": -1}})

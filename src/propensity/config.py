@@ -227,7 +227,7 @@ class TrainingConfig(_Strict):
     cutoffs: CutoffConfig = CutoffConfig()
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
-    calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "isotonic"
+    calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
     tiers: TierConfig = TierConfig()
     reasons: ReasonConfig = ReasonConfig()
     tracking: TrackingConfig = TrackingConfig()
