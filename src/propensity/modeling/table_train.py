@@ -123,6 +123,10 @@ def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, tim
         if c.get("sentinels"):
             notes.append(f"{c['name']}: {', '.join(f'{s:g}' for s in c['sentinels'])} read as a sentinel "
                          "(missing, plus a flag), not a number")
+        if c["kind"] == "text":
+            shown = ", ".join(c["tokens"][:8]) + (", ..." if len(c["tokens"]) > 8 else "")
+            notes.append(f"{c['name']}: free text, read as {len(c['tokens'])} word features ({shown}) "
+                         "and a word count")
     x = table_matrix(df, schema)
     cat_idx = [j for j, n in enumerate(schema["features"]) if n in
                {c["name"] for c in schema["columns"] if c["kind"] == "categorical"}]

@@ -12,8 +12,28 @@ at training and at scoring time alike. Rules, in order, per column:
   sentinel (999, -1, 9999, ...) that sits at the extreme of the range, far from
   the other values, on ≥ 2 % of rows is flagged: it becomes missing plus a flag;
 - other text: ``categorical`` with values seen at least ``min_count`` times
-  (rarer ones pooled into ``__other__``); text with a distinct value on ≥ 90 % of
-  rows is dropped (id-like or free text).
+  (rarer ones pooled into ``__other__``);
+- text with a distinct value on ≥ 90 % of rows, with no value seen ``min_count``
+  times, or with most rows in rare values, is either free text or id-like:
+
+  - ``text`` (free text: job titles, company descriptions, campaign names) when
+    values hold several words (≥ 2 whitespace-separated words on average, at most
+    half of the values a single word), and words repeat across rows (≥ half of
+    the values hold a token seen in ``min_count`` rows), and the column is not
+    named like personal data (``full_name``, ``email``, ``phone``, ``address``...).
+    Tokens are lower-cased runs of letters/digits of length ≥ 2, minus a few
+    English stop words ("of", "and", "the"...). The schema keeps ``tokens``: up
+    to ``MAX_TEXT_TOKENS`` (30) tokens by document frequency among those in at
+    least ``min_count`` training rows (and not in every row). Features: one 0/1
+    ``{col}__has_{token}`` per token, plus ``{col}__tokens`` (the value's token
+    count); all NaN when the value is missing. Tokens unseen in training are
+    ignored at scoring time. Reasons add a text column's pieces back into one
+    reason named by the column;
+  - otherwise (one-word values such as codes like ``A12-9F3``, UUIDs, emails; or
+    words that do not repeat) as before: dropped as "id-like or free text (a
+    distinct value on nearly every row)" when nearly every value is distinct,
+    dropped as "high-cardinality text" when no value is seen ``min_count`` times,
+    else ``categorical`` with the rare values pooled.
 
 :func:`leakage_warnings` names columns that look known only after the outcome.
 """
@@ -26,9 +46,15 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from propensity.scoring.scorer import BOOL_FALSE, BOOL_TRUE, table_feature_names
+from propensity.scoring.scorer import BOOL_FALSE, BOOL_TRUE, table_feature_names, text_tokens
 
-__all__ = ["infer_schema", "leakage_warnings", "normalise_target"]
+__all__ = ["MAX_TEXT_TOKENS", "infer_schema", "leakage_warnings", "normalise_target"]
+
+MAX_TEXT_TOKENS = 30  # token features per free-text column
+STOP_WORDS = frozenset({"an", "and", "the", "of", "for", "to", "in", "on", "at", "by", "with", "or", "from", "as",
+                        "is", "be", "are", "was", "it", "its", "this", "that", "our", "we", "your", "you"})
+_PERSONAL_NAME = re.compile(r"((^|_)(first|last|full|contact|person|customer|user|lead|given|family|sur)_?name"
+                            r"|^name$|^names?_|e_?mail|phone|mobile|address|street|postcode|zip)", re.IGNORECASE)
 
 SENTINELS = (999.0, 9999.0, 99999.0, 999999.0, -1.0, -99.0, -999.0, -9999.0)
 POSITIVE = frozenset({"1", "1.0", "yes", "y", "true", "t", "won", "converted", "positive", "pos"})
@@ -126,9 +152,15 @@ def _column(s: pd.Series, name: str, min_count: int) -> tuple[dict | None, str]:
         return {"name": name, "kind": "numeric", "sentinels": _sentinels(v)}, ""
     if _ID_NAME.search(name) and n_unique > 0.5 * len(nonnull):
         return None, "id-like (named like an id, mostly distinct values)"
-    if n_unique >= 0.9 * len(nonnull) and n_unique > 20:
-        return None, "id-like or free text (a distinct value on nearly every row)"
     counts = text.value_counts()
+    distinct = n_unique >= 0.9 * len(nonnull) and n_unique > 20
+    rare_rows = int(counts[counts < min_count].sum())
+    if distinct or rare_rows >= 0.5 * len(nonnull):
+        entry = _free_text(text, name, min_count)
+        if entry is not None:
+            return entry, ""
+    if distinct:
+        return None, "id-like or free text (a distinct value on nearly every row)"
     keep = counts[counts >= min_count].index[:200].tolist()
     cats = sorted(map(str, keep))
     if len(keep) < len(counts):
@@ -136,6 +168,31 @@ def _column(s: pd.Series, name: str, min_count: int) -> tuple[dict | None, str]:
     if len(keep) == 0:
         return None, f"high-cardinality text (no value seen {min_count} times)"
     return {"name": name, "kind": "categorical", "categories": cats}, ""
+
+
+def _free_text(text: pd.Series, name: str, min_count: int) -> dict | None:
+    """The ``text`` schema entry when ``text`` (non-missing, stripped) reads as free text, else ``None``.
+
+    Free text: several words per value that repeat across rows. One-word values
+    (codes, UUIDs, emails, URLs), words that do not repeat, and columns named like
+    personal data (names, emails, phones, addresses) are not free text.
+    """
+    if _PERSONAL_NAME.search(name) or len(text) == 0:
+        return None
+    words = text.str.split().str.len().fillna(0).to_numpy()
+    if words.mean() < 2.0 or np.mean(words <= 1) > 0.5:
+        return None
+    docs = [set(t) - STOP_WORDS for t in text_tokens(text)]
+    df_counts: dict[str, int] = {}
+    for d in docs:
+        for t in d:
+            df_counts[t] = df_counts.get(t, 0) + 1
+    # Tokens that vary: seen in min_count rows, but not in every row.
+    frequent = {t for t, k in df_counts.items() if min_count <= k < len(docs)}
+    if not frequent or np.mean([bool(d & frequent) for d in docs]) < 0.5:
+        return None
+    tokens = sorted(frequent, key=lambda t: (-df_counts[t], t))[:MAX_TEXT_TOKENS]
+    return {"name": name, "kind": "text", "tokens": tokens}
 
 
 def infer_schema(df: pd.DataFrame, target: str, id_column: str | None = None, time_column: str | None = None,

@@ -786,8 +786,10 @@ def table_matrix(df: pd.DataFrame, schema: dict) -> np.ndarray:
     column ``name==value``), ``boolean`` (yes/no, true/false, 1/0 → 1/0),
     ``categorical`` (category codes; a value unseen in training goes to
     ``__other__`` when training had rare values, else missing), ``date`` (days
-    since 1970, month, day of week). Missing values stay NaN (LightGBM's own
-    missing-value handling).
+    since 1970, month, day of week), ``text`` (free text: a 0/1 column
+    ``name__has_token`` per token listed in the schema, then ``name__tokens``, the
+    value's token count; tokens not listed are ignored). Missing values stay NaN
+    (LightGBM's own missing-value handling).
     """
     cols: list[np.ndarray] = []
     for c in schema["columns"]:
@@ -816,6 +818,8 @@ def table_matrix(df: pd.DataFrame, schema: dict) -> np.ndarray:
             cols += [days.to_numpy(dtype=np.float64, na_value=np.nan),
                      d.dt.month.to_numpy(dtype=np.float64, na_value=np.nan),
                      d.dt.day_of_week.to_numpy(dtype=np.float64, na_value=np.nan)]
+        elif kind == "text":
+            cols += _text_features(s, c["tokens"])
         else:
             raise BundleError(f"table schema: column {c['name']!r} has unknown kind {kind!r}")
     if not cols:
@@ -892,6 +896,9 @@ class TableScorer:
             per[:, pos[src]] += contrib[:, j]
         k = self.bundle.top_k
         values = {n: df[n].astype(object).to_numpy() for n in names}
+        for c in self.bundle.schema["columns"]:
+            if c["kind"] == "text":  # free text: one short line, no reason separator inside
+                values[c["name"]] = np.array([_short_text(v) for v in values[c["name"]]], dtype=object)
         out = []
         for i in range(len(per)):
             order = np.argsort(-np.abs(per[i]), kind="stable")[:k]
@@ -903,7 +910,39 @@ class TableScorer:
 def _width(column: dict) -> int:
     if column["kind"] == "numeric":
         return 1 + len(column.get("sentinels", []))
+    if column["kind"] == "text":
+        return len(column["tokens"]) + 1
     return 3 if column["kind"] == "date" else 1
+
+
+_TOKEN = r"[^\W_]{2,}"  # runs of letters/digits, length >= 2
+
+
+def text_tokens(s: pd.Series) -> list[list[str] | None]:
+    """Lower-cased word tokens (letters/digits, length ≥ 2) of each value; ``None`` for a missing value."""
+    found = s.astype("string").str.lower().str.findall(_TOKEN)
+    return [v if isinstance(v, list) else None for v in found.astype(object)]
+
+
+def _text_features(s: pd.Series, tokens: list[str]) -> list[np.ndarray]:
+    """A free-text column's features: 0/1 per schema token, then the token count; NaN where missing."""
+    found = text_tokens(s)
+    missing = np.array([t is None for t in found], dtype=bool)
+    sets = [frozenset(t) if t is not None else frozenset() for t in found]
+    cols = []
+    for token in tokens:
+        v = np.fromiter((token in d for d in sets), dtype=np.float64, count=len(sets))
+        v[missing] = np.nan
+        cols.append(v)
+    cols.append(np.array([np.nan if t is None else float(len(t)) for t in found], dtype=np.float64))
+    return cols
+
+
+def _short_text(v: object, width: int = 40) -> object:
+    if not isinstance(v, str) and pd.isna(v):
+        return v
+    text = " ".join(str(v).split()).replace("|", "/")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def table_feature_names(schema_columns: list[dict]) -> list[str]:
@@ -915,6 +954,8 @@ def table_feature_names(schema_columns: list[dict]) -> list[str]:
             names += [n, *[f"{n}=={s:g}" for s in c.get("sentinels", [])]]
         elif c["kind"] == "date":
             names += [f"{n}__days", f"{n}__month", f"{n}__dayofweek"]
+        elif c["kind"] == "text":
+            names += [*[f"{n}__has_{t}" for t in c["tokens"]], f"{n}__tokens"]
         else:
             names.append(n)
     return names
