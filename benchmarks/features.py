@@ -13,6 +13,15 @@ towards the peak) measures:
   ``--as-of DATE`` builds), each with ``build_features`` (engine "auto", i.e. the
   running-totals engine for batches; ``--engine`` picks another).
 
+It also times :func:`propensity.data.activities.read_activity_arrays` alone (the
+activities file into lead positions, type codes and µs times: the part of
+``read_export`` that grows with events), for comparison with the scan.
+
+The as-of table has one cutoff for every row, so ``build_features`` computes its
+engagement features with the sort-free per-lead aggregates of
+``propensity.features.asof``; ``--asof-path off`` makes it use the sorted
+running-totals engine instead (for comparison).
+
 For each table it prints wall times, the ratio (read + cutoffs + features) /
 baseline, and the peak resident memory of the measuring process (VmHWM from
 /proc, which counts DuckDB's native memory; tracemalloc would not). The peak is
@@ -20,7 +29,7 @@ reset between the two tables (``/proc/self/clear_refs``), so the as-of figure is
 its own, with the export already in memory. Goal: ratio under 3, peak under
 8 GB, on 2 cores.
 
-    python benchmarks/features.py [--leads 1000000] [--data DIR] [--keep]
+    python benchmarks/features.py [--leads 1000000] [--data DIR] [--asof-path off]
 
 ``--data DIR`` reuses (or creates and keeps) the world in DIR.
 """
@@ -75,13 +84,15 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def measure(folder: Path, engine: str = "auto") -> dict:
+def measure(folder: Path, engine: str = "auto", asof_path: str = "auto") -> dict:
     import gc
     import warnings
 
     import duckdb
 
+    import propensity.features.asof as asof
     from propensity.config import default_project_dir, load_project
+    from propensity.data.activities import read_activity_arrays
     from propensity.data.export import read_export
     from propensity.features.cutoffs import scoring_cutoffs, training_cutoffs
     from propensity.features.pipeline import build_features
@@ -102,6 +113,8 @@ def measure(folder: Path, engine: str = "auto") -> dict:
     out["events"] = int(res["n"].sum())
     del res
 
+    if asof_path == "off":
+        asof.MIN_LEADS = 2 ** 62  # never: the as-of table goes to the running engine like any other
     project = load_project(default_project_dir() / "training" / "default.yaml")
     cfg = project.training
     t0, c0 = time.perf_counter(), time.process_time()
@@ -133,8 +146,18 @@ def measure(folder: Path, engine: str = "auto") -> dict:
     out["peak_reset"] = reset_peak_rss()  # the as-of figure: its own peak, with the export already in memory
     table("asof", lambda: scoring_cutoffs(export))
     out["peak_rss_gb"] = max(out["train_peak_gb"], out["asof_peak_gb"])
+    # Last (so that it warms nothing measured above): the activities file alone, as read_export reads it.
+    lead_ids = export.leads["lead_id"]
+    export = None  # noqa: F841 - frees the arrays read by read_export before reading them again
+    gc.collect()
+    t = time.perf_counter()
+    arrays = read_activity_arrays(acts, lead_ids)
+    out["arrays_s"] = time.perf_counter() - t
+    out["arrays_path"] = "fast" if arrays is not None else "pandas"
+    del arrays
     out["cpus"] = os.cpu_count()
     out["engine"] = engine
+    out["asof_path"] = asof_path
     return out
 
 
@@ -144,10 +167,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", help="folder holding (or to hold) the world; kept afterwards")
     ap.add_argument("--engine", default="auto", choices=["auto", "running", "duckdb"])
+    ap.add_argument("--asof-path", default="auto", choices=["auto", "off"],
+                    help="off: the as-of table without the sort-free one-cutoff path (for comparison)")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: measure this folder, print JSON
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(Path(args.measure), args.engine)))
+        print(json.dumps(measure(Path(args.measure), args.engine, args.asof_path)))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,12 +180,12 @@ def main() -> None:
         if not (folder / "activities.parquet").exists():
             generate(folder, args.leads, args.seed)
         # A fresh process, so the generator's memory does not count towards the peak.
-        proc = subprocess.run([sys.executable, __file__, "--measure", str(folder), "--engine", args.engine],
-                              check=True, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, __file__, "--measure", str(folder), "--engine", args.engine,
+                               "--asof-path", args.asof_path], check=True, capture_output=True, text=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    print(f"{r['leads']:,} leads, {r['events']:,} activities, {r['cpus']} CPU(s), engine {r['engine']}; "
-          f"load average {r['load']} at the start (other jobs inflate wall times)")
+    print(f"{r['leads']:,} leads, {r['events']:,} activities, {r['cpus']} CPU(s), engine {r['engine']}, "
+          f"as-of path {r['asof_path']}; load average {r['load']} at the start (other jobs inflate wall times)")
     print(f"baseline  DuckDB scan + GROUP BY lead, type ({r['scan_groups']:,} groups): {r['scan_s']:8.1f}s")
     print(f"read_export (read + validate 4 tables):                  {r['read_s']:8.1f}s "
           f"(CPU {r['read_cpu_s']:.1f}s)")
@@ -170,6 +195,8 @@ def main() -> None:
               f"(CPU {r[f'{name}_features_cpu_s']:.1f}s)   "
               f"total from files {r[f'{name}_total_s']:6.1f}s   ratio / scan {r[f'{name}_ratio']:5.2f}x (goal < 3x)   "
               f"peak {r[f'{name}_peak_gb']:.2f} GB")
+    print(f"of read_export: activities.parquet to arrays alone ({r['arrays_path']} reader, measured last): "
+          f"{r['arrays_s']:.1f}s ({r['arrays_s'] / r['scan_s']:.2f}x scan)")
     note = "" if r["peak_reset"] else " (as-of peak not reset: includes the training table)"
     print(f"peak resident memory of the measuring process: {r['peak_rss_gb']:.2f} GB (goal < 8 GB){note}")
 

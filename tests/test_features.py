@@ -441,3 +441,236 @@ def test_reference_world_has_the_edge_cases_it_claims():
     assert (export.activities["recorded_at"] > export.activities["occurred_at"]).any()
     assert not export.leads["account_id"].isin(export.accounts["account_id"]).all()
     assert cutoffs["cutoff"].isin(export.activities["occurred_at"]).any()
+
+
+# ------------------------------------------------------------------ as-of path (one cutoff for every row)
+
+
+@pytest.fixture
+def asof_path(monkeypatch):
+    """build_features takes the as-of path whatever the number of leads; returns the cutoffs it was called with."""
+    import propensity.features.asof as asof
+
+    calls: list[int] = []
+    real = asof.engagement_asof
+
+    def spy(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asof, "MIN_LEADS", 0)
+    monkeypatch.setattr(asof, "engagement_asof", spy)
+    return calls
+
+
+def assert_same_as_memory(got: pd.DataFrame, want: pd.DataFrame, spec, rtol: float = 1e-13) -> None:
+    """Counts, days and active days exactly equal; decay sums equal up to summation order."""
+    for f in spec:
+        if f.kind == "categorical":
+            continue
+        a, b = got[f.name].to_numpy(np.float64), want[f.name].to_numpy(np.float64)
+        if f.name.endswith("_decay"):
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=0, err_msg=f.name)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=f.name)
+
+
+def asof_rows(export: CrmExport, t: pd.Timestamp, rng: np.random.Generator) -> pd.DataFrame:
+    """Every lead at cutoff ``t``, shuffled, a few of them twice, with a label column carried along."""
+    ids = export.leads["lead_id"].to_numpy(dtype=object)
+    ids = np.r_[ids, ids[:3]][rng.permutation(len(ids) + 3)]
+    return pd.DataFrame({"lead_id": ids, "cutoff": pd.Series([t] * len(ids)).astype("datetime64[us, UTC]"),
+                         "label": rng.integers(0, 2, len(ids)).astype(np.int8)})
+
+
+@pytest.mark.parametrize("when", ["middle", "at_an_event", "at_a_backfill", "window_after_an_event", "before_all",
+                                  "after_all"])
+def test_asof_path_matches_the_memory_engine_and_the_reference(world, asof_path, when):
+    export, _, icp, engagement, _ = world
+    acts = export.activities
+    backfilled = acts[acts["recorded_at"] > acts["occurred_at"]]
+    t = {"middle": pd.Timestamp("2024-09-14T13:00:00Z"),
+         "at_an_event": acts["occurred_at"].iloc[17],
+         "at_a_backfill": backfilled["recorded_at"].iloc[3],
+         "window_after_an_event": acts["occurred_at"].iloc[29] + 30 * DAY,
+         "before_all": acts["occurred_at"].min(),
+         "after_all": acts["recorded_at"].max() + pd.Timedelta(microseconds=1)}[when]
+    rows = asof_rows(export, t, np.random.default_rng(7))
+    with pytest.warns(UserWarning, match="chat_message"):
+        got = build_features(export, rows, icp, engagement, engine="running")
+    assert asof_path == [int(t.value // 1000)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = build_features(export, rows, icp, engagement, engine="memory")
+    spec = build_feature_spec(icp, engagement)
+    pd.testing.assert_frame_equal(got[["lead_id", "cutoff", "label"]], mem[["lead_id", "cutoff", "label"]])
+    assert_same_as_memory(got, mem, spec)
+    assert_features_equal(got, reference_features(export, rows, icp, engagement), spec)
+    if when == "before_all":
+        assert got["eng_days_since_any"].isna().all()
+
+
+def test_asof_path_by_hand(asof_path):
+    leads = [(f"L{i}", "A1", T0 - 100 * DAY, "VP", "web") for i in range(1, 5)]
+    h = pd.Timedelta(hours=1)
+    export = make_export([
+        ("L1", "web_visit", T0 - DAY),  # counted
+        ("L1", "pricing_page_visit", T0),  # at the cutoff: not before it
+        ("L1", "web_visit", T0 - 2 * DAY, T0),  # recorded at the cutoff: not known before it
+        ("L1", "web_visit", T0 - 3 * DAY, T0 - h),  # backfilled, but known in time: counted
+        ("L1", "pricing_page_visit", T0 - 7 * DAY),  # exactly at the start of the 7-day window: inside
+        ("L1", "demo_request", T0 - 30 * DAY - pd.Timedelta(microseconds=1)),  # just outside the 30 days
+        ("L1", "chat", T0 - 5 * DAY),  # a type no signal lists: only active days and days since any
+        ("L1", "web_visit", T0 + DAY),  # after the cutoff
+        ("L3", "chat", T0 - 40 * DAY),
+        ("L4", "chat", T0 - 2 * DAY),  # L4 is not asked for: its chat is not counted in the warning
+    ], leads)
+    rows = cut(("L3", T0), ("L1", T0), ("L2", T0), ("L1", T0))
+    with pytest.warns(UserWarning, match=r"^2 activities of 1 type\(s\)"):
+        f = build_features(export, rows, ICP, ENGAGEMENT, engine="running")
+    assert asof_path == [int(T0.value // 1000)]
+    l1 = f.iloc[1]
+    assert (l1["eng_web_7d"], l1["eng_web_30d"], l1["eng_pricing_7d"], l1["eng_demo_30d"]) == (3, 3, 1, 0)
+    assert l1["eng_web_days_since"] == 1.0 and l1["eng_pricing_days_since"] == 7.0
+    assert l1["eng_demo_days_since"] == pytest.approx(30.0, abs=1e-9) and l1["eng_demo_days_since"] > 30.0
+    assert l1["eng_web_decay"] == pytest.approx(0.5 ** 0.1 + 0.5 ** 0.3 + 0.5 ** 0.7, rel=1e-14)
+    assert l1["eng_pricing_decay"] == pytest.approx(0.5 ** (7 / 5), rel=1e-14)
+    assert l1["eng_active_days_30d"] == 4.0 and l1["eng_days_since_any"] == 1.0
+    assert f.iloc[3][f.columns[2:]].equals(l1[f.columns[2:]])
+    l2, l3 = f.iloc[2], f.iloc[0]
+    assert l2["eng_web_30d"] == 0 and np.isnan(l2["eng_web_days_since"]) and l2["eng_web_decay"] == 0
+    assert np.isnan(l2["eng_days_since_any"]) and l2["eng_active_days_30d"] == 0
+    assert l3["eng_days_since_any"] == 40.0 and l3["eng_active_days_30d"] == 0 and l3["eng_web_30d"] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert_same_as_memory(f, build_features(export, rows, ICP, ENGAGEMENT, engine="memory"),
+                              build_feature_spec(ICP, ENGAGEMENT))
+
+
+def test_asof_path_is_taken_only_for_one_cutoff_and_many_leads(world, monkeypatch):
+    import propensity.features.asof as asof
+
+    calls = []
+    real = asof.engagement_asof
+    monkeypatch.setattr(asof, "engagement_asof", lambda *a, **k: calls.append(a) or real(*a, **k))
+    export, cutoffs, icp, engagement, expected = world
+    one = cutoffs.assign(cutoff=cutoffs["cutoff"].iloc[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_features(export, one, icp, engagement, engine="running")  # fewer leads than asof.MIN_LEADS
+        assert calls == []
+        monkeypatch.setattr(asof, "MIN_LEADS", 0)
+        got = build_features(export, cutoffs, icp, engagement, engine="running")  # several cutoffs
+        assert calls == []
+        assert_features_equal(got, expected, build_feature_spec(icp, engagement))
+        for engine in ("memory", "duckdb"):
+            build_features(export, one, icp, engagement, engine=engine)
+        assert calls == []
+        build_features(export, one, icp, engagement, engine="running")
+        assert len(calls) == 1
+    assert asof.single_cutoff(np.zeros(0, dtype=np.int64)) is None
+
+
+def random_asof_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame, EngagementConfig]:
+    """A small random world, engagement config and one cutoff, with the edge cases dense."""
+    t = pd.Timestamp("2025-02-10T06:00:00Z") + pd.Timedelta(microseconds=int(rng.integers(0, 86_400_000_000)))
+    t_us = t.value // 1000
+    windows = sorted(rng.choice([1, 3, 7, 30, 90], size=rng.integers(1, 4), replace=False).tolist())
+    pool = ["web_visit", "pricing_page_visit", "demo_request", "email_open", "chat", "call"]
+    signals = []
+    for k in range(rng.integers(1, 5)):
+        kinds = rng.choice(pool[:4], size=rng.integers(1, 3), replace=False).tolist()  # types may overlap
+        signals.append({"name": f"s{k}", "activity_types": kinds, "display": f"S{k}",
+                        "half_life_days": float(rng.choice([0.5, 5, 10, 21, 180]))})
+    engagement = EngagementConfig.model_validate({"windows_days": windows, "signals": signals})
+    n_leads = int(rng.integers(1, 30))
+    lead_ids = [f"L{i}" for i in range(n_leads)]
+    n_ev = int(rng.integers(0, 600))
+    day = 86_400_000_000
+    # Times: random over 200 days around t, exactly at t, exactly a window before t, a µs either side.
+    edges = np.array([0] + [w * day for w in windows] + [w * day + 1 for w in windows] + [w * day - 1 for w in windows])
+    age = np.where(rng.random(n_ev) < 0.4, rng.choice(edges, n_ev), rng.integers(-20 * day, 180 * day, n_ev))
+    occ = t_us - age
+    lag = np.where(rng.random(n_ev) < 0.3, rng.integers(0, 10 * day, n_ev), 0)
+    lag = np.where(rng.random(n_ev) < 0.1, t_us - occ, lag)  # recorded exactly at the cutoff
+    rec = np.maximum(occ + lag, occ)
+    acts = pd.DataFrame({
+        "lead_id": rng.choice(lead_ids + ["ORPHAN"], n_ev),
+        "activity_type": rng.choice(pool, n_ev),
+        "occurred_at": pd.to_datetime(occ, unit="us", utc=True),
+        "recorded_at": pd.to_datetime(rec, unit="us", utc=True),
+    })
+    leads = pd.DataFrame({"lead_id": lead_ids, "account_id": "A1",
+                          "created_at": pd.Timestamp("2024-01-01T00:00:00Z"), "seniority": "vp",
+                          "lead_source": "web"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export = CrmExport.from_frames({"accounts": pd.DataFrame({"account_id": ["A1"], "industry": ["software"],
+                                                                  "employees": [10]}),
+                                        "leads": leads, "activities": acts})
+    asked = rng.choice(lead_ids, int(rng.integers(1, 2 * n_leads + 1)))
+    rows = pd.DataFrame({"lead_id": asked, "cutoff": pd.Series([t] * len(asked)).astype("datetime64[us, UTC]")})
+    return export, rows, engagement
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_asof_path_matches_the_memory_engine_on_random_worlds(seed, asof_path, monkeypatch):
+    # Hypothesis-free: random configs (overlapping signals with different half-lives), events at and around the
+    # cutoff and the window edges, backfills recorded at the cutoff, orphans; tiny chunks on 1 or 2 threads.
+    import propensity.features.asof as asof
+
+    rng = np.random.default_rng(1000 + seed)
+    export, rows, engagement = random_asof_case(rng)
+    monkeypatch.setattr(asof, "CHUNK_EVENTS", int(rng.integers(1, 80)))
+    monkeypatch.setattr(asof, "MAX_THREADS", int(rng.integers(1, 3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = build_features(export, rows, ICP, engagement, engine="running")
+        mem = build_features(export, rows, ICP, engagement, engine="memory")
+    assert len(asof_path) == 1
+    assert_same_as_memory(got, mem, build_feature_spec(ICP, engagement))
+
+
+def test_asof_path_reads_a_parquet_export_without_recorded_at(world, asof_path, tmp_path):
+    # The fast Parquet reader shares one array for occurred_at and recorded_at when the file has no recorded_at.
+    from propensity.data.export import read_export
+
+    export, _, icp, engagement, _ = world
+    for name in ("accounts", "leads", "opportunities"):
+        getattr(export, name).to_parquet(tmp_path / f"{name}.parquet")
+    export.activities.drop(columns="recorded_at").to_parquet(tmp_path / "activities.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = read_export(tmp_path, exported_at="2026-01-01T00:00:00Z")
+        assert again.activity_arrays().rec is again.activity_arrays().occ
+        rows = asof_rows(again, pd.Timestamp("2024-10-01T00:00:00Z"), np.random.default_rng(3))
+        got = build_features(again, rows, icp, engagement, engine="running")
+        mem = build_features(again, rows, icp, engagement, engine="memory")
+    assert len(asof_path) == 1
+    assert_same_as_memory(got, mem, build_feature_spec(icp, engagement))
+
+
+def test_asof_path_accumulates_per_class_of_types_not_per_type(asof_path, monkeypatch):
+    # Exports may carry many activity types no signal lists: they share one class (one accumulator row per lead).
+    import propensity.features.asof as asof
+
+    shapes = []
+    real = asof._Acc.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        shapes.append(self.last.shape)
+
+    monkeypatch.setattr(asof._Acc, "__init__", spy)
+    rng = np.random.default_rng(5)
+    kinds = ["web_visit", "pricing_page_visit", "demo_request"] + [f"other_{k}" for k in range(40)]
+    leads = [(f"L{i}", "A1", T0 - 100 * DAY, "VP", "web") for i in range(20)]
+    export = make_export([(f"L{rng.integers(0, 20)}", str(rng.choice(kinds)),
+                           T0 - pd.Timedelta(seconds=int(rng.integers(0, 60 * 86400)))) for _ in range(400)], leads)
+    rows = cut(*[(f"L{i}", T0) for i in range(20)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = build_features(export, rows, ICP, ENGAGEMENT, engine="running")
+        mem = build_features(export, rows, ICP, ENGAGEMENT, engine="memory")
+    assert len(asof_path) == 1 and shapes and all(s[0] == 4 for s in shapes)  # web, web+pricing, demo, none
+    assert_same_as_memory(got, mem, build_feature_spec(ICP, ENGAGEMENT))

@@ -21,6 +21,10 @@ days and active days exactly; decay sums up to float rounding, ~1e-14 relative):
   peak grows ~linearly with events and rows (see ``docs/scaling.md``). DuckDB
   still reads the Parquet export and matches its lead ids
   (``propensity.data.activities``).
+  When every row has the same cutoff (the as-of scoring table) and there are at
+  least ``asof.MIN_LEADS`` distinct leads, ``"running"`` (and so ``"auto"``) takes
+  the sort-free path of ``asof.py`` instead: per-lead aggregates over the export's
+  activity arrays (``ufunc.at`` and a day bitmap), same values.
 - ``duckdb``: the direct join of rows to events in SQL (streams and spills, but
   does rows x events work); kept as a second independent implementation.
 - ``memory`` (``memory.py``): pairwise in NumPy, for one lead or a few, no
@@ -37,6 +41,7 @@ import pandas as pd
 
 from propensity.config import Criterion, EngagementConfig, IcpConfig
 from propensity.data.export import CrmExport, DataError
+from propensity.features import asof
 from propensity.features.cutoffs import _us
 from propensity.features.memory import DAY_US, Events, engagement_memory
 from propensity.features.running import engagement_running
@@ -129,18 +134,23 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     block = np.empty((len(numeric), n), dtype=np.float64)
     cols = {name: block[i] for i, name in enumerate(numeric)}
 
-    events = _events(export, lead_pos, engagement, compact=engine != "running")
     row_t = _us(t_col)
     eng_names = [f.name for f in spec if f.family == "engagement" and f.name != "lead_age_days"]
-    if engine == "running":
-        engagement_running(row_lead, row_t, events, engagement, out={k: cols[k] for k in eng_names})
+    t_one = asof.single_cutoff(row_t) if engine == "running" and len(uniq) >= asof.MIN_LEADS else None
+    if t_one is not None:  # one cutoff for every row (the as-of scoring table): per-lead aggregates, no sort
+        asof.engagement_asof(export.activity_arrays(), lead_pos[row_lead], t_one, len(export.leads), engagement,
+                             out={k: cols[k] for k in eng_names})
     else:
-        run = engagement_memory if engine == "memory" else _engagement_duckdb
-        eng = run(row_lead, row_t, events, engagement)
-        for k in eng_names:
-            cols[k][:] = eng[k]
-        del eng
-    del events
+        events = _events(export, lead_pos, engagement, compact=engine != "running")
+        if engine == "running":
+            engagement_running(row_lead, row_t, events, engagement, out={k: cols[k] for k in eng_names})
+        else:
+            run = engagement_memory if engine == "memory" else _engagement_duckdb
+            eng = run(row_lead, row_t, events, engagement)
+            for k in eng_names:
+                cols[k][:] = eng[k]
+            del eng
+        del events
     created = np.asarray(export.leads["created_at"].array.asi8, dtype=np.int64)[lead_pos]
     np.subtract(row_t, created[row_lead], out=cols["lead_age_days"], casting="unsafe")
     cols["lead_age_days"] /= DAY_US
