@@ -95,3 +95,20 @@ def test_cli_scores_the_batch_and_marks_the_error(broken, bundle_dir, tmp_path):
     scores = pd.read_csv(out)
     assert scores.loc[scores["lead_id"] == b, "tier"].tolist() == ["error"]
     assert scores["score"].notna().sum() == len(scores) - 1
+
+
+def test_chunks_over_several_feature_blocks_equal_one_batch(scorer, broken, monkeypatch):
+    import propensity.scoring.scorer as scorer_module
+
+    monkeypatch.setattr(scorer_module, "FEATURE_BLOCK", 2_500)  # blocks of 2,000 leads, chunks of 1,000 (and 700)
+    folder = broken[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = scorer.score(folder)
+        for size in (1_000, 700):
+            chunks = [c for _, c in scorer.score_chunks(folder, chunk_size=size)]
+            block = 2_500 // size * size
+            n = len(whole) - 1  # scored leads; the error row rides on the last chunk
+            expected = [min(size, min(block, n - b) - s) for b in range(0, n, block) for s in range(0, min(block, n - b), size)]
+            assert [len(c) for c in chunks] == [*expected[:-1], expected[-1] + 1] and len(chunks) > 2
+            pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)

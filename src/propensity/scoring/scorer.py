@@ -63,6 +63,7 @@ __all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut", "TableScorer", "
 
 SMALL_BATCH = 32  # up to this many rows, the model matrix is built in plain Python
 PARALLEL_MIN_ROWS = 4_096  # below this, splitting pred_contrib over threads costs more than it saves
+FEATURE_BLOCK = 500_000  # score_chunks builds features for this many leads at once (one pass over the activities)
 
 
 class LeadInput(BaseModel):
@@ -283,16 +284,25 @@ class LeadScorer:
         """
         export = self._export(data)
         cut = self._cutoffs(export, as_of)
-        parts = [cut.iloc[s:s + chunk_size].reset_index(drop=True) for s in range(0, max(len(cut), 1), chunk_size)]
-        sql = self._pool_sql(export, parts)
+        # Features are built per block of many chunks: each build passes over every
+        # activity of the export, so 50k-lead builds would repeat that pass 20 times
+        # per million leads. SHAP, reasons and output stay per chunk.
+        block = max(chunk_size, FEATURE_BLOCK // chunk_size * chunk_size)
+        blocks = [cut.iloc[s:s + block].reset_index(drop=True) for s in range(0, max(len(cut), 1), block)]
+        sql = self._pool_sql(export, blocks)
         unknown = self._unknown_events(export)
         total = len(cut) + len(export.rejected)
         start = 0
-        for i, part in enumerate(parts):
-            mask = None if sql is None else sql[start:start + len(part)]
-            start += len(part)
-            out = self._score_cutoffs(export, part, detail=False, sql_leads=mask, unknown=unknown)
-            yield total, (_with_rejected(out, export) if i == len(parts) - 1 else out)
+        for b, rows in enumerate(blocks):
+            frame = build_features(export, rows, self.bundle.icp, self.bundle.engagement)
+            for s in range(0, max(len(rows), 1), chunk_size):
+                part = rows.iloc[s:s + chunk_size].reset_index(drop=True)
+                mask = None if sql is None else sql[start:start + len(part)]
+                start += len(part)
+                out = self._score_cutoffs(export, part, detail=False, sql_leads=mask, unknown=unknown,
+                                          frame=frame.iloc[s:s + chunk_size].reset_index(drop=True))
+                last = b == len(blocks) - 1 and s + chunk_size >= len(rows)
+                yield total, (_with_rejected(out, export) if last else out)
 
     def explain(self, data: Any, lead_id: str, as_of: pd.Timestamp | str | None = None) -> LeadScore:
         """Score one lead of an export and return its full explanation.
@@ -359,9 +369,12 @@ class LeadScorer:
 
     def _score_cutoffs(self, export: CrmExport, cut: pd.DataFrame, detail: bool,
                        sql_threshold: float | None = None, extra_notes: list[str] | None = None,
-                       sql_leads: np.ndarray | None = None, unknown: Any = False) -> pd.DataFrame:
-        """Score the ``cut`` rows of ``export``; ``unknown``: :meth:`_unknown_events`, when already known."""
-        frame = build_features(export, cut, self.bundle.icp, self.bundle.engagement)
+                       sql_leads: np.ndarray | None = None, unknown: Any = False,
+                       frame: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Score the ``cut`` rows of ``export``; ``unknown``: :meth:`_unknown_events`, when already known;
+        ``frame``: the rows' features, when already built."""
+        if frame is None:
+            frame = build_features(export, cut, self.bundle.icp, self.bundle.engagement)
         x, notes = self._matrix(frame)
         if extra_notes:
             notes = [_merge_notes(extra_notes, n) for n in notes]
