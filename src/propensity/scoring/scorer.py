@@ -43,7 +43,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -180,6 +180,16 @@ class LeadScorer:
                         "keyed accounts/leads/activities, or a LeadInput")
 
     # ----------------------------------------------------------------- scoring
+
+    @overload
+    def score(self, data: LeadInput, as_of: pd.Timestamp | str | None = None) -> LeadScore: ...
+
+    @overload
+    def score(self, data: str | Path | CrmExport | dict[str, pd.DataFrame],
+              as_of: pd.Timestamp | str | None = None) -> pd.DataFrame: ...
+
+    @overload
+    def score(self, data: dict[str, Any], as_of: pd.Timestamp | str | None = None) -> pd.DataFrame | LeadScore: ...
 
     def score(self, data: Any, as_of: pd.Timestamp | str | None = None) -> pd.DataFrame | LeadScore:
         """Score every open lead in ``data`` as of ``as_of`` (default: the end of the data).
