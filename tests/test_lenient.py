@@ -20,7 +20,7 @@ import pytest
 import propensity.data.activities as activities
 from propensity.data.activities import arrays_from_frame
 from propensity.data.export import CrmExport, DataError, read_export
-from propensity.data.synthetic import generate_world
+from propensity.data.synthetic import generate_world, write_tables
 
 NOW = pd.Timestamp.now(tz="UTC")
 FUTURE_LEAD = "2999-01-01T00:00:00Z"
@@ -32,13 +32,7 @@ DAY = pd.Timedelta(days=1)
 
 
 def write(folder: Path, tables: dict[str, pd.DataFrame], fmt: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, df in tables.items():
-        if fmt == "parquet":
-            df.to_parquet(folder / f"{name}.parquet", index=False)
-        else:
-            df.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
-    return folder
+    return write_tables(folder, tables, fmt)
 
 
 def quiet(read, *args, **kw):

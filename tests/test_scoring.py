@@ -74,18 +74,23 @@ def test_bundle_round_trip_gives_identical_scores(trained, rows, tmp_path):  # n
 
 def test_threads_give_the_same_results_as_one(scorer, rows):
     expected = scorer.score_features(rows)
-    results = [None] * 8
+    for r in _in_threads(lambda: scorer.score_features(rows)):
+        pd.testing.assert_frame_equal(r, expected)
+
+
+def _in_threads(fn, n: int = 8) -> list:
+    """``fn()`` run by ``n`` threads at once; their results."""
+    results = [None] * n
 
     def work(i):
-        results[i] = scorer.score_features(rows)
+        results[i] = fn()
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for r in results:
-        pd.testing.assert_frame_equal(r, expected)
+    return results
 
 
 def test_one_lead_as_dict_scores_like_the_batch(scorer, world_dir):  # noqa: F811
@@ -365,17 +370,7 @@ def test_one_lead_fast_path_is_thread_safe(scorer, world_dir):  # noqa: F811
     export = read_export(world_dir)
     calls = [_inputs(export, lead_id) for lead_id in export.leads["lead_id"].iloc[:40]]
     expected = [(scorer.score(f), scorer.score(d)) for f, d in calls]
-    results = [None] * 8
-
-    def work(i):
-        results[i] = [(scorer.score(f), scorer.score(d)) for f, d in calls]
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for r in results:
+    for r in _in_threads(lambda: [(scorer.score(f), scorer.score(d)) for f, d in calls]):
         for (f, d), (ef, ed) in zip(r, expected, strict=True):
             pd.testing.assert_frame_equal(f, ef)
             assert d == ed

@@ -114,12 +114,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = [
-    "ACTIVITY_TYPES",
-    "generate_world",
-    "true_probability",
-    "write_world",
-]
+__all__ = ["ACTIVITY_TYPES", "generate_world", "true_probability", "write_tables", "write_world"]
 
 # ------------------------------------------------------------------ vocabularies
 
@@ -542,11 +537,18 @@ def write_world(out: str | Path, n_leads: int, seed: int = 0, fmt: str = "parque
     if out.is_dir():
         for p in out.iterdir():  # a previous world, possibly in the other format
             p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    for name, df in frames.items():
-        if fmt == "parquet":
-            df.to_parquet(out / f"{name}.parquet", index=False)
-        else:
-            df.to_csv(out / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+    write_tables(out, frames, fmt)
     truth.to_parquet(out / "ground_truth.parquet", index=False)
     return out
+
+
+def write_tables(folder: str | Path, tables: dict[str, pd.DataFrame], fmt: str = "parquet") -> Path:
+    """Write export tables as ``NAME.parquet`` or ``NAME.csv`` (UTC ISO-8601 times) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        if fmt == "parquet":
+            df.to_parquet(folder / f"{name}.parquet", index=False)
+        else:
+            df.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+    return folder
