@@ -33,7 +33,7 @@ _NO_AGE = np.iinfo(np.int64).max
 
 
 def clean_category(v: object) -> str | None:
-    """A category as stripped str, None when unknown (``pipeline._clean`` for one value)."""
+    """A category as stripped str, None when unknown (missing or blank); the batch path uses it too."""
     if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
         return None
     s = str(v).strip()

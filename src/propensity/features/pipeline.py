@@ -44,6 +44,7 @@ from propensity.data.export import CrmExport, DataError
 from propensity.features import asof
 from propensity.features.cutoffs import _us
 from propensity.features.memory import DAY_US, Events, engagement_memory
+from propensity.features.onelead import allowed_values, clean_category
 from propensity.features.running import engagement_running
 from propensity.features.spec import build_feature_spec
 
@@ -360,21 +361,13 @@ def _criterion(c: Criterion, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(invalid="ignore"):
             match = np.where(np.isnan(value), np.nan, ((value >= lo) & (value <= hi)).astype(np.float64))
         return match, value
-    value = np.array([_clean(v) for v in raw], dtype=object)
+    value = np.array([clean_category(v) for v in raw], dtype=object)
     if c.kind == "in":
-        allowed = {v.strip().lower() for v in c.values or ()}
+        allowed = allowed_values(c)
         match = np.array([np.nan if v is None else float(v.lower() in allowed) for v in value], dtype=np.float64)
     else:
         match = np.full(len(value), np.nan)
     return match, value
-
-
-def _clean(v: object) -> str | None:
-    """A category as stripped str, None when unknown (missing or blank)."""
-    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
-        return None
-    s = str(v).strip()
-    return s or None
 
 
 # ------------------------------------------------------------------ DuckDB engine
