@@ -333,8 +333,8 @@ class LeadScorer:
             raise KeyError(f"{export.source}: lead {lead_id!r} cannot be scored: {why}")
         sql = None
         if self.bundle.tiers.capacity is not None:
-            chunk = 50_000
-            parts = [every.iloc[s:s + chunk].reset_index(drop=True) for s in range(0, len(every), chunk)]
+            parts = [every.iloc[s:s + FEATURE_BLOCK].reset_index(drop=True)
+                     for s in range(0, len(every), FEATURE_BLOCK)]
             sql = self._pool_sql(export, parts)[pick]
         return _lead_score(self._score_cutoffs(export, cut, detail=True, sql_leads=sql).iloc[0])
 
@@ -643,16 +643,15 @@ def _with_rejected(out: pd.DataFrame, export: CrmExport) -> pd.DataFrame:
     if not export.rejected:
         return out
     ids = list(export.rejected)
-    err = pd.DataFrame({c: pd.Series([pd.NA] * len(ids), dtype=out[c].dtype if c in ("lead_id",) else object)
-                        for c in out.columns})
+    err = pd.DataFrame({c: pd.Series([pd.NA] * len(ids), dtype=object) for c in out.columns})
     err["lead_id"] = pd.Series(ids, dtype=out["lead_id"].dtype if len(out) else object)
     if "cutoff" in out.columns:
         err["cutoff"] = pd.Series([pd.NaT] * len(ids), dtype=out["cutoff"].dtype)
     err["probability"] = np.nan
-    for c in ("score", "fit_score", "engagement_score"):
-        if c in out.columns:
-            out[c] = out[c].astype("Int64")
-            err[c] = pd.Series([pd.NA] * len(ids), dtype="Int64")
+    ints = [c for c in ("score", "fit_score", "engagement_score") if c in out.columns]
+    out = out.astype(dict.fromkeys(ints, "Int64"))
+    for c in ints:
+        err[c] = pd.Series([pd.NA] * len(ids), dtype="Int64")
     err["tier"] = "error"
     for c in ("reasons", "grade"):
         if c in out.columns:
