@@ -59,26 +59,45 @@ def training_cutoffs(export: CrmExport, cutoffs: CutoffConfig, horizon_days: int
     ``label`` (int8), sorted by cutoff then lead_id, index 0..n-1.
     """
     dates = snapshot_dates(export, cutoffs, horizon_days)
+    dates_us = _us(pd.Series(dates))
     ids = export.leads["lead_id"]
-    order = np.asarray(ids.argsort(kind="stable"), dtype=np.int64)  # lead_id order (Arrow sorts, not Python)
-    created = _us(export.leads["created_at"])[order]
-    first_opp = _first_opportunity_us(export, ids.to_numpy(dtype=object))[order]
+    # Everything below works on integer "ranks": a lead's place in lead_id order.
+    order = _id_order(ids)  # None: the leads are already in lead_id order (rank = position)
+    created = _us(export.leads["created_at"])
+    opp_pos = _id_positions(export.opportunities["lead_id"], ids)  # each opportunity's lead (-1: none)
+    first_opp = _first_opportunity_us(export, opp_pos)
+    if order is not None:
+        created, first_opp = created[order], first_opp[order]
     max_age = cutoffs.max_lead_age_days * _DAY_US
 
-    # Rows as integer positions into export.leads, per snapshot in lead_id order.
-    parts_pos, parts_t = [], []
-    dates_us = [int(t) for t in _us(pd.Series(dates))]
-    for t in dates_us:
-        keep = (created < t) & (created >= t - max_age) & (first_opp >= t)
-        parts_pos.append(order[keep])
-        parts_t.append(np.full(len(parts_pos[-1]), t, dtype=np.int64))
-    pos = np.concatenate(parts_pos) if parts_pos else np.zeros(0, dtype=np.int64)
-    t_col = np.concatenate(parts_t) if parts_t else np.zeros(0, dtype=np.int64)
+    # Per snapshot, its rows' ranks (ascending: lead_id order).
+    parts = [np.flatnonzero((created < t) & (created >= t - max_age) & (first_opp >= t)) for t in dates_us]
+    counts = np.array([len(p) for p in parts], dtype=np.int64)
+    ranks = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    parts = np.split(ranks, np.cumsum(counts)[:-1]) if parts else []  # views: no second copy kept
 
-    label = _labels_by_position(export, parts_pos, dates_us, horizon_days * _DAY_US)
+    label = np.zeros(len(ranks), dtype=np.int8)
+    won = (export.opportunities["stage"] == "closed_won").to_numpy(dtype=bool, na_value=False) & \
+        export.opportunities["closed_at"].notna().to_numpy(dtype=bool) & (opp_pos >= 0)
+    if won.any() and len(ranks):
+        closed = _us(export.opportunities["closed_at"][won])
+        won_rank = opp_pos[won] if order is None else _inverse(order)[opp_pos[won]]
+        by_rank = np.argsort(won_rank, kind="stable")  # sorted needles: cache-friendly binary searches
+        won_rank, closed = won_rank[by_rank], closed[by_rank]
+        # Snapshot k sees the opportunity when dates[k] <= closed < dates[k] + horizon.
+        first_k = np.searchsorted(dates_us, closed - horizon_days * _DAY_US, side="right")
+        end_k = np.searchsorted(dates_us, closed, side="right")
+        offset = np.cumsum(counts) - counts  # where each snapshot's rows start
+        for k, part in enumerate(parts):  # the won leads among the snapshot's rows, by binary search
+            wanted = won_rank[(first_k <= k) & (k < end_k)]
+            if len(wanted) and len(part):
+                at = np.minimum(np.searchsorted(part, wanted), len(part) - 1)
+                label[offset[k] + at[part[at] == wanted]] = 1
+
+    pos = ranks if order is None else order[ranks]
     return pd.DataFrame({
-        "lead_id": ids.take(pos).reset_index(drop=True),  # Arrow-backed ids: a take, no Python str per row
-        "cutoff": pd.Series(_stamps(t_col)),
+        "lead_id": _take_ids(ids, pos),
+        "cutoff": pd.Series(_stamps(np.repeat(dates_us, counts))),
         "label": label,
     })
 
@@ -101,11 +120,12 @@ def scoring_cutoffs(export: CrmExport, as_of: pd.Timestamp | None = None) -> pd.
     as_of = _utc(as_of)
     t = int(_us(pd.Series([as_of]))[0])
     ids = export.leads["lead_id"]
-    order = np.asarray(ids.argsort(kind="stable"), dtype=np.int64)  # lead_id order
-    keep = (_us(export.leads["created_at"]) < t) & (_first_opportunity_us(export, ids.to_numpy(dtype=object)) >= t)
-    pos = order[keep[order]]
+    first_opp = _first_opportunity_us(export, _id_positions(export.opportunities["lead_id"], ids))
+    keep = (_us(export.leads["created_at"]) < t) & (first_opp >= t)
+    order = _id_order(ids)
+    pos = np.flatnonzero(keep) if order is None else order[keep[order]]
     return pd.DataFrame({
-        "lead_id": ids.take(pos).reset_index(drop=True),
+        "lead_id": _take_ids(ids, pos),
         "cutoff": pd.Series(_stamps(np.full(len(pos), t, dtype=np.int64))),
     })
 
@@ -132,50 +152,92 @@ def _us(col: pd.Series) -> np.ndarray:
 
 
 def _stamps(us: np.ndarray) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(us.astype("datetime64[us]")).tz_localize("UTC")
+    # Naive µs read as UTC wall times: the same instants as tz_localize("UTC"), without its pass.
+    return pd.DatetimeIndex(np.asarray(us, dtype=np.int64).view("datetime64[us]"), dtype="datetime64[us, UTC]")
 
 
-def _first_opportunity_us(export: CrmExport, lead_ids: np.ndarray) -> np.ndarray:
-    """Per lead, the earliest opportunity ``created_at`` in µs (int64 max when none)."""
-    out = np.full(len(lead_ids), np.iinfo(np.int64).max, dtype=np.int64)
-    opps = export.opportunities
-    opps = opps[opps["created_at"].notna()]
-    if len(opps) == 0 or len(lead_ids) == 0:
-        return out
-    first = opps.groupby("lead_id", sort=False)["created_at"].min()
-    pos = pd.Index(lead_ids).get_indexer(first.index)
-    found = pos >= 0
-    out[pos[found]] = _us(first)[found]
+def _first_opportunity_us(export: CrmExport, opp_pos: np.ndarray) -> np.ndarray:
+    """Per lead (position in ``export.leads``), the earliest opportunity ``created_at`` in µs (int64 max when none).
+
+    ``opp_pos`` is each opportunity's lead position (-1: not a lead of the export).
+    """
+    out = np.full(len(export.leads), np.iinfo(np.int64).max, dtype=np.int64)
+    created = export.opportunities["created_at"]
+    use = created.notna().to_numpy(dtype=bool) & (opp_pos >= 0)
+    if use.any():
+        np.minimum.at(out, opp_pos[use], _us(created[use]))
     return out
 
 
-def _labels_by_position(export: CrmExport, parts_pos: list[np.ndarray], dates_us: list[int],
-                        horizon_us: int) -> np.ndarray:
-    """Labels of the rows ``concat(parts_pos)``, part ``k`` being snapshot ``dates_us[k]``.
+def _inverse(order: np.ndarray) -> np.ndarray:
+    inv = np.empty(len(order), dtype=np.int64)
+    inv[order] = np.arange(len(order), dtype=np.int64)
+    return inv
 
-    A row (lead, T) is 1 when the lead has a ``closed_won`` opportunity with
-    ``T <= closed_at < T + horizon``. Per snapshot, the few won leads are looked up
-    among that snapshot's rows by their lead position, never by string.
+
+def _arrow_str(col: pd.Series):
+    """``col`` as a pyarrow string array (nulls for missing values), or None when it is not all text."""
+    try:
+        import pyarrow as pa
+
+        arr = pa.array(col.array if isinstance(col.dtype, pd.StringDtype) else col.to_numpy(dtype=object),
+                       from_pandas=True)
+    except (ImportError, TypeError, ValueError):  # pyarrow's ArrowInvalid/ArrowTypeError are among these
+        return None
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None  # e.g. all-missing (null type) or numbers: leave them to pandas' own equality
+    return arr  # string or large_string: Arrow's kernels take either, and mix them
+
+
+def _id_positions(needles: pd.Series, ids: pd.Series) -> np.ndarray:
+    """Row position in ``ids`` (unique, e.g. ``leads.lead_id``) of each needle; -1 when absent or missing.
+
+    Hashes in Arrow, and the smaller side: when the needles are fewer than the ids
+    (opportunities vs. leads), their distinct values are the hash table and the ids
+    are looked up in it, not the other way round (a million ids hashed costs ~5x more).
     """
-    n = sum(len(p) for p in parts_pos)
-    label = np.zeros(n, dtype=np.int8)
-    opps = export.opportunities
-    won = opps[(opps["stage"] == "closed_won") & opps["closed_at"].notna()]
-    if len(won) == 0 or n == 0:
-        return label
-    won_pos = pd.Index(export.leads["lead_id"].to_numpy(dtype=object)).get_indexer(
-        won["lead_id"].to_numpy(dtype=object))
-    closed = _us(won["closed_at"])
-    closed, won_pos = closed[won_pos >= 0], won_pos[won_pos >= 0]
-    offset = 0
-    for part, t in zip(parts_pos, dates_us, strict=True):
-        hit = (closed >= t) & (closed < t + horizon_us)
-        if hit.any() and len(part):
-            sorter = np.argsort(part, kind="stable")
-            wanted = won_pos[hit]
-            at = np.searchsorted(part, wanted, sorter=sorter)
-            at = np.minimum(at, len(part) - 1)
-            found = part[sorter[at]] == wanted
-            label[offset + sorter[at[found]]] = 1
-        offset += len(part)
-    return label
+    out = np.full(len(needles), -1, dtype=np.int64)
+    if len(needles) == 0 or len(ids) == 0:
+        return out
+    hay, pins = _arrow_str(ids), _arrow_str(needles)
+    if hay is None or pins is None:
+        found = pd.Index(ids.to_numpy(dtype=object)).get_indexer(needles.to_numpy(dtype=object))
+        return found.astype(np.int64, copy=False)
+    import pyarrow.compute as pc
+
+    if len(pins) >= len(hay):
+        return np.asarray(pc.index_in(pins, value_set=hay).fill_null(-1), dtype=np.int64)
+    distinct = pc.unique(pins).drop_null()
+    if len(distinct) == 0:
+        return out
+    where = np.asarray(pc.index_in(hay, value_set=distinct).fill_null(-1), dtype=np.int64)  # per id
+    hit = np.flatnonzero(where >= 0)
+    pos_of = np.full(len(distinct) + 1, -1, dtype=np.int64)  # the last slot: a needle not among them
+    pos_of[where[hit]] = hit
+    slot = np.asarray(pc.index_in(pins, value_set=distinct).fill_null(len(distinct)), dtype=np.int64)
+    return pos_of[slot]
+
+
+def _id_order(ids: pd.Series) -> np.ndarray | None:
+    """Positions of the (unique) ids in sorted order; None when they already are (the usual export)."""
+    arr = _arrow_str(ids) if len(ids) > 1 else None
+    if arr is not None and arr.null_count == 0:
+        import pyarrow.compute as pc
+
+        if pc.all(pc.less(arr[:-1], arr[1:])).as_py():  # bytewise UTF-8 = code point order, as sorting uses
+            return None
+        return np.asarray(pc.sort_indices(arr), dtype=np.int64)
+    order = np.asarray(ids.argsort(kind="stable"), dtype=np.int64)
+    return None if (order == np.arange(len(order))).all() else order
+
+
+def _take_ids(ids: pd.Series, pos: np.ndarray) -> pd.Series:
+    """``ids.take(pos)`` with index 0..n-1; Arrow-backed str ids are taken in Arrow (no Python str per row)."""
+    if isinstance(ids.dtype, pd.StringDtype) and ids.dtype.storage == "pyarrow":
+        try:
+            import pyarrow as pa
+
+            return pd.Series(pa.array(ids.array).take(pa.array(pos, type=pa.int64())), dtype=ids.dtype)
+        except (ImportError, TypeError, ValueError):
+            pass
+    return ids.take(pos).reset_index(drop=True)

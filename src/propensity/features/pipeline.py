@@ -306,44 +306,110 @@ def _fit_features(export: CrmExport, icp: IcpConfig, lead_pos: np.ndarray, row_l
 
     ``lead_pos`` are the distinct leads' positions in ``export.leads`` and
     ``row_lead`` each row's distinct lead. :func:`_criterion` runs once per distinct
-    value of a column (plus one unknown), and the results are gathered per row.
+    value of a column (plus one unknown); its results are spread to the distinct
+    leads, then gathered per row in one pass per feature (no per-row code array).
+    A column read by several criteria is factorized once.
+
+    Large tables use a second thread for the work that releases the GIL (Arrow's
+    hashing of ids and text, NumPy's gathers of float64) while this one gathers the
+    object (str) columns; every task writes its own output, so the values do not
+    depend on the scheduling.
     """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from propensity.features.cutoffs import _id_positions  # Arrow id matching, the smaller side hashed
+
     leads = export.leads
-    account_ids = leads["account_id"].to_numpy(dtype=object)[lead_pos]
-    if any(c.table == "accounts" for c in icp.criteria):
-        acc_pos = _positions(export.accounts["account_id"], account_ids)
-    else:
-        acc_pos = np.full(len(lead_pos), -1, dtype=np.int64)
+
+    def account_positions(lead_acc: pd.Series, acc_ids: pd.Series) -> np.ndarray:
+        if not any(c.table == "accounts" for c in icp.criteria):
+            return np.full(len(lead_pos), -1, dtype=np.int64)
+        if len(lead_pos) <= 8:
+            return _positions(acc_ids, lead_acc.to_numpy(dtype=object)[lead_pos])
+        if 4 * len(lead_pos) >= len(lead_acc):  # most leads: match them all, then pick (no string take)
+            return _id_positions(lead_acc, acc_ids)[lead_pos]
+        return _id_positions(lead_acc.take(lead_pos), acc_ids)
+
+    def prepare(c: Criterion, column: pd.Series, pos: Future) -> tuple[object, np.ndarray]:
+        """(raw: the distinct values and one unknown, each distinct lead's entry in raw)."""
+        codes, distinct = _distinct(column, numeric_ok=c.kind == "range", rows_ok=c.kind == "in" and not c.raw)
+        if isinstance(distinct, np.ndarray):
+            raw = np.append(distinct, None)  # the last entry: unknown (missing value or account)
+        else:  # pyarrow strings, one per row
+            import pyarrow as pa
+
+            raw = pa.concat_arrays([distinct, pa.nulls(1, distinct.type)])
+        at = pos.result()
+        code = np.full(len(at), len(distinct), dtype=np.int64)
+        known = np.flatnonzero(at >= 0)
+        if len(known) and len(codes):
+            code[known] = codes[at[known]]
+            code[code < 0] = len(distinct)
+        return raw, code
+
+    def now(fn, *args, **kwargs) -> Future:  # run here, as a finished Future
+        done: Future = Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+    def key(c: Criterion) -> tuple:
+        return c.table, c.column, c.kind == "range", c.kind == "in" and not c.raw
+
     out: dict[str, np.ndarray] = {}
-    for c in icp.criteria:
-        pos = lead_pos if c.table == "leads" else acc_pos
-        codes, distinct = _distinct(getattr(export, c.table)[c.column], numeric_ok=c.kind == "range")
-        raw = np.append(distinct, None)  # the last entry: unknown (missing value or account)
-        match, value = _criterion(c, raw)
-        code = np.where(pos >= 0, codes[np.maximum(pos, 0)] if len(codes) else -1, -1)
-        code[code < 0] = len(distinct)
-        at = code[row_lead]
-        for name, values in ((f"fit_{c.name}", match if c.kind != "value" else None),
-                             (f"fit_{c.name}_value", value if c.raw else None)):
-            if values is None:
-                continue
-            if name in cols:
-                np.take(values, at, out=cols[name])
-            else:
-                out[name] = values[at]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        run = pool.submit if len(row_lead) >= 100_000 else now  # small tables: no threads at all
+        positions = {"leads": now(lambda: lead_pos),
+                     "accounts": run(account_positions, leads["account_id"], export.accounts["account_id"])}
+        prepared: dict[tuple, Future] = {}
+        # leads' columns first: those of accounts wait for the account positions. Columns are read
+        # here, not in the workers: pandas objects are not shared across threads. A task waits only
+        # for tasks submitted before it (first in, first out), so two workers cannot deadlock.
+        criteria = sorted(icp.criteria, key=lambda c: c.table != "leads")
+        for c in criteria:
+            if key(c) not in prepared:
+                prepared[key(c)] = run(prepare, c, getattr(export, c.table)[c.column], positions[c.table])
+        results = [run(lambda c=c: _criterion(c, prepared[key(c)].result()[0])) for c in criteria]
+        gathers = []
+        for c, result in zip(criteria, results, strict=True):
+            code = prepared[key(c)].result()[1]
+            match, value = result.result()
+            for name, values in ((f"fit_{c.name}", match if c.kind != "value" else None),
+                                 (f"fit_{c.name}_value", value if c.raw else None)):
+                if values is None:
+                    continue
+                per_lead = values[code]
+                if name in cols:  # mode="clip": indices in range; "raise" would buffer the output
+                    gathers.append(run(np.take, per_lead, row_lead, out=cols[name], mode="clip"))
+                else:
+                    out[name] = np.take(per_lead, row_lead)  # object: one pass (np.take beats fancy indexing)
+        for g in gathers:
+            g.result()  # re-raises a worker's error
     return out
 
 
-def _distinct(column: pd.Series, numeric_ok: bool) -> tuple[np.ndarray, np.ndarray]:
+def _distinct(column: pd.Series, numeric_ok: bool, rows_ok: bool = False) -> tuple[np.ndarray, object]:
     """(code per row, distinct values as objects); code -1 = missing.
 
     Values are merged only where equal values give equal :func:`_criterion` results:
     text columns, and int/float columns when ``numeric_ok`` (a range compares
     numbers; ``str`` would tell 0.0 from -0.0). Other columns keep one entry per row.
+
+    ``rows_ok``: the caller wants no value back, only a match (an ``in`` criterion
+    without its raw value). A text column then comes back unhashed, one entry per
+    row (code = row) as a pyarrow string array, which :func:`_criterion` matches in
+    Arrow: cheaper than factorizing a column of many distinct values (e-mail
+    domains: ~300k per million leads).
     """
     dtype = column.dtype
     text = (pd.api.types.is_string_dtype(dtype) and dtype != object) or \
         (dtype == object and pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"))
+    if text and rows_ok and len(column) > 8:
+        from propensity.features.cutoffs import _arrow_str
+
+        arr = _arrow_str(column)
+        if arr is not None:
+            arr = arr.combine_chunks() if hasattr(arr, "combine_chunks") else arr
+            return np.arange(len(arr), dtype=np.int64), arr
     if text or (numeric_ok and getattr(dtype, "kind", "O") in "iuf"):
         codes, uniq = pd.factorize(column, use_na_sentinel=True)
         return codes.astype(np.int64, copy=False), np.asarray(uniq, dtype=object)
@@ -351,8 +417,41 @@ def _distinct(column: pd.Series, numeric_ok: bool) -> tuple[np.ndarray, np.ndarr
     return np.arange(len(values), dtype=np.int64), values
 
 
-def _criterion(c: Criterion, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(match as float64 with NaN for unknown, raw value) for one criterion."""
+def _criterion(c: Criterion, raw: object) -> tuple[np.ndarray, np.ndarray | None]:
+    """(match as float64 with NaN for unknown, raw value) for one criterion.
+
+    ``raw`` is an object array, or (``in``/``value`` criteria; see :func:`_distinct`)
+    a pyarrow string array with nulls for unknown, matched in Arrow with Python's
+    rules: ASCII text is stripped of exactly the characters ``str.strip`` removes
+    from ASCII and lower-cased as ``str.lower`` does; other text goes through
+    :func:`clean_category` itself. The value is then given only when ``c.raw``.
+    """
+    if not isinstance(raw, np.ndarray):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        space = "".join(chr(i) for i in range(128) if chr(i).isspace())  # str.strip() on ASCII text
+        stripped = pc.ascii_trim(raw, characters=space)
+        unknown = pc.fill_null(pc.equal(pc.binary_length(stripped), 0), True).to_numpy(zero_copy_only=False)
+        if c.kind == "in":
+            allowed = pa.array(sorted(allowed_values(c)), type=pa.string())
+            hit = pc.is_in(pc.ascii_lower(stripped), value_set=allowed)
+            match = pc.fill_null(hit, False).to_numpy(zero_copy_only=False).astype(np.float64)
+        else:
+            match = np.full(len(raw), np.nan)
+        match[unknown] = np.nan
+        value = None
+        if c.raw:
+            value = stripped.to_numpy(zero_copy_only=False)
+            value[unknown] = None
+        other = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(raw), True).to_numpy(zero_copy_only=False))
+        if len(other):  # non-ASCII text: Python's own strip and lower, once per distinct value
+            codes, uniq = pd.factorize(raw.take(pa.array(other)).to_numpy(zero_copy_only=False))
+            m, v = _criterion(c, np.asarray(uniq, dtype=object))
+            match[other] = m[codes]
+            if value is not None:
+                value[other] = v[codes]
+        return match, value
     if c.kind == "range":
         value = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=np.float64,
                                                                                         na_value=np.nan)
