@@ -674,3 +674,272 @@ def test_asof_path_accumulates_per_class_of_types_not_per_type(asof_path, monkey
         mem = build_features(export, rows, ICP, ENGAGEMENT, engine="memory")
     assert len(asof_path) == 1 and shapes and all(s[0] == 4 for s in shapes)  # web, web+pricing, demo, none
     assert_same_as_memory(got, mem, build_feature_spec(ICP, ENGAGEMENT))
+
+
+# ------------------------------------------------------------------ snapshot path (a few cutoffs at UTC midnight)
+
+
+@pytest.fixture
+def snapshot_path(monkeypatch):
+    """build_features takes the snapshot path whatever the number of leads; returns the distinct days it saw."""
+    import propensity.features.snapshots as snapshots
+
+    calls: list[list[int]] = []
+    real = snapshots.engagement_snapshots
+
+    def spy(arrays, row_pos, row_t, *args, **kwargs):
+        calls.append(sorted(set((np.asarray(row_t) // 86_400_000_000).tolist())))
+        return real(arrays, row_pos, row_t, *args, **kwargs)
+
+    monkeypatch.setattr(snapshots, "MIN_LEADS", 0)
+    monkeypatch.setattr(snapshots, "engagement_snapshots", spy)
+    return calls
+
+
+def snapshot_rows(export: CrmExport, days: list[pd.Timestamp], rng: np.random.Generator, n: int = 400) -> pd.DataFrame:
+    """Random (lead, snapshot) rows, some of them twice, shuffled, with a label column carried along."""
+    ids = export.leads["lead_id"].to_numpy(dtype=object)
+    lead = rng.choice(ids, n)
+    t = pd.Series(pd.DatetimeIndex(days).as_unit("us")[rng.integers(0, len(days), n)])
+    rows = pd.DataFrame({"lead_id": lead, "cutoff": t, "label": rng.integers(0, 2, n).astype(np.int8)})
+    return pd.concat([rows, rows.iloc[:5]], ignore_index=True).sample(frac=1.0, random_state=1).reset_index(drop=True)
+
+
+def test_snapshot_path_matches_the_memory_engine_and_the_reference(world, snapshot_path):
+    export, _, icp, engagement, _ = world
+    acts = export.activities
+    backfilled = acts[acts["recorded_at"] > acts["occurred_at"]]
+    days = [pd.Timestamp("2024-03-01T00:00:00Z"), pd.Timestamp("2024-06-04T00:00:00Z"),
+            pd.Timestamp("2024-06-05T00:00:00Z"),  # one day apart: a 1-day step of every window
+            acts["occurred_at"].iloc[17].floor("D"),  # the midnight of an event's day
+            backfilled["recorded_at"].iloc[3].floor("D") + DAY,  # just after a backfill was recorded
+            acts["occurred_at"].iloc[29].floor("D") + 30 * DAY,  # an event on the first day of a 30-day window
+            acts["occurred_at"].min().floor("D"),  # before every event
+            acts["recorded_at"].max().floor("D") + DAY]  # after every event
+    rows = snapshot_rows(export, days, np.random.default_rng(11))
+    with pytest.warns(UserWarning, match="chat_message"):
+        got = build_features(export, rows, icp, engagement, engine="running")
+    assert len(snapshot_path) == 1 and len(snapshot_path[0]) == len(set(days))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = build_features(export, rows, icp, engagement, engine="memory")
+    spec = build_feature_spec(icp, engagement)
+    pd.testing.assert_frame_equal(got[["lead_id", "cutoff", "label"]], mem[["lead_id", "cutoff", "label"]])
+    assert_same_as_memory(got, mem, spec)
+    assert_features_equal(got, reference_features(export, rows, icp, engagement), spec)
+
+
+def test_snapshot_path_by_hand(snapshot_path):
+    t1, t2 = T0, T0 + 3 * DAY
+    leads = [(f"L{i}", "A1", T0 - 100 * DAY, "VP", "web") for i in range(1, 4)]
+    export = make_export([
+        ("L1", "web_visit", T0 - DAY),  # counted at both
+        ("L1", "pricing_page_visit", T0),  # at t1 itself: only at t2
+        ("L1", "web_visit", T0 - 2 * DAY, T0 + DAY),  # recorded after t1: only at t2 (a backfill across t1)
+        ("L1", "web_visit", T0 - 7 * DAY),  # first day of t1's 7-day window; out of t2's
+        ("L1", "demo_request", T0 - 30 * DAY - pd.Timedelta(microseconds=1)),  # just outside t1's 30 days
+        ("L1", "chat", T0 - 5 * DAY),  # a type no signal lists: active days and days since any
+        ("L1", "chat", T0 - 5 * DAY + pd.Timedelta(hours=3)),  # the same day again: one active day
+        ("L1", "web_visit", T2 := t2 + DAY),  # after both
+        ("L2", "web_visit", T0 - 2 * DAY, t2 + DAY),  # L2's only event: recorded after both cutoffs
+        ("L3", "chat", T0 - 40 * DAY),
+    ], leads)
+    del T2
+    rows = cut(("L1", t1), ("L1", t2), ("L2", t1), ("L2", t2), ("L3", t2), ("L1", t1))
+    with pytest.warns(UserWarning, match=r"^3 activities of 1 type\(s\)"):
+        f = build_features(export, rows, ICP, ENGAGEMENT, engine="running")
+    assert snapshot_path == [[int(t1.value // 86_400_000_000_000), int(t2.value // 86_400_000_000_000)]]
+    a, b = f.iloc[0], f.iloc[1]
+    assert (a["eng_web_7d"], a["eng_web_30d"], a["eng_pricing_7d"], a["eng_demo_30d"]) == (2, 2, 0, 0)
+    assert (b["eng_web_7d"], b["eng_web_30d"], b["eng_pricing_7d"], b["eng_demo_30d"]) == (3, 4, 1, 0)
+    assert a["eng_web_days_since"] == 1.0 and b["eng_web_days_since"] == 3.0 and b["eng_pricing_days_since"] == 3.0
+    assert a["eng_web_decay"] == pytest.approx(0.5 ** 0.1 + 0.5 ** 0.7, rel=1e-14)
+    assert b["eng_web_decay"] == pytest.approx(0.5 ** 0.4 + 0.5 ** 0.3 + 0.5 ** 0.5 + 0.5 ** 1.0, rel=1e-14)
+    assert a["eng_active_days_30d"] == 3.0 and b["eng_active_days_30d"] == 5.0
+    assert a["eng_days_since_any"] == 1.0 and b["eng_days_since_any"] == 3.0
+    assert f.iloc[5][f.columns[2:]].equals(a[f.columns[2:]])
+    l2a, l2b, l3 = f.iloc[2], f.iloc[3], f.iloc[4]
+    assert l2a["eng_web_30d"] == 0 and np.isnan(l2a["eng_web_days_since"]) and l2b["eng_web_30d"] == 0
+    assert np.isnan(l2b["eng_days_since_any"]) and l2b["eng_active_days_30d"] == 0
+    assert l3["eng_days_since_any"] == 43.0 and l3["eng_active_days_30d"] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert_same_as_memory(f, build_features(export, rows, ICP, ENGAGEMENT, engine="memory"),
+                              build_feature_spec(ICP, ENGAGEMENT))
+
+
+def random_snapshot_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame, EngagementConfig]:
+    """A small random world, engagement config and snapshot rows, with the midnight edge cases dense."""
+    day = 86_400_000_000
+    first = pd.Timestamp("2025-01-06T00:00:00Z").value // 1000
+    n_snap = int(rng.integers(2, 8))
+    snaps = first + np.sort(rng.choice(120, n_snap, replace=False)) * day
+    windows = sorted(rng.choice([1, 3, 7, 30, 90], size=rng.integers(1, 4), replace=False).tolist())
+    pool = ["web_visit", "pricing_page_visit", "demo_request", "email_open", "chat", "call"]
+    signals = []
+    for k in range(rng.integers(1, 5)):
+        kinds = rng.choice(pool[:4], size=rng.integers(1, 3), replace=False).tolist()  # types may overlap
+        signals.append({"name": f"s{k}", "activity_types": kinds, "display": f"S{k}",
+                        "half_life_days": float(rng.choice([0.5, 5, 10, 21, 180]))})
+    engagement = EngagementConfig.model_validate({"windows_days": windows, "signals": signals})
+    n_leads = int(rng.integers(1, 30))
+    lead_ids = [f"L{i}" for i in range(n_leads)]
+    n_ev = int(rng.integers(0, 800))
+    # Times: random over the snapshots' span and 100 days before, or exactly at / a window before a snapshot's
+    # midnight, or a µs either side.
+    edges = np.array([0] + [w * day for w in windows] + [w * day + 1 for w in windows] + [w * day - 1 for w in windows]
+                     + [-1, 1])
+    at_edge = snaps[rng.integers(0, n_snap, n_ev)] - rng.choice(edges, n_ev)
+    occ = np.where(rng.random(n_ev) < 0.4, at_edge, rng.integers(first - 100 * day, snaps[-1] + 10 * day, n_ev))
+    lag = np.where(rng.random(n_ev) < 0.3, rng.integers(0, 40 * day, n_ev), 0)  # many backfills cross a snapshot
+    rec = occ + lag
+    at_snap = rng.random(n_ev) < 0.1  # recorded exactly at a snapshot's midnight (or a µs before)
+    rec = np.where(at_snap, np.maximum(occ, snaps[rng.integers(0, n_snap, n_ev)] - rng.integers(0, 2, n_ev)), rec)
+    acts = pd.DataFrame({
+        "lead_id": rng.choice(lead_ids + ["ORPHAN"], n_ev),
+        "activity_type": rng.choice(pool, n_ev),
+        "occurred_at": pd.to_datetime(occ, unit="us", utc=True),
+        "recorded_at": pd.to_datetime(rec, unit="us", utc=True),
+    })
+    leads = pd.DataFrame({"lead_id": lead_ids, "account_id": "A1",
+                          "created_at": pd.Timestamp("2024-01-01T00:00:00Z"), "seniority": "vp",
+                          "lead_source": "web"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export = CrmExport.from_frames({"accounts": pd.DataFrame({"account_id": ["A1"], "industry": ["software"],
+                                                                  "employees": [10]}),
+                                        "leads": leads, "activities": acts})
+    n_rows = int(rng.integers(2, 3 * n_leads * n_snap + 3))
+    t = pd.to_datetime(snaps[rng.integers(0, n_snap, n_rows)], unit="us", utc=True)
+    t = pd.Series(t).astype("datetime64[us, UTC]")
+    t.iloc[:2] = pd.to_datetime(snaps[[0, -1]], unit="us", utc=True)  # at least two distinct snapshots
+    rows = pd.DataFrame({"lead_id": rng.choice(lead_ids, n_rows), "cutoff": t})
+    return export, rows, engagement
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_snapshot_path_matches_the_memory_engine_on_random_worlds(seed, snapshot_path, monkeypatch):
+    # Random configs (overlapping signals with different half-lives, 1-day windows), events at and around the
+    # snapshots' midnights and window starts, backfills across snapshots or recorded at one, orphans; tiny event
+    # chunks, row blocks and day blocks, on 1 or 2 threads.
+    import propensity.features.snapshots as snapshots
+
+    rng = np.random.default_rng(2000 + seed)
+    export, rows, engagement = random_snapshot_case(rng)
+    monkeypatch.setattr(snapshots, "CHUNK_EVENTS", int(rng.integers(1, 100)))
+    monkeypatch.setattr(snapshots, "ROW_BLOCK", int(rng.integers(1, 50)))
+    monkeypatch.setattr(snapshots, "BLOCK_DAYS", int(rng.integers(1, 40)))
+    monkeypatch.setattr(snapshots, "MAX_THREADS", int(rng.integers(1, 3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = build_features(export, rows, ICP, engagement, engine="running")
+        mem = build_features(export, rows, ICP, engagement, engine="memory")
+    assert len(snapshot_path) == 1
+    assert_same_as_memory(got, mem, build_feature_spec(ICP, engagement))
+
+
+def test_snapshot_path_is_taken_only_for_several_midnight_cutoffs_and_many_leads(world, monkeypatch):
+    import propensity.features.asof as asof
+    import propensity.features.snapshots as snapshots
+
+    calls = []
+    real = snapshots.engagement_snapshots
+    monkeypatch.setattr(snapshots, "engagement_snapshots", lambda *a, **k: calls.append(a) or real(*a, **k))
+    export, cutoffs, icp, engagement, expected = world
+    days = [pd.Timestamp("2024-05-01T00:00:00Z"), pd.Timestamp("2024-07-01T00:00:00Z")]
+    midnight = snapshot_rows(export, days, np.random.default_rng(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_features(export, midnight, icp, engagement, engine="running")  # fewer leads than MIN_LEADS
+        assert calls == []
+        monkeypatch.setattr(snapshots, "MIN_LEADS", 0)
+        monkeypatch.setattr(asof, "MIN_LEADS", 0)
+        got = build_features(export, cutoffs, icp, engagement, engine="running")  # cutoffs at any time of day
+        assert calls == []
+        assert_features_equal(got, expected, build_feature_spec(icp, engagement))
+        build_features(export, midnight.assign(cutoff=midnight["cutoff"].iloc[0]), icp, engagement,
+                       engine="running")  # one cutoff: the as-of path
+        assert calls == []
+        for engine in ("memory", "duckdb"):
+            build_features(export, midnight, icp, engagement, engine=engine)
+        assert calls == []
+        monkeypatch.setattr(snapshots, "MAX_CELLS", 10)  # too many cells: the running engine
+        build_features(export, midnight, icp, engagement, engine="running")
+        assert calls == []
+        monkeypatch.setattr(snapshots, "MAX_CELLS", 1 << 28)
+        build_features(export, midnight, icp, engagement, engine="running")
+        assert len(calls) == 1
+    assert snapshots.snapshot_days(np.zeros(0, dtype=np.int64), 10, 2) is None
+    with pytest.raises(ValueError, match="UTC midnight"):
+        snapshots.engagement_snapshots(export.activity_arrays(), np.zeros(2, dtype=np.int64),
+                                       np.array([1, 86_400_000_000], dtype=np.int64), len(export.leads),
+                                       engagement, out={})
+
+
+def test_snapshot_path_reads_a_parquet_export_without_recorded_at(world, snapshot_path, tmp_path):
+    from propensity.data.export import read_export
+
+    export, _, icp, engagement, _ = world
+    for name in ("accounts", "leads", "opportunities"):
+        getattr(export, name).to_parquet(tmp_path / f"{name}.parquet")
+    export.activities.drop(columns="recorded_at").to_parquet(tmp_path / "activities.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = read_export(tmp_path, exported_at="2026-01-01T00:00:00Z")
+        assert again.activity_arrays().rec is again.activity_arrays().occ
+        days = [pd.Timestamp("2024-06-01T00:00:00Z"), pd.Timestamp("2024-06-08T00:00:00Z"),
+                pd.Timestamp("2024-10-01T00:00:00Z")]
+        rows = snapshot_rows(again, days, np.random.default_rng(4))
+        got = build_features(again, rows, icp, engagement, engine="running")
+        mem = build_features(again, rows, icp, engagement, engine="memory")
+    assert len(snapshot_path) == 1
+    assert_same_as_memory(got, mem, build_feature_spec(icp, engagement))
+
+
+SNAPS = [T0, T0 + 28 * DAY, T0 + 56 * DAY]
+MANY = [(f"L{i}", "A1", T0 - 100 * DAY, "VP", "web") for i in range(1, 4)]
+SNAP_BASE = make_export([(f"L{1 + k % 3}", t, T0 + (k * 7 - 60) * pd.Timedelta(hours=23),
+                          T0 + (k * 7 - 60) * pd.Timedelta(hours=23) + (k % 4) * pd.Timedelta(days=9))
+                         for k, t in enumerate(TYPES * 8)], MANY)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    snap=st.integers(min_value=0, max_value=2),
+    kind=st.sampled_from(["after", "at", "backfilled"]),
+    activity_type=st.sampled_from(TYPES),
+    lead=st.sampled_from(["L1", "L2", "L3"]),
+    seconds=st.integers(min_value=0, max_value=120 * 86400),
+    micros=st.integers(min_value=0, max_value=999_999),
+)
+def test_snapshot_path_never_lets_an_event_unknown_at_a_cutoff_change_it(snap, kind, activity_type, lead, seconds,
+                                                                         micros):
+    import propensity.features.snapshots as snapshots
+
+    t = SNAPS[snap]
+    offset = pd.Timedelta(seconds=seconds, microseconds=micros)
+    if kind == "after":
+        occurred, recorded = t + offset, t + offset
+    elif kind == "at":
+        occurred, recorded = t, t + offset
+    else:  # happened before the cutoff, but the CRM learned of it at or after the cutoff
+        occurred, recorded = t - offset - pd.Timedelta(microseconds=1), t + offset
+    extra = pd.DataFrame({"lead_id": [lead], "activity_type": [activity_type],
+                          "occurred_at": [occurred], "recorded_at": [recorded]}).astype(
+        {"occurred_at": "datetime64[us, UTC]", "recorded_at": "datetime64[us, UTC]"})
+    grown = CrmExport(SNAP_BASE.accounts, SNAP_BASE.leads, pd.concat([SNAP_BASE.activities, extra], ignore_index=True),
+                      SNAP_BASE.opportunities)
+    rows = cut(*[(f"L{i}", s) for i in range(1, 4) for s in SNAPS])
+    real = snapshots.MIN_LEADS
+    snapshots.MIN_LEADS = 0  # not a fixture: hypothesis runs the body many times per fixture
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            before = build_features(SNAP_BASE, rows, ICP, ENGAGEMENT, engine="running")
+            after = build_features(grown, rows, ICP, ENGAGEMENT, engine="running")
+            mem = build_features(grown, rows, ICP, ENGAGEMENT, engine="memory")
+    finally:
+        snapshots.MIN_LEADS = real
+    mine = (rows["cutoff"] == t).to_numpy()
+    pd.testing.assert_frame_equal(before[mine], after[mine])
+    assert_same_as_memory(after, mem, build_feature_spec(ICP, ENGAGEMENT))

@@ -24,7 +24,10 @@ days and active days exactly; decay sums up to float rounding, ~1e-14 relative):
   When every row has the same cutoff (the as-of scoring table) and there are at
   least ``asof.MIN_LEADS`` distinct leads, ``"running"`` (and so ``"auto"``) takes
   the sort-free path of ``asof.py`` instead: per-lead aggregates over the export's
-  activity arrays (``ufunc.at`` and a day bitmap), same values.
+  activity arrays (``ufunc.at`` and a day bitmap), same values. When the rows have
+  a few distinct cutoffs, all at UTC midnight (the training table's snapshots), and
+  at least ``snapshots.MIN_LEADS`` distinct leads, it takes ``snapshots.py``: the
+  same idea per (snapshot, lead) cell, accumulated along the snapshots; same values.
 - ``duckdb``: the direct join of rows to events in SQL (streams and spills, but
   does rows x events work); kept as a second independent implementation.
 - ``memory`` (``memory.py``): pairwise in NumPy, for one lead or a few, no
@@ -41,8 +44,8 @@ import pandas as pd
 
 from propensity.config import Criterion, EngagementConfig, IcpConfig
 from propensity.data.export import CrmExport, DataError
-from propensity.features import asof
-from propensity.features.cutoffs import _us
+from propensity.features import asof, snapshots
+from propensity.features.cutoffs import _id_positions, _us
 from propensity.features.memory import DAY_US, Events, engagement_memory
 from propensity.features.onelead import allowed_values, clean_category
 from propensity.features.running import engagement_running
@@ -118,15 +121,9 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     lead_ser, t_col, extras = _check_cutoffs(cutoffs, {f.name for f in spec})
     _check_icp_columns(export, icp)
 
-    uniq, row_lead = _factorize(lead_ser)
+    uniq, row_lead, lead_pos = _row_leads(lead_ser, export)
     if engine == "auto":
         engine = "memory" if len(uniq) < MEMORY_ENGINE_MAX_LEADS else "running"
-
-    lead_pos = _positions(export.leads["lead_id"], uniq)
-    if (lead_pos < 0).any():
-        unknown = uniq[lead_pos < 0]
-        raise DataError(f"cutoffs: {len(unknown)} lead_id(s) not in the export's leads table "
-                        f"({export.source}), e.g. {unknown[:3].tolist()}")
 
     # Every numeric feature is one row of a (features x rows) float64 block, written in place by
     # the engines and handed to pandas without a copy (each feature contiguous, as pandas stores it).
@@ -138,9 +135,15 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     row_t = _us(t_col)
     eng_names = [f.name for f in spec if f.family == "engagement" and f.name != "lead_age_days"]
     t_one = asof.single_cutoff(row_t) if engine == "running" and len(uniq) >= asof.MIN_LEADS else None
+    snap = None
+    if t_one is None and engine == "running" and len(uniq) >= snapshots.MIN_LEADS:
+        snap = snapshots.snapshot_days(row_t, len(export.leads), len(engagement.windows_days))
     if t_one is not None:  # one cutoff for every row (the as-of scoring table): per-lead aggregates, no sort
         asof.engagement_asof(export.activity_arrays(), lead_pos[row_lead], t_one, len(export.leads), engagement,
                              out={k: cols[k] for k in eng_names})
+    elif snap is not None:  # a few cutoffs at UTC midnight (the training table): per-snapshot aggregates, no sort
+        snapshots.engagement_snapshots(export.activity_arrays(), lead_pos[row_lead], row_t, len(export.leads),
+                                       engagement, out={k: cols[k] for k in eng_names})
     else:
         events = _events(export, lead_pos, engagement, compact=engine != "running")
         if engine == "running":
@@ -158,13 +161,13 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
 
     categorical = _fit_features(export, icp, lead_pos, row_lead, cols)
     frame = pd.DataFrame(block.T, columns=numeric, copy=False)
-    first = {"lead_id": pd.Series(uniq[row_lead], dtype=object), "cutoff": t_col, **extras}
+    first = {"lead_id": pd.Series(np.take(uniq, row_lead), dtype=object, copy=False), "cutoff": t_col, **extras}
     for loc, (name, values) in enumerate(first.items()):
         frame.insert(loc, name, values)
     offset = len(first)
     for loc, f in enumerate(spec):
         if f.kind == "categorical":
-            frame.insert(offset + loc, f.name, pd.Series(categorical[f.name], dtype=object))
+            frame.insert(offset + loc, f.name, pd.Series(categorical[f.name], dtype=object, copy=False))
     return frame
 
 
@@ -207,20 +210,45 @@ def _check_icp_columns(export: CrmExport, icp: IcpConfig) -> None:
                             f"criterion '{c.name}' reads (features/icp.yaml); found {list(table.columns)}")
 
 
-def _factorize(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values (object array of str) and each value's index among them.
+def _row_leads(lead_ser: pd.Series, export: CrmExport) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct lead ids, each row's index among them, each distinct lead's position in ``export.leads``).
 
-    Up to 8 values: first-seen order. Beyond: sorted, so that a range of distinct
-    leads (one batch of the running engine) owns contiguous runs of the rows of
-    cutoff tables ordered by lead_id (within each snapshot): its outputs are
-    written as runs, not scattered over the whole table.
+    Few rows: :func:`_factorize` (first-seen order) and a lookup. Many: each row's
+    id is matched against the export's ids once (Arrow hashing; no sort of the
+    rows' strings), and the distinct leads are those positions in export order.
+    Raises :class:`DataError` naming up to 3 ids (sorted) that the export lacks.
     """
-    if len(values) <= 8:  # pd.factorize costs more than a loop for one lead
-        seen: dict[str, int] = {}
-        codes = np.array([seen.setdefault(v, len(seen)) for v in values], dtype=np.int64)
-        return np.array(list(seen), dtype=object), codes
-    codes, uniq = pd.factorize(values, sort=True)  # Arrow-backed str: hashed in C, no Python str per row
-    return np.asarray(uniq, dtype=object), codes.astype(np.int64)
+    ids = export.leads["lead_id"]
+    if len(lead_ser) <= 8:
+        uniq, row_lead = _factorize(lead_ser)
+        lead_pos = _positions(ids, uniq)
+        missing = uniq[lead_pos < 0]
+    else:
+        pos = _id_positions(lead_ser, ids)
+        missing = np.unique(lead_ser[pos < 0].to_numpy(dtype=object)) if (pos < 0).any() else []
+        if not len(missing):
+            present = np.zeros(len(ids), dtype=bool)
+            present[pos] = True
+            lead_pos = np.flatnonzero(present)
+            rank = np.cumsum(present, dtype=np.int64)
+            rank -= 1
+            row_lead = rank[pos]
+            uniq = ids.to_numpy(dtype=object)[lead_pos] if len(lead_pos) < len(ids) else ids.to_numpy(dtype=object)
+    if len(missing):
+        raise DataError(f"cutoffs: {len(missing)} lead_id(s) not in the export's leads table "
+                        f"({export.source}), e.g. {list(missing[:3])}")
+    return uniq, row_lead, lead_pos
+
+
+def _factorize(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values (object array of str, first-seen order) and each value's index among them.
+
+    For a handful of rows (one lead scored on demand), where a loop costs less than
+    any vectorised call; :func:`_row_leads` handles many.
+    """
+    seen: dict[str, int] = {}
+    codes = np.array([seen.setdefault(v, len(seen)) for v in values], dtype=np.int64)
+    return np.array(list(seen), dtype=object), codes
 
 
 def _positions(haystack: pd.Series, needles: np.ndarray) -> np.ndarray:
@@ -316,8 +344,6 @@ def _fit_features(export: CrmExport, icp: IcpConfig, lead_pos: np.ndarray, row_l
     depend on the scheduling.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
-
-    from propensity.features.cutoffs import _id_positions  # Arrow id matching, the smaller side hashed
 
     leads = export.leads
 
