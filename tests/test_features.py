@@ -821,14 +821,13 @@ def random_snapshot_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFr
 def test_snapshot_path_matches_the_memory_engine_on_random_worlds(seed, snapshot_path, monkeypatch):
     # Random configs (overlapping signals with different half-lives, 1-day windows), events at and around the
     # snapshots' midnights and window starts, backfills across snapshots or recorded at one, orphans; tiny event
-    # chunks, row blocks and day blocks, on 1 or 2 threads.
+    # chunks and blocks of leads, on 1 or 2 threads.
     import propensity.features.snapshots as snapshots
 
     rng = np.random.default_rng(2000 + seed)
     export, rows, engagement = random_snapshot_case(rng)
     monkeypatch.setattr(snapshots, "CHUNK_EVENTS", int(rng.integers(1, 100)))
-    monkeypatch.setattr(snapshots, "ROW_BLOCK", int(rng.integers(1, 50)))
-    monkeypatch.setattr(snapshots, "BLOCK_DAYS", int(rng.integers(1, 40)))
+    monkeypatch.setattr(snapshots, "LEAD_BLOCK", int(rng.integers(1, 12)))
     monkeypatch.setattr(snapshots, "MAX_THREADS", int(rng.integers(1, 3)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -866,10 +865,10 @@ def test_snapshot_path_is_taken_only_for_several_midnight_cutoffs_and_many_leads
         monkeypatch.setattr(snapshots, "MAX_CELLS", 10)  # too many cells: the running engine
         build_features(export, midnight, icp, engagement, engine="running")
         assert calls == []
-        monkeypatch.setattr(snapshots, "MAX_CELLS", 1 << 28)
+        monkeypatch.setattr(snapshots, "MAX_CELLS", 1 << 24)
         build_features(export, midnight, icp, engagement, engine="running")
         assert len(calls) == 1
-    assert snapshots.snapshot_days(np.zeros(0, dtype=np.int64), 10, 2) is None
+    assert snapshots.snapshot_days(np.zeros(0, dtype=np.int64), 10, [7, 30]) is None
     with pytest.raises(ValueError, match="UTC midnight"):
         snapshots.engagement_snapshots(export.activity_arrays(), np.zeros(2, dtype=np.int64),
                                        np.array([1, 86_400_000_000], dtype=np.int64), len(export.leads),

@@ -137,7 +137,7 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     t_one = asof.single_cutoff(row_t) if engine == "running" and len(uniq) >= asof.MIN_LEADS else None
     snap = None
     if t_one is None and engine == "running" and len(uniq) >= snapshots.MIN_LEADS:
-        snap = snapshots.snapshot_days(row_t, len(export.leads), len(engagement.windows_days))
+        snap = snapshots.snapshot_days(row_t, len(export.leads), engagement.windows_days)
     if t_one is not None:  # one cutoff for every row (the as-of scoring table): per-lead aggregates, no sort
         asof.engagement_asof(export.activity_arrays(), lead_pos[row_lead], t_one, len(export.leads), engagement,
                              out={k: cols[k] for k in eng_names})

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -63,20 +62,24 @@ from propensity.features.memory import DAY_US
 __all__ = ["MAX_CELLS", "MIN_LEADS", "engagement_snapshots", "snapshot_days"]
 
 MIN_LEADS = 2_000  # build_features takes this path for day-aligned cutoffs and at least this many distinct leads
-MAX_CELLS = 1 << 28  # largest accumulator, (boundaries + 1) x (leads + 1) cells (int32: 1 GB); beyond: running engine
-CHUNK_EVENTS = 1 << 20  # events per step of a task: bounds its temporaries (8 MB arrays, reused)
-ROW_BLOCK = 1 << 18  # rows per step of the final gathers, likewise
-BLOCK_DAYS = 128  # days per block of the active-days bitmap (BLOCK_DAYS x (leads + 1) bytes)
+LEAD_BLOCK = 1 << 14  # leads per block: each block's accumulators are a few MB (cache-sized, reused)
+MAX_CELLS = 1 << 24  # largest accumulator of a block: (boundaries + 1) or days, x leads; beyond: running engine
+CHUNK_EVENTS = 1 << 20  # events per step within a block: bounds the temporaries
 MAX_THREADS = 2  # tasks run at once, each with its own accumulators
 _NONE = np.iinfo(np.int64).min  # "no eligible event" in the latest-time accumulators
 
 
-def snapshot_days(row_t: np.ndarray, n_leads: int, n_windows: int) -> np.ndarray | None:
+def _block_width(n_leads: int) -> int:
+    return max(1, min(LEAD_BLOCK, n_leads + 1))
+
+
+def snapshot_days(row_t: np.ndarray, n_leads: int, windows_days: list[int]) -> np.ndarray | None:
     """The distinct cutoffs as UTC day numbers (ascending) if this engine can take the rows, else None.
 
     It can when every cutoff is at UTC midnight, there are at least two of them (one
-    cutoff is the as-of engine's) and the count histogram, one cell per (day
-    boundary + 1, lead + 1), has at most ``MAX_CELLS`` cells.
+    cutoff is the as-of engine's) and a block's largest accumulator (one cell per
+    day boundary + 1, or per day the windows span, and lead of the block) has at
+    most ``MAX_CELLS`` cells.
     """
     if len(row_t) == 0:
         return None
@@ -87,7 +90,8 @@ def snapshot_days(row_t: np.ndarray, n_leads: int, n_windows: int) -> np.ndarray
     if hi - lo > 1_000_000:  # cutoffs ~2,700 years apart: not snapshots
         return None
     days = np.flatnonzero(np.bincount(day - lo, minlength=hi - lo + 1)) + lo
-    if len(days) < 2 or (len(days) * (n_windows + 1) + 1) * (n_leads + 1) > MAX_CELLS:
+    rows = max(len(days) * (len(set(windows_days)) + 1) + 1, hi - lo + max(windows_days) + 1)
+    if len(days) < 2 or rows * _block_width(n_leads) > MAX_CELLS:
         return None
     return days.astype(np.int64)
 
@@ -102,44 +106,27 @@ def engagement_snapshots(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.
     ``n_leads``: that table's length. ``out`` maps every feature name to a writable
     float64 array of ``len(row_pos)``; filled and returned.
     """
-    days = snapshot_days(row_t, n_leads, len(engagement.windows_days))
+    days = snapshot_days(row_t, n_leads, engagement.windows_days)
     if days is None:
-        raise ValueError("engagement_snapshots: cutoffs must be at UTC midnight, at least two distinct ones")
+        raise ValueError("engagement_snapshots: cutoffs must be at UTC midnight, at least two distinct ones, "
+                         "within MAX_CELLS")
     g = _Grid(arrays, days, row_pos, row_t, n_leads, engagement)
     _warn_unknown(arrays, g.member, row_pos, n_leads)  # the pipeline's one warning, as the as-of path gives it
-    lock = threading.Lock()
-    latest_any = np.full((g.K + 1, g.NL), _NONE, dtype=np.int64)
-
-    def merge_latest(m: np.ndarray) -> None:
-        with lock:
-            np.maximum(latest_any, m, out=latest_any)
-
-    n_sig = len(engagement.signals)
-    # Two lists of about equal work; each worker owns one workspace for all its tasks. Fresh memory is costly
-    # (page faults, zeroing), reused memory is not, so a worker's accumulators are allocated once, not per task.
-    counting = [functools.partial(_active_days, g, out=out)]
-    counting += [functools.partial(_counts, g, s, out=out) for s in range(n_sig)]
-    timing = [functools.partial(_recency_decay, g, s, out=out, merge_latest=merge_latest) for s in range(n_sig)]
-    timing += [functools.partial(_unlisted_latest, g, merge_latest=merge_latest)]
-
-    def run(tasks) -> None:
-        ws = _Workspace(g)
+    tasks = [functools.partial(_activity, g, out=out)]
+    tasks += [functools.partial(_signal, g, s, out=out) for s in range(len(engagement.signals))]
+    workers = max(1, min(MAX_THREADS, os.cpu_count() or 1, len(tasks)))
+    if workers == 1:
         for task in tasks:
-            task(ws)
-
-    if min(MAX_THREADS, os.cpu_count() or 1) < 2:
-        run(counting + timing)
-    else:  # NumPy releases the GIL in its ufunc.at loops, gathers and ufuncs: the two lists run side by side
-        with ThreadPoolExecutor(2) as pool:
-            for future in [pool.submit(run, counting), pool.submit(run, timing)]:
+            task()
+    else:  # NumPy releases the GIL in its ufunc.at loops, gathers and ufuncs: tasks run side by side
+        with ThreadPoolExecutor(workers) as pool:
+            for future in [pool.submit(task) for task in tasks]:
                 future.result()
-    _accumulate(np.maximum, latest_any)
-    g.days_since(latest_any, out["eng_days_since_any"])
     return out
 
 
 class _Grid:
-    """The constants of one call: snapshot and boundary lookups, the rows' cells, the signals' types."""
+    """The constants of one call: snapshot and boundary lookups, events and rows grouped by block of leads."""
 
     def __init__(self, arrays: ActivityArrays, days: np.ndarray, row_pos: np.ndarray, row_t: np.ndarray,
                  n_leads: int, engagement: EngagementConfig) -> None:
@@ -151,6 +138,8 @@ class _Grid:
         self.T = days.astype(np.int64)  # snapshot days, ascending
         self.K = len(days)
         self.NL = n_leads + 1  # lead slot = position + 1; slot 0 takes unknown leads (-1), never read
+        self.LB = _block_width(n_leads)  # slots per block
+        self.n_blocks = -(-self.NL // self.LB)
         # Snapshot index of a day d: #{k: T_k <= d}, by lookup over [T_0 - 1, T_{K-1}] (clipped outside).
         self.k_base = int(self.T[0]) - 1
         span = int(self.T[-1]) - self.k_base
@@ -163,27 +152,37 @@ class _Grid:
         self.m_T = np.searchsorted(self.B, self.T)  # boundary index of T_k, and of T_k - W per window
         self.m_W = {w: np.searchsorted(self.B, self.T - w) for w in self.windows}
         self.all_k = np.arange(self.K)
-        # Rows: snapshot index and lead slot.
+        # The active-days bitmap's days: from the first window's first day to the day before the last snapshot.
+        self.d0 = int(self.T[0]) - self.longest
+        self.n_days = int(self.T[-1]) - self.d0
+        # Rows, grouped by block of leads (stable: in their order within a block).
         self.row_k = np.searchsorted(self.T, row_t // DAY_US).astype(np.int32)
         self.row_slot = np.asarray(row_pos, dtype=np.int64) + 1
-        starts = np.arange(0, len(self.row_k), ROW_BLOCK)
-        lo_k = np.minimum.reduceat(self.row_k, starts) if len(starts) else np.zeros(0, np.int32)
-        hi_k = np.maximum.reduceat(self.row_k, starts) if len(starts) else np.zeros(0, np.int32)
-        self.block_k = np.where(lo_k == hi_k, lo_k, -1)  # per block of rows: its one snapshot, or -1
+        self.row_order, self.row_bounds = _counting_sort(self.row_slot // self.LB, self.n_blocks)
+        # Aligned with row_order: each row's snapshot, local slot, and its cell in a block's accumulators for
+        # "k" (a per-snapshot array), "T" and each window (the count histogram's boundaries), computed once.
+        self.r_k = self.row_k[self.row_order]
+        self.r_local = (self.row_slot[self.row_order] % self.LB).astype(np.int32)
+        cell_t = np.int32 if (len(self.B) + 1) * self.LB < 2 ** 31 else np.int64
+        self.cells = {"k": self.r_k.astype(cell_t) * self.LB + self.r_local,
+                      "T": self.m_T.astype(cell_t)[self.r_k] * self.LB + self.r_local}
+        for w in self.windows:
+            self.cells[w] = self.m_W[w].astype(cell_t)[self.r_k] * self.LB + self.r_local
+        # Types that belong to the same signals form one class; events are grouped by (class, block of leads),
+        # so that a task reads its signal's events of one block at a time, not every activity's type again.
         types = arrays.types
         self.member = np.array([[ty in set(s.activity_types) for ty in types] for s in engagement.signals],
                                dtype=bool).reshape(len(engagement.signals), len(types))
         self.n_events = len(arrays.lead)
-        # Types that belong to the same signals form one class; each class's events are listed once, so that a
-        # task reads its signal's events instead of scanning every activity's type again.
         if len(types):
             classes, inverse = np.unique(self.member.T, axis=0, return_inverse=True)
             self.class_member = classes.T  # (signals, classes)
-            self.class_idx = _group_by_class(arrays.code, np.asarray(inverse, dtype=np.int64).ravel(),
-                                             len(classes))
+            type_class = np.asarray(inverse, dtype=np.int64).ravel()
         else:
             self.class_member = np.zeros((len(engagement.signals), 0), dtype=bool)
-            self.class_idx = []
+            type_class = np.zeros(0, dtype=np.int64)
+        self.n_classes = self.class_member.shape[1]
+        self.ev_order, self.ev_bounds = _group_events(arrays, type_class, self.n_classes, self.n_blocks, self.LB)
 
     # ---------------------------------------------------------------- per event
     def snap(self, day: np.ndarray) -> np.ndarray:
@@ -198,295 +197,223 @@ class _Grid:
         np.clip(i, 0, len(self.b_lut) - 1, out=i)
         return self.b_lut[i]
 
-    def events(self, classes: np.ndarray | None):
-        """Per chunk of the activities: (slot, occ, occurrence day, eligibility snapshot or None).
+    def events(self, classes: np.ndarray | None, block: int):
+        """Per chunk of the block's activities: (local slot, occ, occurrence day, eligibility snapshot or None).
 
-        ``classes`` is a bool per type class (None: every activity, in file order).
-        The fourth item is ``None`` when the export has no ``recorded_at`` (every
-        event is prompt); otherwise the snapshot from which each event is eligible
-        (its ``ka``).
+        ``classes``: a bool per type class (None: every class). The local slot is the
+        lead slot minus the block's first. The fourth item is ``None`` when the export
+        has no ``recorded_at`` (every event is prompt); otherwise the snapshot from
+        which each event is eligible (its ``ka``).
         """
-        if classes is None:
-            parts = [(None, lo, min(lo + CHUNK_EVENTS, self.n_events)) for lo in range(0, self.n_events, CHUNK_EVENTS)]
-        else:
-            parts = [(self.class_idx[c], lo, min(lo + CHUNK_EVENTS, len(self.class_idx[c])))
-                     for c in np.flatnonzero(classes) for lo in range(0, len(self.class_idx[c]), CHUNK_EVENTS)]
         a = self.arrays
-        for listed, lo, hi in parts:
-            idx = slice(lo, hi) if listed is None else listed[lo:hi]
-            slot = a.lead[idx].astype(np.int64)
-            slot += 1
-            occ = a.occ[idx]
-            day = occ // DAY_US
-            ka = None
-            if self.has_rec:
-                rday = a.rec[idx] // DAY_US
-                np.maximum(rday, day, out=rday)
-                ka = self.snap(rday)
-            yield slot, occ, day, ka
+        first = block * self.LB
+        wanted = range(self.n_classes) if classes is None else np.flatnonzero(classes)
+        for c in wanted:
+            key = c * self.n_blocks + block
+            lo, hi = int(self.ev_bounds[key]), int(self.ev_bounds[key + 1])
+            for at in range(lo, hi, CHUNK_EVENTS):
+                idx = self.ev_order[at:min(at + CHUNK_EVENTS, hi)]
+                slot = a.lead[idx].astype(np.int64)
+                slot += 1 - first
+                occ = a.occ[idx]
+                day = occ // DAY_US
+                ka = None
+                if self.has_rec:
+                    rday = a.rec[idx] // DAY_US
+                    np.maximum(rday, day, out=rday)
+                    ka = self.snap(rday)
+                yield slot, occ, day, ka
 
     # ---------------------------------------------------------------- per row
-    def rows(self, *k_index: np.ndarray):
-        """Per block of rows: (slice, flat cell index per row for each ``k_index``).
+    def rows(self, block: int) -> tuple[slice, np.ndarray, np.ndarray, np.ndarray]:
+        """The block's part of the row-aligned arrays, its rows (positions), their snapshots and local slots."""
+        sl = slice(int(self.row_bounds[block]), int(self.row_bounds[block + 1]))
+        return sl, self.row_order[sl], self.r_k[sl], self.r_local[sl]
 
-        The cell of a row for ``k_index`` is ``k_index[row's snapshot] * NL + slot``;
-        blocks keep these temporaries small (reused by the allocator, no page faults).
-        Blocks whose rows share one snapshot (most, when rows are ordered by cutoff, as
-        training tables are) add a constant instead of looking it up per row.
-        """
-        for b, r0 in enumerate(range(0, len(self.row_k), ROW_BLOCK)):
-            sl = slice(r0, min(r0 + ROW_BLOCK, len(self.row_k)))
-            slot = self.row_slot[sl]
-            k_one = self.block_k[b]
-            rk = None if k_one >= 0 else self.row_k[sl]
-            flats = []
-            for ki in k_index:
-                if rk is None:
-                    flat = slot + int(ki[k_one]) * self.NL
-                else:
-                    flat = ki.take(rk)
-                    flat *= self.NL
-                    flat += slot
-                flats.append(flat)
-            yield sl, flats
+    def at(self, dense: np.ndarray, name: object, sl: slice) -> np.ndarray:
+        """Per row of the block ``sl``: its cell of ``dense`` (a block's accumulator) for ``cells[name]``."""
+        return dense.reshape(-1).take(self.cells[name][sl])
 
-    def gather(self, dense: np.ndarray, out: np.ndarray) -> None:
-        """``out[row] = dense[row's snapshot, row's slot]`` (dense: (>= K, NL), C order)."""
-        flat_dense = dense.reshape(-1)
-        for sl, (flat,) in self.rows(self.all_k):
-            np.copyto(out[sl], flat_dense.take(flat), casting="unsafe")
+    def take(self, dense: np.ndarray, k_index: np.ndarray, rk: np.ndarray, local: np.ndarray) -> np.ndarray:
+        """``dense[k_index[rk], local]`` per row (dense: (rows, LB), C order)."""
+        flat = k_index.take(rk)
+        flat *= self.LB
+        flat += local
+        return dense.reshape(-1).take(flat)
 
-    def days_since(self, latest: np.ndarray, out: np.ndarray) -> None:
+    def days_since(self, latest: np.ndarray, sl: slice, rows: np.ndarray, rk: np.ndarray, out: np.ndarray) -> None:
         """Days from the latest time (µs, per (snapshot, slot), running max taken) to each row's cutoff."""
-        flat_latest = latest.reshape(-1)
-        t_us = self.T * DAY_US
-        for sl, (flat,) in self.rows(self.all_k):
-            ts = flat_latest.take(flat)
-            none = ts == _NONE
-            np.subtract(t_us.take(self.row_k[sl]), ts, out=ts)
-            o = out[sl]
-            np.divide(ts, DAY_US, out=o)
-            o[none] = np.nan
+        ts = self.at(latest, "k", sl)
+        none = ts == _NONE
+        np.subtract(self.T.take(rk) * DAY_US, ts, out=ts)
+        days = ts / DAY_US
+        days[none] = np.nan
+        out[rows] = days
 
 
-class _Workspace:
-    """One worker's reusable accumulators: byte buffers, allocated on first use, viewed as each task needs."""
+class _Space:
+    """One task's accumulators for one block of leads, allocated once and refilled per block."""
 
     def __init__(self, g: _Grid) -> None:
         self.g = g
         self._bufs: dict[str, np.ndarray] = {}
 
-    def view(self, name: str, dtype, shape: tuple[int, ...], fill) -> np.ndarray:
-        """Buffer ``name`` as an array of ``shape``, every element set to ``fill``."""
-        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    def get(self, name: str, dtype, rows: int, fill) -> np.ndarray:
         buf = self._bufs.get(name)
-        if buf is None or len(buf) < n:
-            buf = self._bufs[name] = np.empty(n, dtype=np.uint8)
-        view = buf[:n].view(dtype).reshape(shape)
+        if buf is None or buf.dtype != np.dtype(dtype) or buf.shape[0] < rows:
+            buf = self._bufs[name] = np.empty((rows, self.g.LB), dtype=dtype)
+        view = buf[:rows]
         view.fill(fill)
         return view
 
-    def hist(self) -> np.ndarray:
-        return self.view("hist", np.int32, (len(self.g.B) + 1, self.g.NL), 0)
 
-    def latest(self) -> np.ndarray:
-        return self.view("latest", np.int64, (self.g.K + 1, self.g.NL), _NONE)
-
-    def decay(self) -> np.ndarray:
-        return self.view("decay", np.float64, (self.g.K + 1, self.g.NL), 0.0)
-
-
-class _Sparse:
-    """Interval counts for the few leads with delayed events, added to the rows of those leads only."""
-
-    def __init__(self, g: _Grid, slot: np.ndarray) -> None:
-        self.g = g
-        self.leads, self.inv = np.unique(slot, return_inverse=True)
-        lut = np.full(g.NL, -1, dtype=np.int32)
-        lut[self.leads] = np.arange(len(self.leads), dtype=np.int32)
-        rows, at = [], []
-        for r0 in range(0, len(g.row_slot), ROW_BLOCK):
-            u = lut[g.row_slot[r0:r0 + ROW_BLOCK]]
-            hit = np.flatnonzero(u >= 0)
-            rows.append(hit + r0)
-            at.append(u[hit])
-        self.rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        self.cell = g.row_k[self.rows].astype(np.int64) * len(self.leads)
-        self.cell += np.concatenate(at) if at else np.zeros(0, dtype=np.int32)
-
-    def add(self, start: np.ndarray, end: np.ndarray, col: np.ndarray) -> None:
-        """``col[row] +=`` how many intervals ``[start, end)`` (snapshot indices) of the row's lead hold its snapshot."""
-        inv, u = self.inv, len(self.leads)
-        diff = np.zeros((self.g.K + 1, u), dtype=np.int32)
-        flat = diff.reshape(-1)
-        np.add.at(flat, start * u + inv, np.int32(1))
-        np.add.at(flat, end * u + inv, np.int32(-1))
-        _accumulate(np.add, diff)
-        col[self.rows] += flat.take(self.cell)
-
-
-def _counts(g: _Grid, s_idx: int, ws: _Workspace, out: dict[str, np.ndarray]) -> None:
-    """The window counts of one signal."""
-    s = g.engagement.signals[s_idx]
-    hist = ws.hist()  # prompt events per (boundary interval, slot)
-    flat = hist.reshape(-1)
-    delayed = []  # (slot, ka, occurrence day) of events whose backfill crosses a snapshot
-    for slot, _occ, day, ka in g.events(g.class_member[s_idx]):
-        cell = g.interval(day).astype(np.int64)
-        if ka is not None:
-            late = ka != g.snap(day)
-            if late.any():
-                delayed.append((slot[late], ka[late], day[late]))
-                keep = np.flatnonzero(~late)
-                cell, slot = cell[keep], slot[keep]
-        cell *= g.NL
-        cell += slot
-        np.add.at(flat, cell, np.int32(1))  # np.int32: a Python int would need a cast per element
-    _accumulate(np.add, hist)  # hist[m]: prompt events before boundary B_m (interval index <= m)
-    cols = [out[f"eng_{s.name}_{w}d"] for w in g.windows]
-    for sl, (at_t, *at_w) in g.rows(g.m_T, *(g.m_W[w] for w in g.windows)):
-        now = flat.take(at_t)
-        for col, at in zip(cols, at_w, strict=True):
-            np.subtract(now, flat.take(at), out=col[sl], casting="unsafe")
-    if delayed:
-        slot = np.concatenate([d[0] for d in delayed])
-        ka = np.concatenate([d[1] for d in delayed]).astype(np.int64)
-        day = np.concatenate([d[2] for d in delayed])
-        sparse = _Sparse(g, slot)
-        for w, col in zip(g.windows, cols, strict=True):  # +1 from the first eligible snapshot, -1 from the
-            sparse.add(ka, np.maximum(ka, g.snap(day + w)), col)  # first that no longer has it in the window
-
-
-def _recency_decay(g: _Grid, s_idx: int, ws: _Workspace, out: dict[str, np.ndarray], merge_latest) -> None:
-    """Days since the latest event, and the decay sum, of one signal."""
+def _signal(g: _Grid, s_idx: int, out: dict[str, np.ndarray]) -> None:
+    """Window counts, days since the latest event and decay of one signal, block by block of leads."""
     s = g.engagement.signals[s_idx]
     h = float(s.half_life_days)
-    latest = ws.latest()  # per (first eligible snapshot, slot); row K: never eligible
-    decay = ws.decay()
-    flat_latest, flat_decay = latest.reshape(-1), decay.reshape(-1)
+    counts = [out[f"eng_{s.name}_{w}d"] for w in g.windows]
+    since, decay_out = out[f"eng_{s.name}_days_since"], out[f"eng_{s.name}_decay"]
     t_us = np.append(g.T, g.T[-1]) * DAY_US  # row K (never eligible) gets some time; its cells are never read
-    for slot, occ, day, ka in g.events(g.class_member[s_idx]):
-        k = (g.snap(day) if ka is None else ka).astype(np.int64)
-        age = t_us[k]
-        np.subtract(age, occ, out=age)
-        k *= g.NL
-        k += slot
-        np.maximum.at(flat_latest, k, occ)
-        x = np.divide(age, DAY_US)
-        x /= h
-        with np.errstate(over="ignore"):  # row K only: events after the last snapshot
-            np.power(0.5, x, out=x)  # each term as the memory engine writes it, at the first eligible snapshot
-        np.add.at(flat_decay, k, x)
-    merge_latest(latest)
-    _accumulate(np.maximum, latest[:g.K])
-    g.days_since(latest, out[f"eng_{s.name}_days_since"])
-    for k in range(1, g.K):  # carry the sum forward: every term ages by the gap between snapshots
-        decay[k] += decay[k - 1] * 0.5 ** ((g.T[k] - g.T[k - 1]) / h)
-    g.gather(decay, out[f"eng_{s.name}_decay"])
+    factor = 0.5 ** (np.diff(g.T) / h)  # a sum carried from one snapshot to the next ages by the gap
+    space = _Space(g)
+    LB = g.LB
+    for b in range(g.n_blocks):
+        sl, rows, rk, local = g.rows(b)
+        if not len(rows):
+            continue
+        hist = space.get("hist", np.int32, len(g.B) + 1, 0)  # prompt events per (boundary interval, slot)
+        latest = space.get("latest", np.int64, g.K + 1, _NONE)  # per (first eligible snapshot, slot)
+        decay = space.get("decay", np.float64, g.K + 1, 0.0)
+        hist_f, latest_f, decay_f = hist.reshape(-1), latest.reshape(-1), decay.reshape(-1)
+        delayed = []  # (slot, ka, occurrence day) of events whose backfill crosses a snapshot
+        for slot, occ, day, ka in g.events(g.class_member[s_idx], b):
+            ko = g.snap(day)
+            k = (ko if ka is None else ka).astype(np.int64)
+            # Days since and decay: at the first eligible snapshot; each term as the memory engine writes it.
+            age = t_us.take(k)
+            np.subtract(age, occ, out=age)
+            k *= LB
+            k += slot
+            np.maximum.at(latest_f, k, occ)
+            x = np.divide(age, DAY_US)
+            x /= h
+            with np.errstate(over="ignore"):  # row K only: events after the last snapshot
+                np.power(0.5, x, out=x)
+            np.add.at(decay_f, k, x)
+            # Counts: prompt events by day boundary interval; delayed ones aside.
+            cell = g.interval(day).astype(np.int64)
+            if ka is not None:
+                late = ka != ko
+                if late.any():
+                    delayed.append((slot[late], ka[late], day[late]))
+                    keep = np.flatnonzero(~late)
+                    cell, slot = cell[keep], slot[keep]
+            cell *= LB
+            cell += slot
+            np.add.at(hist_f, cell, np.int32(1))  # np.int32: a Python int would need a cast per element
+        _accumulate(np.add, hist)  # hist[m]: prompt events before boundary B_m (interval index <= m)
+        now = g.at(hist, "T", sl)
+        for w, col in zip(g.windows, counts, strict=True):
+            col[rows] = now - g.at(hist, w, sl)
+        if delayed:
+            slot = np.concatenate([d[0] for d in delayed])
+            ka = np.concatenate([d[1] for d in delayed]).astype(np.int64)
+            day = np.concatenate([d[2] for d in delayed])
+            mine = _rows_of(g, slot, local)  # only the rows of leads with delayed events change
+            for w, col in zip(g.windows, counts, strict=True):  # +1 from the first eligible snapshot, -1 from the
+                end = np.maximum(ka, g.snap(day + w))  # first that no longer has it in the window
+                col[rows[mine]] += g.take(_intervals(space, slot, ka, end), g.all_k, rk[mine], local[mine])
+        _accumulate(np.maximum, latest[:g.K])
+        g.days_since(latest, sl, rows, rk, since)
+        for k in range(1, g.K):  # carry the sum forward: every term ages by the gap between snapshots
+            decay[k] += decay[k - 1] * factor[k - 1]
+        decay_out[rows] = g.at(decay, "k", sl)
 
 
-def _unlisted_latest(g: _Grid, ws: _Workspace, merge_latest) -> None:
-    """The latest time per (snapshot, slot) of the types no signal lists (for days since any)."""
-    unlisted = ~g.class_member.any(axis=0)
-    if not unlisted.any():
-        return
-    latest = ws.latest()
-    flat = latest.reshape(-1)
-    for slot, occ, day, ka in g.events(unlisted):
-        k = (g.snap(day) if ka is None else ka).astype(np.int64)
-        k *= g.NL
-        k += slot
-        np.maximum.at(flat, k, occ)
-    merge_latest(latest)
+def _rows_of(g: _Grid, slot: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """Which of a block's rows (local slots ``local``) belong to one of the local slots ``slot``."""
+    has = np.zeros(g.LB, dtype=bool)
+    has[slot] = True
+    return np.flatnonzero(has[local])
 
 
-def _active_days(g: _Grid, ws: _Workspace, out: dict[str, np.ndarray]) -> None:
-    """Distinct UTC days with any eligible activity in the longest window.
+def _intervals(space: _Space, slot: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Per (snapshot, local slot): how many of the intervals ``[start, end)`` (snapshot indices) hold it."""
+    g = space.g
+    diff = space.get("diff", np.int32, g.K + 1, 0)
+    flat = diff.reshape(-1)
+    np.add.at(flat, start * g.LB + slot, np.int32(1))
+    np.add.at(flat, end * g.LB + slot, np.int32(-1))
+    _accumulate(np.add, diff)
+    return diff
+
+
+def _activity(g: _Grid, out: dict[str, np.ndarray]) -> None:
+    """Distinct active days in the longest window and days since any activity, block by block of leads.
 
     A day ``d`` of a lead counts at snapshot ``k`` iff ``T_k - W <= d < T_k`` and one of
     its events is eligible at ``k``. Prompt events are eligible from the snapshot
-    after their day on, so a day with one counts at exactly those ``k``: a bitmap of
-    such (day, lead) pairs, swept in day order, gives per lead the number of such days
-    before any day ``b``, kept at ``b = T_k`` and ``b = T_k - W``. A day with only
-    delayed events counts from the earliest snapshot at which one of them is
-    eligible until its window ends.
+    after their day on, so a day with one counts at exactly those ``k``: a (day,
+    slot) bitmap of such days, summed along the days, gives per lead the number of
+    them before any day. A day with only delayed events counts from the earliest
+    snapshot at which one of them is eligible until its window ends.
     """
-    W = g.longest
-    d0 = int(g.T[0]) - W  # the first day any window holds
-    n_days = int(g.T[-1]) - d0  # up to the day before the last snapshot
-    offsets = np.unique(np.concatenate([g.T, g.T - W])) - d0  # the day offsets whose counts are kept
-    keep_at = {int(o): i for i, o in enumerate(offsets)}
-    small = n_days < 2 ** 15
-    rel_t = np.int16 if small else np.int32
-
-    # One pass over the activities: each prompt event's day offset, -1 when outside the days; delayed ones aside.
-    rel = np.empty(g.n_events, dtype=rel_t)
-    late_parts = []
-    lo = 0
-    for slot, _occ, day, ka in g.events(None):
-        hi = lo + len(slot)
-        r = day - d0
-        inside = (r >= 0) & (r < n_days)
-        if ka is not None:
-            late = inside & (ka != g.snap(day))
-            if late.any():
-                i = np.flatnonzero(late)
-                late_parts.append((i + lo, ka[i]))
-                inside &= ~late
-        r[~inside] = -1
-        rel[lo:hi] = r
-        lo = hi
-    late_idx = np.concatenate([p[0] for p in late_parts]) if late_parts else np.zeros(0, dtype=np.int64)
-    late_ka = np.concatenate([p[1] for p in late_parts]) if late_parts else np.zeros(0, dtype=np.int32)
-    late_rel = g.arrays.occ[late_idx] // DAY_US - d0
-    late_slot = g.arrays.lead[late_idx].astype(np.int64) + 1
-    late_kept = np.zeros(len(late_idx), dtype=bool)  # a prompt event covers the same (day, lead)
-
-    kept = ws.view("kept", rel_t, (len(offsets), g.NL), 0)
-    block_days = BLOCK_DAYS
-    running = np.zeros(g.NL, dtype=rel_t)
-    lead = g.arrays.lead
-    for b0 in range(0, n_days + 1, block_days):
-        b1 = min(b0 + block_days, n_days + 1)
-        block = ws.view("block", bool, (b1 - b0, g.NL), False)
-        for lo in range(0, g.n_events, CHUNK_EVENTS):  # small temporaries: chunks of the offsets
-            r = rel[lo:lo + CHUNK_EVENTS]
-            i = np.flatnonzero((r >= b0) & (r < b1))
-            if len(i):
-                cell = (r[i] - b0).astype(np.int64)
-                cell *= g.NL
-                cell += lead[i + lo]
-                cell += 1
-                block.reshape(-1)[cell] = True
-        mine = np.flatnonzero((late_rel >= b0) & (late_rel < b1))
-        if len(mine):
-            late_kept[mine] = block[late_rel[mine] - b0, late_slot[mine]]
-        for j in range(b0, b1):
-            if j in keep_at:
-                kept[keep_at[j]] = running
-            if j < n_days:
-                np.add(running, block[j - b0], out=running)
-    del rel, running
-    # kept[i]: per slot, the bitmap's days before day d0 + offsets[i].
-    at_t = np.searchsorted(offsets, g.T - d0)
-    at_start = np.searchsorted(offsets, g.T - W - d0)
+    W, d0, n_days = g.longest, g.d0, g.n_days
     col = out[f"eng_active_days_{W}d"]
-    flat = kept.reshape(-1)
-    for sl, (a, b) in g.rows(at_t, at_start):
-        np.subtract(flat.take(a), flat.take(b), out=col[sl], casting="unsafe")
-
-    # Days that only delayed events cover: per (lead, day), the earliest snapshot at which one is eligible.
-    free = np.flatnonzero(~late_kept)
-    if len(free):
-        key = late_slot[free] * np.int64(n_days + 1) + late_rel[free]
-        ka = late_ka[free].astype(np.int64)
-        order = np.lexsort((ka, key))
-        key, ka = key[order], ka[order]
-        first = np.r_[True, key[1:] != key[:-1]]
-        key, ka = key[first], ka[first]
-        slot, rel_day = key // (n_days + 1), key % (n_days + 1)
-        end = g.snap(rel_day + d0 + W).astype(np.int64)
-        _Sparse(g, slot).add(ka, np.maximum(ka, end), col)
+    since = out["eng_days_since_any"]
+    at_t, at_start = g.T - d0, g.T - W - d0  # day offsets: the bitmap's prefix sums are read there
+    count_t = np.int16 if n_days < 2 ** 15 else np.int32
+    space = _Space(g)
+    LB = g.LB
+    for b in range(g.n_blocks):
+        sl, rows, rk, local = g.rows(b)
+        if not len(rows):
+            continue
+        flags = space.get("flags", bool, n_days, False)
+        latest = space.get("latest", np.int64, g.K + 1, _NONE)
+        flags_f, latest_f = flags.reshape(-1), latest.reshape(-1)
+        late_parts = []
+        for slot, occ, day, ka in g.events(None, b):
+            ko = g.snap(day)
+            k = (ko if ka is None else ka).astype(np.int64)
+            k *= LB
+            k += slot
+            np.maximum.at(latest_f, k, occ)
+            r = day - d0
+            inside = (r >= 0) & (r < n_days)
+            if ka is not None:
+                late = inside & (ka != ko)
+                if late.any():
+                    i = np.flatnonzero(late)
+                    late_parts.append((slot[i], r[i], ka[i]))
+                    inside &= ~late
+            i = np.flatnonzero(inside)
+            cell = r[i]
+            cell *= LB
+            cell += slot[i]
+            flags_f[cell] = True
+        # Prefix counts over days: prefix[j] = flagged days before day offset j.
+        prefix = space.get("prefix", count_t, n_days + 1, 0)
+        for j in range(n_days):
+            np.add(prefix[j], flags[j], out=prefix[j + 1])
+        col[rows] = g.take(prefix, at_t, rk, local) - g.take(prefix, at_start, rk, local)
+        if late_parts:  # days that only delayed events cover: from the earliest snapshot one is eligible
+            slot = np.concatenate([p[0] for p in late_parts])
+            rel = np.concatenate([p[1] for p in late_parts])
+            ka = np.concatenate([p[2] for p in late_parts]).astype(np.int64)
+            free = ~flags[rel, slot]
+            key = slot[free] * np.int64(n_days + 1) + rel[free]
+            ka = ka[free]
+            order = np.lexsort((ka, key))
+            key, ka = key[order], ka[order]
+            first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, dtype=bool)
+            key, ka = key[first], ka[first]
+            slot, rel = key // (n_days + 1), key % (n_days + 1)
+            end = np.maximum(ka, g.snap(rel + d0 + W).astype(np.int64))
+            mine = _rows_of(g, slot, local)
+            col[rows[mine]] += g.take(_intervals(space, slot, ka, end), g.all_k, rk[mine], local[mine])
+        _accumulate(np.maximum, latest[:g.K])
+        g.days_since(latest, sl, rows, rk, since)
 
 
 def _accumulate(ufunc, a: np.ndarray) -> None:
@@ -495,22 +422,48 @@ def _accumulate(ufunc, a: np.ndarray) -> None:
         ufunc(a[k], a[k - 1], out=a[k])
 
 
-def _group_by_class(code: np.ndarray, type_class: np.ndarray, n_classes: int) -> list[np.ndarray]:
-    """Each class's activity positions (ascending), by a counting pass and a stable sort per chunk."""
-    itype = np.int32 if len(code) < 2 ** 31 else np.int64
-    counts = np.zeros(n_classes, dtype=np.int64)
-    for lo in range(0, len(code), CHUNK_EVENTS):
-        counts += np.bincount(type_class[code[lo:lo + CHUNK_EVENTS]], minlength=n_classes)
-    out = [np.empty(int(c), dtype=itype) for c in counts]
-    at = np.zeros(n_classes, dtype=np.int64)
-    cls_t = np.uint8 if n_classes <= 256 else np.int32  # small keys: NumPy's stable sort is a radix sort
-    lut = type_class.astype(cls_t)
-    for lo in range(0, len(code), CHUNK_EVENTS):
-        cls = lut[code[lo:lo + CHUNK_EVENTS]]
-        order = np.argsort(cls, kind="stable")
-        n = np.bincount(cls, minlength=n_classes)
-        ends = np.cumsum(n)
-        for c in np.flatnonzero(n):
-            out[c][at[c]:at[c] + n[c]] = order[ends[c] - n[c]:ends[c]] + lo
-        at += n
-    return out
+def _counting_sort(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions grouped by ``key`` (stable) and each key's offsets into them (length ``n_keys + 1``)."""
+    small = np.uint8 if n_keys <= 256 else np.uint16 if n_keys <= 65536 else np.int64
+    order = np.argsort(key.astype(small), kind="stable")  # 8/16-bit keys: NumPy's stable sort is a radix sort
+    bounds = np.zeros(n_keys + 1, dtype=np.int64)
+    np.cumsum(np.bincount(key, minlength=n_keys), out=bounds[1:])
+    return order.astype(np.int32 if len(key) < 2 ** 31 else np.int64), bounds
+
+
+def _group_events(arrays: ActivityArrays, type_class: np.ndarray, n_classes: int, n_blocks: int,
+                  width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Activity positions grouped by (type class, block of leads), ascending within a group, and the offsets.
+
+    A counting sort in two passes over chunks (counts, then a stable sort of each
+    chunk's small keys written to each group's next free place): no sort of all
+    events, temporaries of one chunk.
+    """
+    n = len(arrays.lead)
+    n_keys = max(n_classes * n_blocks, 1)
+    itype = np.int32 if n < 2 ** 31 else np.int64
+    small = np.uint8 if n_keys <= 256 else np.uint16 if n_keys <= 65536 else np.int64
+
+    def keys(lo: int) -> np.ndarray:
+        slot = arrays.lead[lo:lo + CHUNK_EVENTS].astype(np.int64)
+        slot += 1
+        slot //= width
+        slot += type_class[arrays.code[lo:lo + CHUNK_EVENTS]] * n_blocks
+        return slot
+
+    counts = np.zeros(n_keys, dtype=np.int64)
+    for lo in range(0, n, CHUNK_EVENTS):
+        counts += np.bincount(keys(lo), minlength=n_keys)
+    bounds = np.zeros(n_keys + 1, dtype=np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    order = np.empty(n, dtype=itype)
+    at = bounds[:-1].copy()
+    for lo in range(0, n, CHUNK_EVENTS):
+        key = keys(lo)
+        sorted_pos = np.argsort(key.astype(small), kind="stable")
+        m = np.bincount(key, minlength=n_keys)
+        ends = np.cumsum(m)
+        for c in np.flatnonzero(m):
+            order[at[c]:at[c] + m[c]] = sorted_pos[ends[c] - m[c]:ends[c]] + lo
+        at += m
+    return order, bounds
