@@ -31,19 +31,24 @@ rows to events) and then accumulated along the snapshot axis:
   ``D_k = D_{k-1} * 0.5 ** ((T_k - T_{k-1}) / half_life) + A_k`` (the same sum as the
   memory engine up to float rounding, ~1e-15 relative);
 - distinct active days in the longest window: a (day, lead) bitmap of the prompt
-  events, swept day by day in blocks of ``BLOCK_DAYS`` with a running count per lead
-  that is kept at the days the windows start and end; days that only delayed events
-  cover (deduplicated, with their earliest snapshot) go through a difference array.
+  events, summed along the days, read at the days the windows start and end; days
+  that only delayed events cover (deduplicated, with their earliest snapshot) go
+  through a difference array.
 
-Work is O(E + (boundaries + snapshots) x L) for E events and L leads in the export;
-memory is a few arrays of (boundaries + 1) x (L + 1) cells per task, two tasks at a
-time (about 0.4 GB each at 1M leads, 23 snapshots and three windows). Features are
-gathered into the caller's rows at the end, each into its own output column.
+Leads are processed in blocks of ``LEAD_BLOCK`` (16,384): events are grouped once by
+(class of types, block) with a two-pass counting sort, rows by block, and every
+accumulator is (cells x leads of one block): a few MB, allocated once per task and
+refilled per block, so the work stays in cache and touches no fresh memory. One
+task per signal (its counts, days since and decay in one pass over its events) and
+one for active days and days since any activity, two at a time. Work is
+O(E + (boundaries + days) x L) for E events and L leads in the export. Each row's
+values are gathered into the caller's output columns.
+
 Values equal the memory engine's: counts, days and active days exactly, decay up to
 float rounding. :func:`propensity.features.pipeline.build_features` takes this path
 (engine ``"auto"`` or ``"running"``) when every cutoff is at UTC midnight, there are
-several of them and at least ``MIN_LEADS`` distinct leads, and the cells fit
-``MAX_CELLS``.
+several of them and at least ``MIN_LEADS`` distinct leads, and a block's largest
+accumulator fits ``MAX_CELLS``.
 """
 
 from __future__ import annotations
