@@ -571,10 +571,19 @@ def test_asof_path_is_taken_only_for_one_cutoff_and_many_leads(world, monkeypatc
     assert asof.single_cutoff(np.zeros(0, dtype=np.int64)) is None
 
 
-def random_asof_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame, EngagementConfig]:
-    """A small random world, engagement config and one cutoff, with the edge cases dense."""
-    t = pd.Timestamp("2025-02-10T06:00:00Z") + pd.Timedelta(microseconds=int(rng.integers(0, 86_400_000_000)))
-    t_us = t.value // 1000
+def assert_running_matches_memory(export: CrmExport, rows: pd.DataFrame, engagement: EngagementConfig,
+                                  path_calls: list) -> None:
+    """Engine "running" took the spied path once and equals the memory engine (warnings silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = build_features(export, rows, ICP, engagement, engine="running")
+        mem = build_features(export, rows, ICP, engagement, engine="memory")
+    assert len(path_calls) == 1
+    assert_same_as_memory(got, mem, build_feature_spec(ICP, engagement))
+
+
+def random_engagement(rng: np.random.Generator) -> tuple[EngagementConfig, list[int], list[str]]:
+    """A random engagement config (1-3 windows, 1-4 signals whose types may overlap), its windows, a type pool."""
     windows = sorted(rng.choice([1, 3, 7, 30, 90], size=rng.integers(1, 4), replace=False).tolist())
     pool = ["web_visit", "pricing_page_visit", "demo_request", "email_open", "chat", "call"]
     signals = []
@@ -582,7 +591,26 @@ def random_asof_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame,
         kinds = rng.choice(pool[:4], size=rng.integers(1, 3), replace=False).tolist()  # types may overlap
         signals.append({"name": f"s{k}", "activity_types": kinds, "display": f"S{k}",
                         "half_life_days": float(rng.choice([0.5, 5, 10, 21, 180]))})
-    engagement = EngagementConfig.model_validate({"windows_days": windows, "signals": signals})
+    return EngagementConfig.model_validate({"windows_days": windows, "signals": signals}), windows, pool
+
+
+def one_account_export(lead_ids: list[str], acts: pd.DataFrame) -> CrmExport:
+    """An export of these leads (one account, created long before) and activities; warnings silenced."""
+    leads = pd.DataFrame({"lead_id": lead_ids, "account_id": "A1",
+                          "created_at": pd.Timestamp("2024-01-01T00:00:00Z"), "seniority": "vp",
+                          "lead_source": "web"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return CrmExport.from_frames({"accounts": pd.DataFrame({"account_id": ["A1"], "industry": ["software"],
+                                                                "employees": [10]}),
+                                      "leads": leads, "activities": acts})
+
+
+def random_asof_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame, EngagementConfig]:
+    """A small random world, engagement config and one cutoff, with the edge cases dense."""
+    t = pd.Timestamp("2025-02-10T06:00:00Z") + pd.Timedelta(microseconds=int(rng.integers(0, 86_400_000_000)))
+    t_us = t.value // 1000
+    engagement, windows, pool = random_engagement(rng)
     n_leads = int(rng.integers(1, 30))
     lead_ids = [f"L{i}" for i in range(n_leads)]
     n_ev = int(rng.integers(0, 600))
@@ -600,14 +628,7 @@ def random_asof_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame,
         "occurred_at": pd.to_datetime(occ, unit="us", utc=True),
         "recorded_at": pd.to_datetime(rec, unit="us", utc=True),
     })
-    leads = pd.DataFrame({"lead_id": lead_ids, "account_id": "A1",
-                          "created_at": pd.Timestamp("2024-01-01T00:00:00Z"), "seniority": "vp",
-                          "lead_source": "web"})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export = CrmExport.from_frames({"accounts": pd.DataFrame({"account_id": ["A1"], "industry": ["software"],
-                                                                  "employees": [10]}),
-                                        "leads": leads, "activities": acts})
+    export = one_account_export(lead_ids, acts)
     asked = rng.choice(lead_ids, int(rng.integers(1, 2 * n_leads + 1)))
     rows = pd.DataFrame({"lead_id": asked, "cutoff": pd.Series([t] * len(asked)).astype("datetime64[us, UTC]")})
     return export, rows, engagement
@@ -623,12 +644,7 @@ def test_asof_path_matches_the_memory_engine_on_random_worlds(seed, asof_path, m
     export, rows, engagement = random_asof_case(rng)
     monkeypatch.setattr(asof, "CHUNK_EVENTS", int(rng.integers(1, 80)))
     monkeypatch.setattr(asof, "MAX_THREADS", int(rng.integers(1, 3)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = build_features(export, rows, ICP, engagement, engine="running")
-        mem = build_features(export, rows, ICP, engagement, engine="memory")
-    assert len(asof_path) == 1
-    assert_same_as_memory(got, mem, build_feature_spec(ICP, engagement))
+    assert_running_matches_memory(export, rows, engagement, asof_path)
 
 
 def test_asof_path_reads_a_parquet_export_without_recorded_at(world, asof_path, tmp_path):
@@ -774,14 +790,7 @@ def random_snapshot_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFr
     first = pd.Timestamp("2025-01-06T00:00:00Z").value // 1000
     n_snap = int(rng.integers(2, 8))
     snaps = first + np.sort(rng.choice(120, n_snap, replace=False)) * day
-    windows = sorted(rng.choice([1, 3, 7, 30, 90], size=rng.integers(1, 4), replace=False).tolist())
-    pool = ["web_visit", "pricing_page_visit", "demo_request", "email_open", "chat", "call"]
-    signals = []
-    for k in range(rng.integers(1, 5)):
-        kinds = rng.choice(pool[:4], size=rng.integers(1, 3), replace=False).tolist()  # types may overlap
-        signals.append({"name": f"s{k}", "activity_types": kinds, "display": f"S{k}",
-                        "half_life_days": float(rng.choice([0.5, 5, 10, 21, 180]))})
-    engagement = EngagementConfig.model_validate({"windows_days": windows, "signals": signals})
+    engagement, windows, pool = random_engagement(rng)
     n_leads = int(rng.integers(1, 30))
     lead_ids = [f"L{i}" for i in range(n_leads)]
     n_ev = int(rng.integers(0, 800))
@@ -801,14 +810,7 @@ def random_snapshot_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFr
         "occurred_at": pd.to_datetime(occ, unit="us", utc=True),
         "recorded_at": pd.to_datetime(rec, unit="us", utc=True),
     })
-    leads = pd.DataFrame({"lead_id": lead_ids, "account_id": "A1",
-                          "created_at": pd.Timestamp("2024-01-01T00:00:00Z"), "seniority": "vp",
-                          "lead_source": "web"})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export = CrmExport.from_frames({"accounts": pd.DataFrame({"account_id": ["A1"], "industry": ["software"],
-                                                                  "employees": [10]}),
-                                        "leads": leads, "activities": acts})
+    export = one_account_export(lead_ids, acts)
     n_rows = int(rng.integers(2, 3 * n_leads * n_snap + 3))
     t = pd.to_datetime(snaps[rng.integers(0, n_snap, n_rows)], unit="us", utc=True)
     t = pd.Series(t).astype("datetime64[us, UTC]")
@@ -829,12 +831,7 @@ def test_snapshot_path_matches_the_memory_engine_on_random_worlds(seed, snapshot
     monkeypatch.setattr(snapshots, "CHUNK_EVENTS", int(rng.integers(1, 100)))
     monkeypatch.setattr(snapshots, "LEAD_BLOCK", int(rng.integers(1, 12)))
     monkeypatch.setattr(snapshots, "MAX_THREADS", int(rng.integers(1, 3)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = build_features(export, rows, ICP, engagement, engine="running")
-        mem = build_features(export, rows, ICP, engagement, engine="memory")
-    assert len(snapshot_path) == 1
-    assert_same_as_memory(got, mem, build_feature_spec(ICP, engagement))
+    assert_running_matches_memory(export, rows, engagement, snapshot_path)
 
 
 def test_snapshot_path_is_taken_only_for_several_midnight_cutoffs_and_many_leads(world, monkeypatch):

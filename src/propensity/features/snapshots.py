@@ -230,10 +230,13 @@ class _Grid:
                 yield slot, occ, day, ka
 
     # ---------------------------------------------------------------- per row
-    def rows(self, block: int) -> tuple[slice, np.ndarray, np.ndarray, np.ndarray]:
-        """The block's part of the row-aligned arrays, its rows (positions), their snapshots and local slots."""
-        sl = slice(int(self.row_bounds[block]), int(self.row_bounds[block + 1]))
-        return sl, self.row_order[sl], self.r_k[sl], self.r_local[sl]
+    def blocks(self):
+        """Per block of leads that has rows: (block, its part of the row-aligned arrays, its rows (positions),
+        their snapshots, their local slots)."""
+        for b in range(self.n_blocks):
+            sl = slice(int(self.row_bounds[b]), int(self.row_bounds[b + 1]))
+            if sl.stop > sl.start:
+                yield b, sl, self.row_order[sl], self.r_k[sl], self.r_local[sl]
 
     def at(self, dense: np.ndarray, name: object, sl: slice) -> np.ndarray:
         """Per row of the block ``sl``: its cell of ``dense`` (a block's accumulator) for ``cells[name]``."""
@@ -282,10 +285,7 @@ def _signal(g: _Grid, s_idx: int, out: dict[str, np.ndarray]) -> None:
     factor = 0.5 ** (np.diff(g.T) / h)  # a sum carried from one snapshot to the next ages by the gap
     space = _Space(g)
     LB = g.LB
-    for b in range(g.n_blocks):
-        sl, rows, rk, local = g.rows(b)
-        if not len(rows):
-            continue
+    for b, sl, rows, rk, local in g.blocks():
         hist = space.get("hist", np.int32, len(g.B) + 1, 0)  # prompt events per (boundary interval, slot)
         latest = space.get("latest", np.int64, g.K + 1, _NONE)  # per (first eligible snapshot, slot)
         decay = space.get("decay", np.float64, g.K + 1, 0.0)
@@ -370,10 +370,7 @@ def _activity(g: _Grid, out: dict[str, np.ndarray]) -> None:
     count_t = np.int16 if n_days < 2 ** 15 else np.int32
     space = _Space(g)
     LB = g.LB
-    for b in range(g.n_blocks):
-        sl, rows, rk, local = g.rows(b)
-        if not len(rows):
-            continue
+    for b, sl, rows, rk, local in g.blocks():
         flags = space.get("flags", bool, n_days, False)
         latest = space.get("latest", np.int64, g.K + 1, _NONE)
         flags_f, latest_f = flags.reshape(-1), latest.reshape(-1)
