@@ -143,7 +143,7 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
                              out={k: cols[k] for k in eng_names})
     elif snap is not None:  # a few cutoffs at UTC midnight (the training table): per-snapshot aggregates, no sort
         snapshots.engagement_snapshots(export.activity_arrays(), lead_pos[row_lead], row_t, len(export.leads),
-                                       engagement, out={k: cols[k] for k in eng_names})
+                                       engagement, out={k: cols[k] for k in eng_names}, days=snap)
     else:
         events = _events(export, lead_pos, engagement, compact=engine != "running")
         if engine == "running":

@@ -102,16 +102,19 @@ def snapshot_days(row_t: np.ndarray, n_leads: int, windows_days: list[int]) -> n
 
 
 def engagement_snapshots(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.ndarray, n_leads: int,
-                         engagement: EngagementConfig, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                         engagement: EngagementConfig, out: dict[str, np.ndarray],
+                         days: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Engagement features (spec order, without ``lead_age_days``) for rows with day-aligned cutoffs.
 
     ``arrays``: the export's activities (``lead`` = row position in its ``leads``,
     -1 = unknown lead); ``row_pos``: each row's lead position in the same table;
     ``row_t``: each row's cutoff in µs, a multiple of a day (see :func:`snapshot_days`);
     ``n_leads``: that table's length. ``out`` maps every feature name to a writable
-    float64 array of ``len(row_pos)``; filled and returned.
+    float64 array of ``len(row_pos)``; filled and returned. ``days``: what
+    :func:`snapshot_days` gave for these rows, if the caller already asked it.
     """
-    days = snapshot_days(row_t, n_leads, engagement.windows_days)
+    if days is None:
+        days = snapshot_days(row_t, n_leads, engagement.windows_days)
     if days is None:
         raise ValueError("engagement_snapshots: cutoffs must be at UTC midnight, at least two distinct ones, "
                          "within MAX_CELLS")
