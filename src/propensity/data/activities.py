@@ -144,7 +144,7 @@ def read_activity_arrays(path: Path, lead_ids: pd.Series, allow_null_times: bool
                     pos = pc.index_in(chunk.dictionary.cast(pa.string()), value_set=value_set).fill_null(-1)
                     hit = (chunk.dictionary, np.asarray(pos, dtype=np.int32))
                     cache[key] = hit
-                np.take(hit[1], np.asarray(chunk.indices), out=lead[out])
+                np.take(hit[1], np.asarray(chunk.indices), out=lead[out], mode="clip")
             else:
                 lead[out] = np.asarray(pc.index_in(chunk.cast(pa.string()), value_set=value_set).fill_null(-1))
         words = []

@@ -138,7 +138,7 @@ def engagement_asof(arrays: ActivityArrays, row_pos: np.ndarray, t: int, n_leads
         for j, w in enumerate(windows):  # windows ascending: add the next bucket to the running count
             for c in mine:
                 np.add(tmp, acc.cnt[j, c], out=tmp)
-            np.take(tmp, p, out=out[f"eng_{s.name}_{w}d"])
+            np.take(tmp, p, out=out[f"eng_{s.name}_{w}d"], mode="clip")
         latest.fill(_NONE)
         for c in mine:
             np.maximum(latest, acc.last[c], out=latest)
@@ -147,7 +147,7 @@ def engagement_asof(arrays: ActivityArrays, row_pos: np.ndarray, t: int, n_leads
         h = float(s.half_life_days)
         for c in mine:
             np.add(tmp, acc.decay[halves[c].index(h), c], out=tmp)
-        np.take(tmp, p, out=out[f"eng_{s.name}_decay"])
+        np.take(tmp, p, out=out[f"eng_{s.name}_decay"], mode="clip")
     del acc.cnt, acc.decay
     np.maximum.reduce(acc.last, axis=0, out=latest)
     _days(t, latest, p, out["eng_days_since_any"])
@@ -172,7 +172,7 @@ def _warn_unknown(arrays: ActivityArrays, member: np.ndarray, row_pos: np.ndarra
 
 def _days(t: int, latest: np.ndarray, p: np.ndarray, out: np.ndarray) -> None:
     """Days from ``latest[p]`` (µs) to ``t`` in ``out``; NaN where there was no event."""
-    np.take(latest, p, out=out.view(np.int64))  # the int64 times, in place, then converted in place
+    np.take(latest, p, out=out.view(np.int64), mode="clip")  # int64 times in place, then converted
     ts = out.view(np.int64)
     none = ts == _NONE
     np.subtract(t, ts, out=ts)
