@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from propensity.cli import main
+from propensity.scoring.bundle import current_umask
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +79,7 @@ def test_score_and_explain_commands(run, capsys):
     assert main(["score", "--model", str(root / "models" / "latest"), "--data", str(crm), "--out", str(out)]) == 0
     scores = pd.read_parquet(out)
     assert list(scores.columns)[:5] == ["lead_id", "probability", "score", "tier", "reasons"]
+    assert out.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # a plain file, not the temp file's 0o600
     lead = scores.sort_values("probability").iloc[-1]["lead_id"]
     capsys.readouterr()
     assert main(["explain", "--model", str(root / "models" / "latest"), "--data", str(crm), "--lead", lead]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,19 @@ def test_with_as_of_it_writes_one_row_per_open_lead_at_that_time(crm, project, t
     assert got["lead_id"].tolist() == want["lead_id"].tolist()
     assert (pd.to_datetime(got["cutoff"], utc=True) == pd.Timestamp("2025-06-01T00:00:00Z")).all()
     pd.testing.assert_series_equal(got["eng_web_visit_30d"], want["eng_web_visit_30d"], check_dtype=False)
+
+
+def test_the_table_gets_the_mode_a_plain_file_would(crm, tmp_path):
+    # Written to a temporary file (0o600) and renamed: the result must still be readable as the umask allows.
+    from propensity.scoring.bundle import current_umask
+
+    old = os.umask(0o027)
+    try:
+        out = tmp_path / "train.csv"
+        assert main(["features", "--data", str(crm), "--out", str(out), "--as-of", "2025-06-01"]) == 0
+        assert out.stat().st_mode & 0o777 == 0o640 == 0o666 & ~current_umask()
+    finally:
+        os.umask(old)
 
 
 def test_bad_extension_fails_in_one_line_before_reading(tmp_path, capsys):

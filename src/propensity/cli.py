@@ -217,19 +217,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _temp_beside(out: Path) -> str:
+    """An empty temporary file next to ``out`` (same folder, so the final rename is atomic)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    return tmp
+
+
+def _publish(tmp: str, out: Path) -> None:
+    """Rename the finished temporary file onto ``out``, with the mode a plain open would give it.
+
+    mkstemp makes files owner-only (0o600); an output table is an ordinary file
+    (``0o666 & ~umask``: ``-rw-r--r--`` under umask 022), for the team that reads it.
+    """
+    from propensity.scoring.bundle import current_umask
+
+    os.chmod(tmp, 0o666 & ~current_umask())
+    os.replace(tmp, out)
+
+
 def _write_table(df, out: Path) -> None:
     """Write CSV or Parquet by extension, atomically (no half-written file on failure)."""
     if out.suffix not in (".csv", ".parquet"):
         raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
+    tmp = _temp_beside(out)
     try:
         if out.suffix == ".csv":
             df.to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
+        _publish(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -327,9 +345,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     n, expected, sql_min = 0, 0.0, float("inf")
     # Chunks go straight to a temp file beside the target, renamed at the end: memory
     # stays bounded by one chunk and a failure leaves no half-written output.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
+    tmp = _temp_beside(out)
     writer = None
     try:
         with tqdm(desc="  scoring leads", unit=" leads", file=sys.stderr, disable=None, leave=False) as bar:
@@ -361,7 +377,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             writer = None
         elif out.suffix == ".parquet":
             pd.DataFrame(columns=cols).to_parquet(tmp, index=False)
-        os.replace(tmp, out)
+        _publish(tmp, out)
     except BaseException:
         if writer is not None:
             writer.close()
