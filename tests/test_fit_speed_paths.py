@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from propensity.config import CutoffConfig, EngagementConfig, IcpConfig
-from propensity.data.export import CrmExport
-from propensity.features.cutoffs import _id_positions, scoring_cutoffs, snapshot_dates, training_cutoffs
+from propensity.data.export import CrmExport, _id_positions
+from propensity.features.cutoffs import scoring_cutoffs, snapshot_dates, training_cutoffs
 from propensity.features.onelead import criterion_value
 from propensity.features.pipeline import _fit_features
 from propensity.features.spec import build_feature_spec

@@ -121,7 +121,7 @@ def read_activity_arrays(path: Path, lead_ids: pd.Series, allow_null_times: bool
     occ = np.empty(n, dtype=np.int64)
     rec = np.empty(n, dtype=np.int64) if has_rec else occ
     local = np.empty(n, dtype=np.int32)  # activity type codes into each chunk's own dictionary
-    value_set = _arrow_str(lead_ids)
+    value_set = _id_set(lead_ids)
     columns = ["lead_id", "activity_type", "occurred_at"] + (["recorded_at"] if has_rec else [])
     no_nulls = columns[:2] if allow_null_times else columns
     starts = np.zeros(pf.metadata.num_row_groups + 1, dtype=np.int64)
@@ -338,7 +338,7 @@ def _dictionary_codes(path: Path, meta, lead_ids: pd.Series) -> tuple[np.ndarray
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    value_set = _arrow_str(lead_ids)
+    value_set = _id_set(lead_ids)
 
     def positions(dictionary) -> np.ndarray:
         """Position in leads of each dictionary value (-1: unknown); no hashing if it is leads' id column."""
@@ -379,19 +379,34 @@ def _dictionary_codes(path: Path, meta, lead_ids: pd.Series) -> tuple[np.ndarray
     return lead, code, types
 
 
-def _arrow_str(ids: pd.Series):
-    """``ids`` as an Arrow string array; Arrow-backed str columns (pandas 3) without a per-value copy."""
+def _arrow_str(col: pd.Series):
+    """``col`` as one Arrow string array (nulls for missing values), or None when it is not all text.
+
+    Arrow-backed str columns (pandas 3) are taken without a per-value copy. The type
+    may be string or large_string: Arrow's kernels take either, and mix them.
+    """
     import pyarrow as pa
 
-    if isinstance(ids.dtype, pd.StringDtype) and getattr(ids.dtype, "storage", None) == "pyarrow" \
-            and not ids.hasnans:
-        try:
-            arr = pa.array(ids.array)
-            arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-            return arr.cast(pa.string())
-        except (pa.ArrowException, TypeError, ValueError):
-            pass
-    return pa.array(ids.to_numpy(dtype=object), type=pa.string())
+    try:
+        arr = pa.array(col.array if isinstance(col.dtype, pd.StringDtype) else col.to_numpy(dtype=object),
+                       from_pandas=True)
+    except (TypeError, ValueError):  # pyarrow's ArrowInvalid/ArrowTypeError are among these
+        return None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None  # e.g. all-missing (null type) or numbers: leave them to pandas' own equality
+    return arr
+
+
+def _id_set(lead_ids: pd.Series):
+    """The leads' ids as an Arrow ``string`` array (the type a dictionary page is compared with)."""
+    import pyarrow as pa
+
+    arr = _arrow_str(lead_ids)
+    if arr is None:  # a validated export's ids are text; this keeps the function total
+        arr = pa.array(lead_ids.astype(str).to_numpy(dtype=object), type=pa.string())
+    return arr.cast(pa.string())
 
 
 class _Dictionaries:

@@ -391,35 +391,44 @@ def _lead_positions(ids: pd.Series, lead_ids: pd.Series) -> np.ndarray:
         cat_pos = index.get_indexer(ids.cat.categories.astype(str))
         codes = ids.cat.codes.to_numpy()
         return np.where(codes >= 0, cat_pos[codes], -1)
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        probe, values = pa.array(ids.astype(str)), _arrow_str(lead_ids)
-        if len(probe) < len(values):
-            return _positions_by_small_side(probe, values)
-        found = pc.index_in(probe, value_set=values)
-        return np.asarray(found.fill_null(-1), dtype=np.int64)
-    except (ImportError, TypeError, ValueError):
-        return pd.Index(lead_ids.to_numpy(dtype=object)).get_indexer(ids.to_numpy(dtype=object)).astype(np.int64)
+    return _id_positions(ids, lead_ids)
 
 
-def _positions_by_small_side(probe, values) -> np.ndarray:
-    """``index_in(probe, values)`` (first match, -1 when absent), hashing the distinct probe values, not ``values``.
+def _id_positions(needles: pd.Series, ids: pd.Series) -> np.ndarray:
+    """Row position in ``ids`` (e.g. ``leads.lead_id``) of each needle: its first row; -1 when absent or missing.
 
-    The opportunities' ids against 1M leads: a hash table of the few distinct ids,
-    which every lead id probes, instead of one of all the leads.
+    The one id matcher of the package (activities, opportunities, cutoff rows and
+    accounts are matched with it). Hashes in Arrow, and the smaller side: when the
+    needles are fewer than the ids (opportunities vs. leads), their distinct values
+    are the hash table and the ids are looked up in it, not the other way round (a
+    million ids hashed costs ~5x more). Columns that are not all text are matched by
+    pandas (equal values, no conversion to str).
     """
+    out = np.full(len(needles), -1, dtype=np.int64)
+    if len(needles) == 0 or len(ids) == 0:
+        return out
+    hay, pins = _arrow_str(ids), _arrow_str(needles)
+    if hay is None or pins is None:
+        index = pd.Index(ids.to_numpy(dtype=object))
+        if not index.is_unique:  # get_indexer needs unique ids: keep each value's first row
+            keep = ~index.duplicated()
+            found = pd.Index(index[keep]).get_indexer(needles.to_numpy(dtype=object))
+            return np.where(found >= 0, np.flatnonzero(keep)[found], -1).astype(np.int64)
+        return index.get_indexer(needles.to_numpy(dtype=object)).astype(np.int64, copy=False)
     import pyarrow.compute as pc
 
-    distinct = pc.unique(probe)
-    which = np.asarray(pc.index_in(probe, value_set=distinct).fill_null(-1), dtype=np.int64)
-    hit = np.asarray(pc.index_in(values, value_set=distinct).fill_null(-1), dtype=np.int64)
-    rows = np.flatnonzero(hit >= 0)
-    first, at = np.unique(hit[rows], return_index=True)  # the first lead row of each distinct id
-    position = np.full(len(distinct) + 1, -1, dtype=np.int64)  # the last slot: ids index_in left null
-    position[first] = rows[at]
-    return position[which]
+    if len(pins) >= len(hay):
+        return np.asarray(pc.index_in(pins, value_set=hay).fill_null(-1), dtype=np.int64)
+    distinct = pc.unique(pins).drop_null()
+    if len(distinct) == 0:
+        return out
+    where = np.asarray(pc.index_in(hay, value_set=distinct).fill_null(-1), dtype=np.int64)  # per id
+    hit = np.flatnonzero(where >= 0)
+    first, at = np.unique(where[hit], return_index=True)  # the first row of each distinct needle
+    pos_of = np.full(len(distinct) + 1, -1, dtype=np.int64)  # the last slot: a needle not among them
+    pos_of[first] = hit[at]
+    slot = np.asarray(pc.index_in(pins, value_set=distinct).fill_null(len(distinct)), dtype=np.int64)
+    return pos_of[slot]
 
 
 def _early(pos: np.ndarray, occ: np.ndarray, created: np.ndarray, block: int = 1 << 20) -> tuple[int, list[int]]:

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import CutoffConfig
-from propensity.data.export import CrmExport, DataError
+from propensity.data.activities import _arrow_str
+from propensity.data.export import CrmExport, DataError, _id_positions
 
 __all__ = ["scoring_cutoffs", "snapshot_dates", "training_cutoffs"]
 
@@ -173,49 +174,6 @@ def _inverse(order: np.ndarray) -> np.ndarray:
     inv = np.empty(len(order), dtype=np.int64)
     inv[order] = np.arange(len(order), dtype=np.int64)
     return inv
-
-
-def _arrow_str(col: pd.Series):
-    """``col`` as a pyarrow string array (nulls for missing values), or None when it is not all text."""
-    try:
-        import pyarrow as pa
-
-        arr = pa.array(col.array if isinstance(col.dtype, pd.StringDtype) else col.to_numpy(dtype=object),
-                       from_pandas=True)
-    except (ImportError, TypeError, ValueError):  # pyarrow's ArrowInvalid/ArrowTypeError are among these
-        return None
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        return None  # e.g. all-missing (null type) or numbers: leave them to pandas' own equality
-    return arr  # string or large_string: Arrow's kernels take either, and mix them
-
-
-def _id_positions(needles: pd.Series, ids: pd.Series) -> np.ndarray:
-    """Row position in ``ids`` (unique, e.g. ``leads.lead_id``) of each needle; -1 when absent or missing.
-
-    Hashes in Arrow, and the smaller side: when the needles are fewer than the ids
-    (opportunities vs. leads), their distinct values are the hash table and the ids
-    are looked up in it, not the other way round (a million ids hashed costs ~5x more).
-    """
-    out = np.full(len(needles), -1, dtype=np.int64)
-    if len(needles) == 0 or len(ids) == 0:
-        return out
-    hay, pins = _arrow_str(ids), _arrow_str(needles)
-    if hay is None or pins is None:
-        found = pd.Index(ids.to_numpy(dtype=object)).get_indexer(needles.to_numpy(dtype=object))
-        return found.astype(np.int64, copy=False)
-    import pyarrow.compute as pc
-
-    if len(pins) >= len(hay):
-        return np.asarray(pc.index_in(pins, value_set=hay).fill_null(-1), dtype=np.int64)
-    distinct = pc.unique(pins).drop_null()
-    if len(distinct) == 0:
-        return out
-    where = np.asarray(pc.index_in(hay, value_set=distinct).fill_null(-1), dtype=np.int64)  # per id
-    hit = np.flatnonzero(where >= 0)
-    pos_of = np.full(len(distinct) + 1, -1, dtype=np.int64)  # the last slot: a needle not among them
-    pos_of[where[hit]] = hit
-    slot = np.asarray(pc.index_in(pins, value_set=distinct).fill_null(len(distinct)), dtype=np.int64)
-    return pos_of[slot]
 
 
 def _id_order(ids: pd.Series) -> np.ndarray | None:

@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import Criterion, EngagementConfig, IcpConfig
-from propensity.data.export import CrmExport, DataError
+from propensity.data.export import CrmExport, DataError, _id_positions
 from propensity.features import asof, snapshots
-from propensity.features.cutoffs import _id_positions, _us
+from propensity.features.cutoffs import _us
 from propensity.features.memory import DAY_US, Events, engagement_memory
 from propensity.features.onelead import allowed_values, clean_category
 from propensity.features.running import engagement_running
@@ -252,23 +252,17 @@ def _factorize(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _positions(haystack: pd.Series, needles: np.ndarray) -> np.ndarray:
-    """Row position of each needle in a column of unique ids (-1 when absent)."""
-    if len(needles) <= 8:
-        out = np.full(len(needles), -1, dtype=np.int64)
-        for i, needle in enumerate(needles):
-            hit = np.flatnonzero((haystack == needle).to_numpy(dtype=bool))
-            if len(hit):
-                out[i] = hit[0]
-        return out
-    try:  # Arrow hashes a million string ids several times faster than an object Index
-        import pyarrow as pa
-        import pyarrow.compute as pc
+    """Row position of each of a handful of needles in a column of unique ids (-1 when absent).
 
-        found = pc.index_in(pa.array(needles, type=pa.string()),
-                            value_set=pa.array(haystack.to_numpy(dtype=object), type=pa.string()))
-        return np.asarray(found.fill_null(-1), dtype=np.int64)
-    except (ImportError, TypeError, ValueError):  # pyarrow's ArrowInvalid/ArrowTypeError are among these
-        return pd.Index(haystack.to_numpy(dtype=object)).get_indexer(needles).astype(np.int64)
+    For up to 8 needles (one lead scored on demand), where a loop of comparisons
+    costs less than hashing the column; :func:`_id_positions` matches many.
+    """
+    out = np.full(len(needles), -1, dtype=np.int64)
+    for i, needle in enumerate(needles):
+        hit = np.flatnonzero((haystack == needle).to_numpy(dtype=bool))
+        if len(hit):
+            out[i] = hit[0]
+    return out
 
 
 def _events(export: CrmExport, lead_pos: np.ndarray, engagement: EngagementConfig, compact: bool) -> Events:
@@ -430,7 +424,7 @@ def _distinct(column: pd.Series, numeric_ok: bool, rows_ok: bool = False) -> tup
     text = (pd.api.types.is_string_dtype(dtype) and dtype != object) or \
         (dtype == object and pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"))
     if text and rows_ok and len(column) > 8:
-        from propensity.features.cutoffs import _arrow_str
+        from propensity.data.activities import _arrow_str
 
         arr = _arrow_str(column)
         if arr is not None:
