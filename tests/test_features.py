@@ -784,12 +784,18 @@ def test_snapshot_path_by_hand(snapshot_path):
                               build_feature_spec(ICP, ENGAGEMENT))
 
 
-def random_snapshot_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame, EngagementConfig]:
-    """A small random world, engagement config and snapshot rows, with the midnight edge cases dense."""
+def random_snapshot_case(rng: np.random.Generator,
+                         midnight: bool = True) -> tuple[CrmExport, pd.DataFrame, EngagementConfig]:
+    """A small random world, engagement config and snapshot rows, with the edge cases around cutoffs dense.
+
+    ``midnight``: every cutoff at UTC midnight (as the training table's), else each at its own time of day.
+    """
     day = 86_400_000_000
     first = pd.Timestamp("2025-01-06T00:00:00Z").value // 1000
     n_snap = int(rng.integers(2, 8))
     snaps = first + np.sort(rng.choice(120, n_snap, replace=False)) * day
+    if not midnight:
+        snaps = snaps + rng.integers(0, day, n_snap)
     engagement, windows, pool = random_engagement(rng)
     n_leads = int(rng.integers(1, 30))
     lead_ids = [f"L{i}" for i in range(n_leads)]
@@ -819,22 +825,21 @@ def random_snapshot_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFr
     return export, rows, engagement
 
 
-@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("seed", range(24))
 def test_snapshot_path_matches_the_memory_engine_on_random_worlds(seed, snapshot_path, monkeypatch):
     # Random configs (overlapping signals with different half-lives, 1-day windows), events at and around the
-    # snapshots' midnights and window starts, backfills across snapshots or recorded at one, orphans; tiny event
-    # chunks and blocks of leads, on 1 or 2 threads.
+    # snapshots (at midnight, or at any time of day for a third of the seeds) and window starts, backfills across
+    # snapshots or recorded at one, orphans; 1 to 5 parts of the leads per thread, on 1 or 2 threads.
     import propensity.features.snapshots as snapshots
 
     rng = np.random.default_rng(2000 + seed)
-    export, rows, engagement = random_snapshot_case(rng)
-    monkeypatch.setattr(snapshots, "CHUNK_EVENTS", int(rng.integers(1, 100)))
-    monkeypatch.setattr(snapshots, "LEAD_BLOCK", int(rng.integers(1, 12)))
+    export, rows, engagement = random_snapshot_case(rng, midnight=seed % 3 != 2)
+    monkeypatch.setattr(snapshots, "PARTS_PER_THREAD", int(rng.integers(1, 6)))
     monkeypatch.setattr(snapshots, "MAX_THREADS", int(rng.integers(1, 3)))
     assert_running_matches_memory(export, rows, engagement, snapshot_path)
 
 
-def test_snapshot_path_is_taken_only_for_several_midnight_cutoffs_and_many_leads(world, monkeypatch):
+def test_snapshot_path_is_taken_only_for_a_few_distinct_cutoffs_and_many_leads(world, monkeypatch):
     import propensity.features.asof as asof
     import propensity.features.snapshots as snapshots
 
@@ -842,34 +847,36 @@ def test_snapshot_path_is_taken_only_for_several_midnight_cutoffs_and_many_leads
     real = snapshots.engagement_snapshots
     monkeypatch.setattr(snapshots, "engagement_snapshots", lambda *a, **k: calls.append(a) or real(*a, **k))
     export, cutoffs, icp, engagement, expected = world
+    spec = build_feature_spec(icp, engagement)
     days = [pd.Timestamp("2024-05-01T00:00:00Z"), pd.Timestamp("2024-07-01T00:00:00Z")]
     midnight = snapshot_rows(export, days, np.random.default_rng(2))
+    assert 2 < cutoffs["cutoff"].nunique() <= snapshots.MAX_SNAPSHOTS  # at any time of day
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         build_features(export, midnight, icp, engagement, engine="running")  # fewer leads than MIN_LEADS
         assert calls == []
         monkeypatch.setattr(snapshots, "MIN_LEADS", 0)
         monkeypatch.setattr(asof, "MIN_LEADS", 0)
-        got = build_features(export, cutoffs, icp, engagement, engine="running")  # cutoffs at any time of day
-        assert calls == []
-        assert_features_equal(got, expected, build_feature_spec(icp, engagement))
         build_features(export, midnight.assign(cutoff=midnight["cutoff"].iloc[0]), icp, engagement,
                        engine="running")  # one cutoff: the as-of path
         assert calls == []
         for engine in ("memory", "duckdb"):
             build_features(export, midnight, icp, engagement, engine=engine)
         assert calls == []
-        monkeypatch.setattr(snapshots, "MAX_CELLS", 10)  # too many cells: the running engine
-        build_features(export, midnight, icp, engagement, engine="running")
+        monkeypatch.setattr(snapshots, "MAX_SNAPSHOTS", cutoffs["cutoff"].nunique() - 1)  # too many: running
+        assert_features_equal(build_features(export, cutoffs, icp, engagement, engine="running"), expected, spec)
         assert calls == []
-        monkeypatch.setattr(snapshots, "MAX_CELLS", 1 << 24)
-        build_features(export, midnight, icp, engagement, engine="running")
+        monkeypatch.setattr(snapshots, "MAX_SNAPSHOTS", cutoffs["cutoff"].nunique())
+        assert_features_equal(build_features(export, cutoffs, icp, engagement, engine="running"), expected, spec)
         assert len(calls) == 1
-    assert snapshots.snapshot_days(np.zeros(0, dtype=np.int64), 10, [7, 30]) is None
-    with pytest.raises(ValueError, match="UTC midnight"):
+        build_features(export, midnight, icp, engagement, engine="running")
+        assert len(calls) == 2
+    assert snapshots.snapshot_times(np.zeros(0, dtype=np.int64)) is None
+    assert snapshots.snapshot_times(np.full(5, 86_400_000_000, dtype=np.int64)) is None
+    assert snapshots.snapshot_times(np.array([3, 1, 3, 2], dtype=np.int64)).tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="distinct cutoffs"):
         snapshots.engagement_snapshots(export.activity_arrays(), np.zeros(2, dtype=np.int64),
-                                       np.array([1, 86_400_000_000], dtype=np.int64), len(export.leads),
-                                       engagement, out={})
+                                       np.array([1, 1], dtype=np.int64), len(export.leads), engagement, out={})
 
 
 def test_snapshot_path_reads_a_parquet_export_without_recorded_at(world, snapshot_path, tmp_path):

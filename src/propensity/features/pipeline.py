@@ -25,9 +25,10 @@ days and active days exactly; decay sums up to float rounding, ~1e-14 relative):
   least ``asof.MIN_LEADS`` distinct leads, ``"running"`` (and so ``"auto"``) takes
   the sort-free path of ``asof.py`` instead: per-lead aggregates over the export's
   activity arrays (``ufunc.at`` and a day bitmap), same values. When the rows have
-  a few distinct cutoffs, all at UTC midnight (the training table's snapshots), and
-  at least ``snapshots.MIN_LEADS`` distinct leads, it takes ``snapshots.py``: the
-  same idea per (snapshot, lead) cell, accumulated along the snapshots; same values.
+  2 to ``snapshots.MAX_SNAPSHOTS`` distinct cutoffs (the training table's
+  snapshots) and at least ``snapshots.MIN_LEADS`` distinct leads, it takes
+  ``snapshots.py``: compiled (Numba) code that groups the events by lead with two
+  counting passes and computes each lead's rows from its own events; same values.
 - ``duckdb``: the direct join of rows to events in SQL (streams and spills, but
   does rows x events work); kept as a second independent implementation.
 - ``memory`` (``memory.py``): pairwise in NumPy, for one lead or a few, no
@@ -44,7 +45,7 @@ import pandas as pd
 
 from propensity.config import Criterion, EngagementConfig, IcpConfig
 from propensity.data.export import CrmExport, DataError, _id_positions
-from propensity.features import asof, snapshots
+from propensity.features import asof, buffers, snapshots
 from propensity.features.cutoffs import _us
 from propensity.features.memory import DAY_US, Events, engagement_memory
 from propensity.features.onelead import allowed_values, clean_category
@@ -129,7 +130,7 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     # the engines and handed to pandas without a copy (each feature contiguous, as pandas stores it).
     n = len(row_lead)
     numeric = [f.name for f in spec if f.kind != "categorical"]
-    block = np.empty((len(numeric), n), dtype=np.float64)
+    block = buffers.empty((len(numeric), n), np.float64)
     cols = {name: block[i] for i, name in enumerate(numeric)}
 
     row_t = _us(t_col)
@@ -137,13 +138,13 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     t_one = asof.single_cutoff(row_t) if engine == "running" and len(uniq) >= asof.MIN_LEADS else None
     snap = None
     if t_one is None and engine == "running" and len(uniq) >= snapshots.MIN_LEADS:
-        snap = snapshots.snapshot_days(row_t, len(export.leads), engagement.windows_days)
+        snap = snapshots.snapshot_times(row_t)
     if t_one is not None:  # one cutoff for every row (the as-of scoring table): per-lead aggregates, no sort
         asof.engagement_asof(export.activity_arrays(), lead_pos[row_lead], t_one, len(export.leads), engagement,
                              out={k: cols[k] for k in eng_names})
-    elif snap is not None:  # a few cutoffs at UTC midnight (the training table): per-snapshot aggregates, no sort
+    elif snap is not None:  # a few distinct cutoffs (the training table): compiled, lead by lead, no sort
         snapshots.engagement_snapshots(export.activity_arrays(), lead_pos[row_lead], row_t, len(export.leads),
-                                       engagement, out={k: cols[k] for k in eng_names}, days=snap)
+                                       engagement, out={k: cols[k] for k in eng_names}, cuts=snap)
     else:
         events = _events(export, lead_pos, engagement, compact=engine != "running")
         if engine == "running":
