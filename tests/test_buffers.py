@@ -52,3 +52,18 @@ def test_a_mapping_is_released_with_its_last_view(monkeypatch):
     del row
     gc.collect()
     assert ref() is None
+
+
+def test_the_snapshot_kernels_warm_up_without_raising(monkeypatch):
+    import propensity.features.snapshots as snapshots
+    from propensity.features import _leadwise
+
+    snapshots.warm_up()
+    assert all(len(f.signatures) >= 1 for f in (_leadwise.count_events, _leadwise.scatter_events,
+                                                _leadwise.part_rows))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(snapshots, "_compute", broken)
+    assert snapshots.warm_up() is None  # only a head start: the real call reports problems

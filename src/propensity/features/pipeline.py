@@ -37,6 +37,7 @@ days and active days exactly; decay sums up to float rounding, ~1e-14 relative):
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Literal
 
@@ -122,6 +123,12 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     lead_ser, t_col, extras = _check_cutoffs(cutoffs, {f.name for f in spec})
     _check_icp_columns(export, icp)
 
+    row_t = _us(t_col)
+    cuts = None
+    if engine in ("auto", "running") and len(row_t) >= snapshots.MIN_LEADS:
+        cuts = snapshots.snapshot_times(row_t)
+        if cuts is not None:  # load the compiled kernels while the rows' leads are matched (Arrow, no GIL)
+            threading.Thread(target=snapshots.warm_up, name="propensity-warm-up", daemon=True).start()
     uniq, row_lead, lead_pos = _row_leads(lead_ser, export)
     if engine == "auto":
         engine = "memory" if len(uniq) < MEMORY_ENGINE_MAX_LEADS else "running"
@@ -133,12 +140,11 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     block = buffers.empty((len(numeric), n), np.float64)
     cols = {name: block[i] for i, name in enumerate(numeric)}
 
-    row_t = _us(t_col)
     eng_names = [f.name for f in spec if f.family == "engagement" and f.name != "lead_age_days"]
     t_one = asof.single_cutoff(row_t) if engine == "running" and len(uniq) >= asof.MIN_LEADS else None
     snap = None
     if t_one is None and engine == "running" and len(uniq) >= snapshots.MIN_LEADS:
-        snap = snapshots.snapshot_times(row_t)
+        snap = cuts
     if t_one is not None:  # one cutoff for every row (the as-of scoring table): per-lead aggregates, no sort
         asof.engagement_asof(export.activity_arrays(), lead_pos[row_lead], t_one, len(export.leads), engagement,
                              out={k: cols[k] for k in eng_names})

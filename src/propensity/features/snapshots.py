@@ -43,7 +43,7 @@ from propensity.features import buffers
 from propensity.features.asof import _warn_unknown
 from propensity.features.memory import DAY_US
 
-__all__ = ["MAX_SNAPSHOTS", "MIN_LEADS", "engagement_snapshots", "snapshot_times"]
+__all__ = ["MAX_SNAPSHOTS", "MIN_LEADS", "engagement_snapshots", "snapshot_times", "warm_up"]
 
 MIN_LEADS = 2_000  # build_features takes this path for several cutoffs and at least this many distinct leads
 MAX_SNAPSHOTS = 4_096  # more distinct cutoffs than this: the running engine (rows per lead are unbounded)
@@ -61,6 +61,29 @@ def snapshot_times(row_t: np.ndarray) -> np.ndarray | None:
     return np.sort(cuts)
 
 
+def warm_up() -> None:
+    """Load the compiled kernels (compile them, the first time after an install) on a tiny input.
+
+    The input has the types of an export read by ``read_export`` (int16 type codes,
+    fewer than 256 type classes), so the real call finds them loaded; a call with
+    other types loads its own. Errors are left to the real call to raise.
+    """
+    try:
+        code = np.zeros(1, dtype=np.int16)
+        arrays = ActivityArrays(lead=np.zeros(1, dtype=np.int32), occ=np.zeros(1, dtype=np.int64),
+                                rec=np.zeros(1, dtype=np.int64), code=code, types=np.array(["-"], dtype=object))
+        engagement = EngagementConfig.model_validate(
+            {"windows_days": [1], "signals": [{"name": "s", "activity_types": ["-"], "display": "S",
+                                               "half_life_days": 1}]})
+        block = np.empty((5, 2))
+        _compute(arrays, np.zeros(2, dtype=np.int64), np.array([1, 2], dtype=np.int64), 1, engagement,
+                             out={name: block[i] for i, name in enumerate(
+                                 ["eng_s_1d", "eng_s_days_since", "eng_s_decay", "eng_active_days_1d",
+                                  "eng_days_since_any"])})
+    except Exception:  # noqa: BLE001 - only a head start; the real call reports any problem
+        pass
+
+
 def engagement_snapshots(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.ndarray, n_leads: int,
                          engagement: EngagementConfig, out: dict[str, np.ndarray],
                          cuts: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -74,6 +97,11 @@ def engagement_snapshots(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.
     allocates them); filled and returned. ``cuts``: what :func:`snapshot_times` gave
     for these rows, if the caller already asked it.
     """
+    return _compute(arrays, row_pos, row_t, n_leads, engagement, out, cuts)
+
+
+def _compute(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.ndarray, n_leads: int,
+             engagement: EngagementConfig, out: dict[str, np.ndarray], cuts: np.ndarray | None) -> dict:
     from propensity.features import _leadwise as kernels  # Numba: imported (and compiled once) on first use
 
     if cuts is None:
