@@ -101,7 +101,7 @@ def engagement_snapshots(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.
 
 
 def _compute(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.ndarray, n_leads: int,
-             engagement: EngagementConfig, out: dict[str, np.ndarray], cuts: np.ndarray | None) -> dict:
+             engagement: EngagementConfig, out: dict[str, np.ndarray], cuts: np.ndarray | None = None) -> dict:
     from propensity.features import _leadwise as kernels  # Numba: imported (and compiled once) on first use
 
     if cuts is None:
