@@ -176,7 +176,7 @@ def part_rows(lo: int, hi: int, ev_ptr: np.ndarray, ev_base: int, t_occ: np.ndar
         latest[:] = _NONE
         latest_any = _NONE
         first = ea  # first event whose day is not before the longest window's first day
-        stop = ea  # first event whose day is after the cutoff's (or the day before a midnight cutoff)
+        stop = ea  # first event on a day after that of t - 1 µs, the last instant before the cutoff
         for j in range(m):
             t = tt[j]
             r = row_order[ra + j]
