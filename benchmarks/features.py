@@ -31,7 +31,7 @@ includes the compilation, a few seconds).
 Fresh memory is slow on some machines (a VM whose host backs a page only when it
 is first written): the benchmark also times, in separate fresh processes, writing
 a float64 block the size of the training table's numeric columns once, allocated
-as ``build_features`` allocates it (``propensity.features.buffers``) and with
+as ``build_features`` allocates it (``propensity.data.buffers``) and with
 ``np.empty`` (transparent huge pages), and prints both as ratios to the scan too.
 No implementation that returns that table in memory can go below the first,
 printed so that the training ratio can be read against it.
@@ -101,13 +101,13 @@ def reset_peak_rss() -> bool:
 def first_touch(n_bytes: int, allocator: str) -> float:
     """Seconds to allocate and write ``n_bytes`` of float64 once (this process's first use of that memory).
 
-    ``allocator``: ``"pipeline"`` (:func:`propensity.features.buffers.empty`, as
+    ``allocator``: ``"pipeline"`` (:func:`propensity.data.buffers.empty`, as
     ``build_features`` allocates its block) or ``"numpy"`` (``np.empty``, which asks
     for transparent huge pages).
     """
     import numpy as np
 
-    from propensity.features import buffers
+    from propensity.data import buffers
 
     t = time.perf_counter()
     block = buffers.empty(n_bytes // 8) if allocator == "pipeline" else np.empty(n_bytes // 8)

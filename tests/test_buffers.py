@@ -1,4 +1,4 @@
-"""The write-once arrays of the feature block and the snapshot engine (propensity.features.buffers)."""
+"""The write-once arrays of the feature block and the snapshot engine (propensity.data.buffers)."""
 
 import gc
 import mmap
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from propensity.features import buffers
+from propensity.data import buffers
 
 
 def _owner(a: np.ndarray):

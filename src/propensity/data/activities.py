@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from propensity.data import buffers
+
 __all__ = ["NAT_US", "ActivityArrays", "arrays_from_frame", "read_activity_arrays"]
 
 # From this many activities DuckDB matches the lead ids (see _read_duckdb). A module global, read at each
@@ -117,10 +119,10 @@ def read_activity_arrays(path: Path, lead_ids: pd.Series, allow_null_times: bool
         arrays = _read_duckdb(path, pf, lead_ids, has_rec, allow_null_times)
         if arrays is not None:
             return arrays
-    lead = np.empty(n, dtype=np.int32)
-    occ = np.empty(n, dtype=np.int64)
-    rec = np.empty(n, dtype=np.int64) if has_rec else occ
-    local = np.empty(n, dtype=np.int32)  # activity type codes into each chunk's own dictionary
+    lead = buffers.empty(n, np.int32)
+    occ = buffers.empty(n, np.int64)
+    rec = buffers.empty(n, np.int64) if has_rec else occ
+    local = buffers.empty(n, np.int32)  # activity type codes into each chunk's own dictionary
     value_set = _id_set(lead_ids)
     columns = ["lead_id", "activity_type", "occurred_at"] + (["recorded_at"] if has_rec else [])
     no_nulls = columns[:2] if allow_null_times else columns
@@ -200,7 +202,7 @@ def _merge_types(local: np.ndarray, words: list[tuple[slice, list[str]]],
     if local.dtype == dtype and all(r is None for r in remaps):
         code = local
     else:
-        code = np.empty(len(local), dtype=dtype)
+        code = buffers.empty(len(local), dtype)
         for (out, _), remap in zip(words, remaps):
             if remap is None:
                 code[out] = local[out]
@@ -262,8 +264,8 @@ def _duckdb_times(path: Path, n: int, has_rec: bool) -> tuple[np.ndarray, np.nda
     """
     import duckdb
 
-    occ = np.empty(n, dtype=np.int64)
-    rec = np.empty(n, dtype=np.int64) if has_rec else occ
+    occ = buffers.empty(n, np.int64)
+    rec = buffers.empty(n, np.int64) if has_rec else occ
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
@@ -313,10 +315,10 @@ def _read_duckdb_join(path: Path, n: int, lead_ids: pd.Series, has_rec: bool) ->
                    epoch_us(a.occurred_at) AS occ, {rec_sql} AS rec
             FROM {src} a JOIN types t ON a.activity_type::VARCHAR = t.name
             LEFT JOIN ids i ON a.lead_id::VARCHAR = i.lead_id""").to_arrow_reader(1 << 20)
-        lead = np.empty(n, dtype=np.int32)
-        occ = np.empty(n, dtype=np.int64)
-        rec = np.empty(n, dtype=np.int64) if has_rec else occ
-        code = np.empty(n, dtype=np.int16)
+        lead = buffers.empty(n, np.int32)
+        occ = buffers.empty(n, np.int64)
+        rec = buffers.empty(n, np.int64) if has_rec else occ
+        code = buffers.empty(n, np.int16)
         seen = 0
         for batch in reader:
             r = batch.column(0).to_numpy()
@@ -354,8 +356,8 @@ def _dictionary_codes(path: Path, meta, lead_ids: pd.Series) -> tuple[np.ndarray
     n = meta.num_rows
     starts = np.zeros(meta.num_row_groups + 1, dtype=np.int64)
     np.cumsum([meta.row_group(rg).num_rows for rg in range(meta.num_row_groups)], out=starts[1:])
-    lead = np.empty(n, dtype=np.int32)
-    local = np.empty(n, dtype=np.int16)  # type codes into each row group's own dictionary
+    lead = buffers.empty(n, np.int32)
+    local = buffers.empty(n, np.int16)  # type codes into each row group's own dictionary
     failed = threading.Event()
 
     def one(rg: int) -> tuple[slice, list[str], np.ndarray] | None:

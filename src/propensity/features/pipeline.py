@@ -45,8 +45,9 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import Criterion, EngagementConfig, IcpConfig
+from propensity.data import buffers
 from propensity.data.export import CrmExport, DataError, _id_positions
-from propensity.features import asof, buffers, snapshots
+from propensity.features import asof, snapshots
 from propensity.features.cutoffs import _us
 from propensity.features.memory import DAY_US, Events, engagement_memory
 from propensity.features.onelead import allowed_values, clean_category

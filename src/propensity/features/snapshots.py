@@ -39,7 +39,7 @@ import pandas as pd
 
 from propensity.config import EngagementConfig
 from propensity.data.activities import ActivityArrays
-from propensity.features import buffers
+from propensity.data import buffers
 from propensity.features.asof import _warn_unknown
 from propensity.features.memory import DAY_US
 
