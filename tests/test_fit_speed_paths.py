@@ -240,3 +240,52 @@ def test_arrow_criterion_equals_the_python_one(criterion):
         assert got_value.tolist() == want_value.tolist()
     else:
         assert got_value is None
+
+
+# ------------------------------------------------------------------ positions a cutoff table remembers
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_cutoff_tables_remember_their_lead_positions_until_the_column_changes(shuffle):
+    import gc
+
+    import propensity.data.export as export_mod
+    from propensity.data.export import _known_positions
+
+    export = random_case(7, 40, 25, shuffle)
+    ids = export.leads["lead_id"]
+    config = CutoffConfig(every_days=7, max_lead_age_days=120)
+    tables = [training_cutoffs(export, config, horizon_days=30), scoring_cutoffs(export)]
+    for table in tables:
+        col = table["lead_id"]
+        known = _known_positions(col, ids)
+        assert known is not None and not known.flags.writeable
+        np.testing.assert_array_equal(known, _id_positions(col.astype(object), ids))  # object ids: hashed
+        assert _id_positions(col, ids) is known
+        edited = table.copy()
+        edited.loc[0, "lead_id"] = ids.iloc[-1]  # a new Arrow array: not remembered
+        assert _known_positions(edited["lead_id"], ids) is None
+        assert _id_positions(edited["lead_id"], ids)[0] == len(ids) - 1
+        assert _known_positions(col.iloc[1:], ids) is None  # filtered: a new array
+        assert _known_positions(col, ids.astype(object).astype(ids.dtype)) is None  # other ids, same values
+    n = len(export_mod._KNOWN)
+    del tables, table, col, edited, known
+    gc.collect()
+    assert len(export_mod._KNOWN) == n - 2  # forgotten with their columns
+
+
+def test_build_features_on_an_edited_cutoff_table_matches_fresh_ids():
+    from propensity.features.pipeline import build_features
+
+    export = random_case(8, 40, 25, True)
+    icp = IcpConfig(criteria=[])
+    engagement = EngagementConfig.model_validate({"windows_days": [30], "signals": [
+        {"name": "web", "activity_types": ["web_visit"], "display": "Web", "half_life_days": 7}]})
+    table = training_cutoffs(export, CutoffConfig(every_days=7, max_lead_age_days=120), horizon_days=30)
+    edited = table.copy()
+    edited.loc[0, "lead_id"] = table["lead_id"].iloc[-1]
+    for rows in (table, edited, table.iloc[::2].reset_index(drop=True)):
+        got = build_features(export, rows, icp, engagement)
+        want = build_features(export, rows.assign(lead_id=rows["lead_id"].astype(object)), icp, engagement)
+        assert got["lead_id"].tolist() == rows["lead_id"].tolist()
+        pd.testing.assert_frame_equal(got, want)

@@ -52,6 +52,7 @@ import dataclasses
 import functools
 import re
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,8 +395,46 @@ def _lead_positions(ids: pd.Series, lead_ids: pd.Series) -> np.ndarray:
     return _id_positions(ids, lead_ids)
 
 
+# Positions already known for a column of ids (see remember_positions): id(Arrow array) -> (weak refs to the
+# needles' and the ids' Arrow arrays, the positions, read-only).
+_KNOWN: dict[int, tuple[weakref.ref, weakref.ref, np.ndarray]] = {}
+
+
+def _arrow_of(col: pd.Series) -> object | None:
+    """The immutable Arrow array behind an Arrow-backed column (pandas replaces it, never changes it), or None."""
+    arr = getattr(col.array, "_pa_array", None)
+    return arr if type(arr).__module__.startswith("pyarrow") else None
+
+
+def remember_positions(needles: pd.Series, ids: pd.Series, pos: np.ndarray) -> None:
+    """Record that ``pos`` are the positions of ``needles`` in ``ids`` (their builder knows them).
+
+    Both must be Arrow-backed; the record holds for exactly those two Arrow arrays
+    (immutable: a column that is filtered, sorted or assigned to gets a new one) and
+    goes with the needles' array. :func:`_id_positions` then answers from it instead
+    of hashing the needles again (7.9M training rows: ~0.5 s).
+    """
+    a, b = _arrow_of(needles), _arrow_of(ids)
+    if a is None or b is None or len(pos) != len(needles):
+        return
+    pos = np.asarray(pos, dtype=np.int64).view()
+    pos.flags.writeable = False
+    key = id(a)
+    _KNOWN[key] = (weakref.ref(a, lambda _, key=key: _KNOWN.pop(key, None)), weakref.ref(b), pos)
+
+
+def _known_positions(needles: pd.Series, ids: pd.Series) -> np.ndarray | None:
+    a, b = _arrow_of(needles), _arrow_of(ids)
+    hit = _KNOWN.get(id(a)) if a is not None and b is not None else None
+    if hit is None or hit[0]() is not a or hit[1]() is not b:
+        return None
+    return hit[2]
+
+
 def _id_positions(needles: pd.Series, ids: pd.Series) -> np.ndarray:
     """Row position in ``ids`` (e.g. ``leads.lead_id``) of each needle: its first row; -1 when absent or missing.
+
+    The result may be read-only (positions recorded by :func:`remember_positions`).
 
     The one id matcher of the package (activities, opportunities, cutoff rows and
     accounts are matched with it). Hashes in Arrow, and the smaller side: when the
@@ -404,6 +443,9 @@ def _id_positions(needles: pd.Series, ids: pd.Series) -> np.ndarray:
     million ids hashed costs ~5x more). Columns that are not all text are matched by
     pandas (equal values, no conversion to str).
     """
+    known = _known_positions(needles, ids)
+    if known is not None:
+        return known
     out = np.full(len(needles), -1, dtype=np.int64)
     if len(needles) == 0 or len(ids) == 0:
         return out

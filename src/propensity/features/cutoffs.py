@@ -17,7 +17,7 @@ import pandas as pd
 
 from propensity.config import CutoffConfig
 from propensity.data.activities import _arrow_str
-from propensity.data.export import CrmExport, DataError, _id_positions
+from propensity.data.export import CrmExport, DataError, _id_positions, remember_positions
 
 __all__ = ["scoring_cutoffs", "snapshot_dates", "training_cutoffs"]
 
@@ -96,8 +96,10 @@ def training_cutoffs(export: CrmExport, cutoffs: CutoffConfig, horizon_days: int
                 label[offset[k] + at[part[at] == wanted]] = 1
 
     pos = ranks if order is None else order[ranks]
+    lead_id = _take_ids(ids, pos)
+    remember_positions(lead_id, ids, pos)  # build_features need not match these ids again
     return pd.DataFrame({
-        "lead_id": _take_ids(ids, pos),
+        "lead_id": lead_id,
         "cutoff": pd.Series(_stamps(np.repeat(dates_us, counts))),
         "label": label,
     })
@@ -125,8 +127,10 @@ def scoring_cutoffs(export: CrmExport, as_of: pd.Timestamp | None = None) -> pd.
     keep = (_us(export.leads["created_at"]) < t) & (first_opp >= t)
     order = _id_order(ids)
     pos = np.flatnonzero(keep) if order is None else order[keep[order]]
+    lead_id = _take_ids(ids, pos)
+    remember_positions(lead_id, ids, pos)  # build_features need not match these ids again
     return pd.DataFrame({
-        "lead_id": _take_ids(ids, pos),
+        "lead_id": lead_id,
         "cutoff": pd.Series(_stamps(np.full(len(pos), t, dtype=np.int64))),
     })
 
