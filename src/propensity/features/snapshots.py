@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import EngagementConfig
-from propensity.data.activities import ActivityArrays
 from propensity.data import buffers
+from propensity.data.activities import ActivityArrays
 from propensity.features.asof import _warn_unknown
 from propensity.features.memory import DAY_US
 
@@ -76,10 +76,9 @@ def warm_up() -> None:
             {"windows_days": [1], "signals": [{"name": "s", "activity_types": ["-"], "display": "S",
                                                "half_life_days": 1}]})
         block = np.empty((5, 2))
+        names = ["eng_s_1d", "eng_s_days_since", "eng_s_decay", "eng_active_days_1d", "eng_days_since_any"]
         _compute(arrays, np.zeros(2, dtype=np.int64), np.array([1, 2], dtype=np.int64), 1, engagement,
-                             out={name: block[i] for i, name in enumerate(
-                                 ["eng_s_1d", "eng_s_days_since", "eng_s_decay", "eng_active_days_1d",
-                                  "eng_days_since_any"])})
+                 out={name: block[i] for i, name in enumerate(names)})
     except Exception:  # noqa: BLE001 - only a head start; the real call reports any problem
         pass
 
