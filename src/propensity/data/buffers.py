@@ -1,15 +1,19 @@
 """Large arrays that are written once: allocated with the operating system's default page policy.
 
 NumPy asks Linux for transparent huge pages on every large array it allocates
-(``madvise(MADV_HUGEPAGE)``). Where that costs more than it saves, it costs a lot:
-on the 2-core VMs this project is measured on, writing 4 GB of fresh memory
-for the first time took 4.3-10.7 s in NumPy's huge pages against 1.5-2.1 s in
-ordinary pages (``fill`` of a fresh array, one process per figure). The feature
-table's block and the snapshot engine's scratch are written once, in a scattered
-order, and read a few times, so they gain nothing from huge pages. They come from
-here: an anonymous private mapping that follows the system's setting (huge pages
-where ``transparent_hugepage`` is ``always``), released when the last view of it
-goes. Elsewhere (other platforms, small arrays) this is ``np.empty``.
+(``madvise(MADV_HUGEPAGE)``). On the 2-core VMs this project is measured on, the
+first write of such memory is slow unless another process freed huge pages a
+moment before: writing 4 GB took 9.7 s in huge pages against 4.2 s in ordinary
+pages after a minute idle, and 0.7 s against 1.4 s right after another process
+freed as much (``/tmp`` script, one fresh process per figure). A pipeline
+allocates long after anything was freed: ``read_export`` at 1M leads took
+2.26-2.65 s with these arrays against 2.50-3.48 s with ``np.empty``. The feature
+table's block, the snapshot engine's copy of the events and the activity arrays
+are written once, in scattered order, and read a few times, so they gain little
+from huge pages. They come from here: an anonymous private mapping that follows
+the system's setting (huge pages where ``transparent_hugepage`` is ``always``),
+released when the last view of it goes. Elsewhere (other platforms, small
+arrays) this is ``np.empty``.
 """
 
 from __future__ import annotations
