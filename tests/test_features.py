@@ -879,6 +879,37 @@ def test_snapshot_path_is_taken_only_for_a_few_distinct_cutoffs_and_many_leads(w
                                        np.array([1, 1], dtype=np.int64), len(export.leads), engagement, out={})
 
 
+def test_snapshot_path_with_many_type_classes_no_events_and_events_decades_apart(snapshot_path):
+    # 9 signals over 300 types, type k in the signals of k's bits: more than 256 type classes (int32 classes);
+    # then an export whose leads have no activity at all; then events 60 years apart (a long day axis).
+    rng = np.random.default_rng(42)
+    types = [f"t{k}" for k in range(300)]
+    signals = [{"name": f"s{b}", "activity_types": [t for k, t in enumerate(types) if k >> b & 1] or ["none"],
+                "display": f"S{b}", "half_life_days": float(b + 1)} for b in range(9)]
+    engagement = EngagementConfig.model_validate({"windows_days": [3, 30], "signals": signals})
+    lead_ids = [f"L{i}" for i in range(12)]
+    snaps = pd.to_datetime(["2025-02-01T00:00:00Z", "2025-03-01T07:30:00Z", "2025-03-20T00:00:00Z"], utc=True)
+    n = 2_000
+    occ = snaps[0] - pd.to_timedelta(rng.integers(-50 * 86_400, 60 * 86_400, n), unit="s")
+    acts = pd.DataFrame({"lead_id": rng.choice(lead_ids, n), "activity_type": rng.choice(types, n),
+                         "occurred_at": occ, "recorded_at": occ + pd.to_timedelta(rng.integers(0, 3, n), unit="D")})
+    rows = pd.DataFrame({"lead_id": np.repeat(lead_ids, 3), "cutoff": np.tile(snaps, len(lead_ids))})
+    rows["cutoff"] = rows["cutoff"].astype("datetime64[us, UTC]")
+    export = one_account_export(lead_ids, acts)
+    import propensity.features.snapshots as snapshots
+
+    assert snapshots._Classes(export.activity_arrays(), engagement).dtype == np.int32  # > 256 classes
+    assert_running_matches_memory(export, rows, engagement, snapshot_path)
+    snapshot_path.clear()
+    empty = one_account_export(lead_ids, acts.iloc[:0])
+    assert_running_matches_memory(empty, rows, engagement, snapshot_path)
+    snapshot_path.clear()
+    old = acts.assign(occurred_at=acts["occurred_at"] - pd.DateOffset(years=60),
+                      recorded_at=acts["recorded_at"] - pd.DateOffset(years=60))
+    far = one_account_export(lead_ids, pd.concat([acts.iloc[:1000], old.iloc[1000:]], ignore_index=True))
+    assert_running_matches_memory(far, rows, engagement, snapshot_path)
+
+
 def test_snapshot_path_reads_a_parquet_export_without_recorded_at(world, snapshot_path, tmp_path):
     from propensity.data.export import read_export
 
