@@ -1,4 +1,4 @@
-"""The write-once arrays of the feature block and the snapshot engine (propensity.data.buffers)."""
+"""Helpers of the snapshot engine: write-once arrays (propensity.data.buffers), kernel loading and compiling."""
 
 import gc
 import mmap
@@ -67,3 +67,11 @@ def test_the_snapshot_kernels_warm_up_without_raising(monkeypatch):
 
     monkeypatch.setattr(snapshots, "_compute", broken)
     assert snapshots.warm_up() is None  # only a head start: the real call reports problems
+
+
+def test_kernels_compile_without_a_place_for_numba_s_cache():
+    from propensity.features import _leadwise
+
+    space: dict = {}
+    exec("def add_one(x):\n    return x + 1\n", space)  # no source file: Numba has nowhere to cache it
+    assert _leadwise._compiled(space["add_one"])(41) == 42
