@@ -406,6 +406,19 @@ BASE = make_export([("L1", t, T0 - k * pd.Timedelta(hours=13), T0 - k * pd.Timed
                     for k, t in enumerate(TYPES * 5, start=1)])
 
 
+def unknown_event(lead: str, activity_type: str, t: pd.Timestamp, kind: str, offset: pd.Timedelta) -> pd.DataFrame:
+    """One activity unknown at cutoff ``t``: after it, at it (recorded later), or before it but recorded at or after."""
+    if kind == "after":
+        occurred, recorded = t + offset, t + offset
+    elif kind == "at":
+        occurred, recorded = t, t + offset
+    else:  # happened before the cutoff, but the CRM learned of it at or after the cutoff
+        occurred, recorded = t - offset - pd.Timedelta(microseconds=1), t + offset
+    return pd.DataFrame({"lead_id": [lead], "activity_type": [activity_type],
+                         "occurred_at": [occurred], "recorded_at": [recorded]}).astype(
+        {"occurred_at": "datetime64[us, UTC]", "recorded_at": "datetime64[us, UTC]"})
+
+
 @pytest.mark.parametrize("prop_engine", ["memory", "running"])
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
@@ -416,16 +429,7 @@ BASE = make_export([("L1", t, T0 - k * pd.Timedelta(hours=13), T0 - k * pd.Timed
 )
 def test_adding_an_event_unknown_at_the_cutoff_never_changes_its_features(prop_engine, kind, activity_type, seconds,
                                                                          micros):
-    offset = pd.Timedelta(seconds=seconds, microseconds=micros)
-    if kind == "after":
-        occurred, recorded = T0 + offset, T0 + offset
-    elif kind == "at":
-        occurred, recorded = T0, T0 + offset
-    else:  # happened before the cutoff, but the CRM learned of it at or after the cutoff
-        occurred, recorded = T0 - offset - pd.Timedelta(microseconds=1), T0 + offset
-    extra = pd.DataFrame({"lead_id": ["L1"], "activity_type": [activity_type],
-                          "occurred_at": [occurred], "recorded_at": [recorded]}).astype(
-        {"occurred_at": "datetime64[us, UTC]", "recorded_at": "datetime64[us, UTC]"})
+    extra = unknown_event("L1", activity_type, T0, kind, pd.Timedelta(seconds=seconds, microseconds=micros))
     grown = CrmExport(BASE.accounts, BASE.leads, pd.concat([BASE.activities, extra], ignore_index=True),
                       BASE.opportunities)
     cutoffs = cut(("L1", T0))
@@ -499,13 +503,7 @@ def test_asof_path_matches_the_memory_engine_and_the_reference(world, asof_path,
     with pytest.warns(UserWarning, match="chat_message"):
         got = build_features(export, rows, icp, engagement, engine="running")
     assert asof_path == [int(t.value // 1000)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mem = build_features(export, rows, icp, engagement, engine="memory")
-    spec = build_feature_spec(icp, engagement)
-    pd.testing.assert_frame_equal(got[["lead_id", "cutoff", "label"]], mem[["lead_id", "cutoff", "label"]])
-    assert_same_as_memory(got, mem, spec)
-    assert_features_equal(got, reference_features(export, rows, icp, engagement), spec)
+    assert_matches_memory_and_reference(got, export, rows, icp, engagement)
     if when == "before_all":
         assert got["eng_days_since_any"].isna().all()
 
@@ -571,15 +569,27 @@ def test_asof_path_is_taken_only_for_one_cutoff_and_many_leads(world, monkeypatc
     assert asof.single_cutoff(np.zeros(0, dtype=np.int64)) is None
 
 
+def assert_matches_memory_and_reference(got: pd.DataFrame, export: CrmExport, rows: pd.DataFrame, icp: IcpConfig,
+                                        engagement: EngagementConfig) -> None:
+    """``got`` (engine "running" on these rows) equals the memory engine and the row-by-row reference."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = build_features(export, rows, icp, engagement, engine="memory")
+    spec = build_feature_spec(icp, engagement)
+    pd.testing.assert_frame_equal(got[["lead_id", "cutoff", "label"]], mem[["lead_id", "cutoff", "label"]])
+    assert_same_as_memory(got, mem, spec)
+    assert_features_equal(got, reference_features(export, rows, icp, engagement), spec)
+
+
 def assert_running_matches_memory(export: CrmExport, rows: pd.DataFrame, engagement: EngagementConfig,
-                                  path_calls: list) -> None:
+                                  path_calls: list, icp: IcpConfig = ICP) -> None:
     """Engine "running" took the spied path once and equals the memory engine (warnings silenced)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = build_features(export, rows, ICP, engagement, engine="running")
-        mem = build_features(export, rows, ICP, engagement, engine="memory")
+        got = build_features(export, rows, icp, engagement, engine="running")
+        mem = build_features(export, rows, icp, engagement, engine="memory")
     assert len(path_calls) == 1
-    assert_same_as_memory(got, mem, build_feature_spec(ICP, engagement))
+    assert_same_as_memory(got, mem, build_feature_spec(icp, engagement))
 
 
 def random_engagement(rng: np.random.Generator) -> tuple[EngagementConfig, list[int], list[str]]:
@@ -606,6 +616,19 @@ def one_account_export(lead_ids: list[str], acts: pd.DataFrame) -> CrmExport:
                                       "leads": leads, "activities": acts})
 
 
+def random_leads_export(rng: np.random.Generator, lead_ids: list[str], pool: list[str], occ: np.ndarray,
+                        rec: np.ndarray) -> CrmExport:
+    """One account's export whose activities have these times (µs), each of a random lead (or an orphan) and type."""
+    n_ev = len(occ)
+    acts = pd.DataFrame({
+        "lead_id": rng.choice(lead_ids + ["ORPHAN"], n_ev),
+        "activity_type": rng.choice(pool, n_ev),
+        "occurred_at": pd.to_datetime(occ, unit="us", utc=True),
+        "recorded_at": pd.to_datetime(rec, unit="us", utc=True),
+    })
+    return one_account_export(lead_ids, acts)
+
+
 def random_asof_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame, EngagementConfig]:
     """A small random world, engagement config and one cutoff, with the edge cases dense."""
     t = pd.Timestamp("2025-02-10T06:00:00Z") + pd.Timedelta(microseconds=int(rng.integers(0, 86_400_000_000)))
@@ -622,13 +645,7 @@ def random_asof_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame,
     lag = np.where(rng.random(n_ev) < 0.3, rng.integers(0, 10 * day, n_ev), 0)
     lag = np.where(rng.random(n_ev) < 0.1, t_us - occ, lag)  # recorded exactly at the cutoff
     rec = np.maximum(occ + lag, occ)
-    acts = pd.DataFrame({
-        "lead_id": rng.choice(lead_ids + ["ORPHAN"], n_ev),
-        "activity_type": rng.choice(pool, n_ev),
-        "occurred_at": pd.to_datetime(occ, unit="us", utc=True),
-        "recorded_at": pd.to_datetime(rec, unit="us", utc=True),
-    })
-    export = one_account_export(lead_ids, acts)
+    export = random_leads_export(rng, lead_ids, pool, occ, rec)
     asked = rng.choice(lead_ids, int(rng.integers(1, 2 * n_leads + 1)))
     rows = pd.DataFrame({"lead_id": asked, "cutoff": pd.Series([t] * len(asked)).astype("datetime64[us, UTC]")})
     return export, rows, engagement
@@ -647,8 +664,9 @@ def test_asof_path_matches_the_memory_engine_on_random_worlds(seed, asof_path, m
     assert_running_matches_memory(export, rows, engagement, asof_path)
 
 
-def test_asof_path_reads_a_parquet_export_without_recorded_at(world, asof_path, tmp_path):
-    # The fast Parquet reader shares one array for occurred_at and recorded_at when the file has no recorded_at.
+def parquet_export_without_recorded_at(world, tmp_path):
+    """The world's export written as Parquet without recorded_at and read back (the fast reader then shares one
+    array for occurred_at and recorded_at), with its ICP and engagement configs."""
     from propensity.data.export import read_export
 
     export, _, icp, engagement, _ = world
@@ -658,12 +676,14 @@ def test_asof_path_reads_a_parquet_export_without_recorded_at(world, asof_path, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         again = read_export(tmp_path, exported_at="2026-01-01T00:00:00Z")
-        assert again.activity_arrays().rec is again.activity_arrays().occ
-        rows = asof_rows(again, pd.Timestamp("2024-10-01T00:00:00Z"), np.random.default_rng(3))
-        got = build_features(again, rows, icp, engagement, engine="running")
-        mem = build_features(again, rows, icp, engagement, engine="memory")
-    assert len(asof_path) == 1
-    assert_same_as_memory(got, mem, build_feature_spec(icp, engagement))
+    assert again.activity_arrays().rec is again.activity_arrays().occ
+    return again, icp, engagement
+
+
+def test_asof_path_reads_a_parquet_export_without_recorded_at(world, asof_path, tmp_path):
+    again, icp, engagement = parquet_export_without_recorded_at(world, tmp_path)
+    rows = asof_rows(again, pd.Timestamp("2024-10-01T00:00:00Z"), np.random.default_rng(3))
+    assert_running_matches_memory(again, rows, engagement, asof_path, icp)
 
 
 def test_asof_path_accumulates_per_class_of_types_not_per_type(asof_path, monkeypatch):
@@ -736,13 +756,7 @@ def test_snapshot_path_matches_the_memory_engine_and_the_reference(world, snapsh
     with pytest.warns(UserWarning, match="chat_message"):
         got = build_features(export, rows, icp, engagement, engine="running")
     assert len(snapshot_path) == 1 and len(snapshot_path[0]) == len(set(days))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mem = build_features(export, rows, icp, engagement, engine="memory")
-    spec = build_feature_spec(icp, engagement)
-    pd.testing.assert_frame_equal(got[["lead_id", "cutoff", "label"]], mem[["lead_id", "cutoff", "label"]])
-    assert_same_as_memory(got, mem, spec)
-    assert_features_equal(got, reference_features(export, rows, icp, engagement), spec)
+    assert_matches_memory_and_reference(got, export, rows, icp, engagement)
 
 
 def test_snapshot_path_by_hand(snapshot_path):
@@ -810,13 +824,7 @@ def random_snapshot_case(rng: np.random.Generator,
     rec = occ + lag
     at_snap = rng.random(n_ev) < 0.1  # recorded exactly at a snapshot's midnight (or a µs before)
     rec = np.where(at_snap, np.maximum(occ, snaps[rng.integers(0, n_snap, n_ev)] - rng.integers(0, 2, n_ev)), rec)
-    acts = pd.DataFrame({
-        "lead_id": rng.choice(lead_ids + ["ORPHAN"], n_ev),
-        "activity_type": rng.choice(pool, n_ev),
-        "occurred_at": pd.to_datetime(occ, unit="us", utc=True),
-        "recorded_at": pd.to_datetime(rec, unit="us", utc=True),
-    })
-    export = one_account_export(lead_ids, acts)
+    export = random_leads_export(rng, lead_ids, pool, occ, rec)
     n_rows = int(rng.integers(2, 3 * n_leads * n_snap + 3))
     t = pd.to_datetime(snaps[rng.integers(0, n_snap, n_rows)], unit="us", utc=True)
     t = pd.Series(t).astype("datetime64[us, UTC]")
@@ -911,23 +919,11 @@ def test_snapshot_path_with_many_type_classes_no_events_and_events_decades_apart
 
 
 def test_snapshot_path_reads_a_parquet_export_without_recorded_at(world, snapshot_path, tmp_path):
-    from propensity.data.export import read_export
-
-    export, _, icp, engagement, _ = world
-    for name in ("accounts", "leads", "opportunities"):
-        getattr(export, name).to_parquet(tmp_path / f"{name}.parquet")
-    export.activities.drop(columns="recorded_at").to_parquet(tmp_path / "activities.parquet")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        again = read_export(tmp_path, exported_at="2026-01-01T00:00:00Z")
-        assert again.activity_arrays().rec is again.activity_arrays().occ
-        days = [pd.Timestamp("2024-06-01T00:00:00Z"), pd.Timestamp("2024-06-08T00:00:00Z"),
-                pd.Timestamp("2024-10-01T00:00:00Z")]
-        rows = snapshot_rows(again, days, np.random.default_rng(4))
-        got = build_features(again, rows, icp, engagement, engine="running")
-        mem = build_features(again, rows, icp, engagement, engine="memory")
-    assert len(snapshot_path) == 1
-    assert_same_as_memory(got, mem, build_feature_spec(icp, engagement))
+    again, icp, engagement = parquet_export_without_recorded_at(world, tmp_path)
+    days = [pd.Timestamp("2024-06-01T00:00:00Z"), pd.Timestamp("2024-06-08T00:00:00Z"),
+            pd.Timestamp("2024-10-01T00:00:00Z")]
+    rows = snapshot_rows(again, days, np.random.default_rng(4))
+    assert_running_matches_memory(again, rows, engagement, snapshot_path, icp)
 
 
 SNAPS = [T0, T0 + 28 * DAY, T0 + 56 * DAY]
@@ -951,16 +947,7 @@ def test_snapshot_path_never_lets_an_event_unknown_at_a_cutoff_change_it(snap, k
     import propensity.features.snapshots as snapshots
 
     t = SNAPS[snap]
-    offset = pd.Timedelta(seconds=seconds, microseconds=micros)
-    if kind == "after":
-        occurred, recorded = t + offset, t + offset
-    elif kind == "at":
-        occurred, recorded = t, t + offset
-    else:  # happened before the cutoff, but the CRM learned of it at or after the cutoff
-        occurred, recorded = t - offset - pd.Timedelta(microseconds=1), t + offset
-    extra = pd.DataFrame({"lead_id": [lead], "activity_type": [activity_type],
-                          "occurred_at": [occurred], "recorded_at": [recorded]}).astype(
-        {"occurred_at": "datetime64[us, UTC]", "recorded_at": "datetime64[us, UTC]"})
+    extra = unknown_event(lead, activity_type, t, kind, pd.Timedelta(seconds=seconds, microseconds=micros))
     grown = CrmExport(SNAP_BASE.accounts, SNAP_BASE.leads, pd.concat([SNAP_BASE.activities, extra], ignore_index=True),
                       SNAP_BASE.opportunities)
     rows = cut(*[(f"L{i}", s) for i in range(1, 4) for s in SNAPS])
