@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -144,6 +145,23 @@ def test_events_before_the_lead_was_created_warn_and_are_kept():
     with pytest.warns(UserWarning, match=r"1 activity occurred before their lead's created_at, e\.g\. rows \[0\]"):
         export = CrmExport.from_frames(frames(activities=acts))
     assert export.activities["occurred_at"].min() == T - 30 * DAY
+
+
+@pytest.mark.parametrize("source", ["frames", "parquet", "csv", "lenient"])
+def test_an_empty_recorded_at_warns_with_its_count_and_counts_from_occurred_at(tmp_path, source):
+    acts = frames()["activities"].assign(recorded_at=[pd.NaT, T - 4 * DAY, pd.NaT])
+    acts["recorded_at"] = acts["recorded_at"].astype("datetime64[us, UTC]")
+    match = (r"activities(\.parquet|\.csv)?: column 'recorded_at' has 2 empty value\(s\), e\.g\. rows \[0, 2\]; "
+             r"each is taken as recorded when it occurred")
+    with pytest.warns(UserWarning, match=match):
+        if source in ("frames", "lenient"):
+            export = CrmExport.from_frames(frames(activities=acts), lenient=source == "lenient")
+        else:
+            export = read_export(write(tmp_path / "crm", frames(activities=acts), fmt=source))
+    arrays = export.activity_arrays()
+    assert len(arrays) == 3  # nothing dropped
+    eligible = np.maximum(arrays.occ, arrays.rec)
+    assert eligible.tolist() == arrays.occ.tolist()  # as if the column were absent
 
 
 def test_missing_required_column_names_the_file(tmp_path):

@@ -125,6 +125,31 @@ def test_event_recorded_after_cutoff_is_ignored(engine):
     assert f["eng_web_7d"] == 1.0 and f["eng_web_days_since"] == 5.0
 
 
+@pytest.mark.parametrize("path", ["memory", "duckdb", "running", "asof", "snapshots"])
+def test_an_empty_recorded_at_counts_from_occurred_at_on_every_path(path, monkeypatch):
+    # An empty recorded_at reads as "recorded when it occurred" (with a warning from the export), as if the
+    # column were absent: before the cutoff it counts, after it it does not, on every engine alike.
+    import propensity.features.asof as asof
+    import propensity.features.snapshots as snapshots
+
+    calls: list[str] = []
+    for mod, name in ((asof, "engagement_asof"), (snapshots, "engagement_snapshots")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    monkeypatch.setattr(asof, "MIN_LEADS", 0 if path == "asof" else 2 ** 62)
+    monkeypatch.setattr(snapshots, "MIN_LEADS", 0 if path == "snapshots" else 2 ** 62)
+    with pytest.warns(UserWarning, match=r"column 'recorded_at' has 2 empty value\(s\)"):
+        export = make_export([("L1", "web_visit", T0 - 3 * DAY, None), ("L1", "web_visit", T0 + DAY, None),
+                              ("L1", "web_visit", T0 - 5 * DAY, T0 - 4 * DAY)])
+    rows = cut(("L1", T0), ("L1", T0 + 2 * DAY)) if path == "snapshots" else cut(("L1", T0))
+    f = build_features(export, rows, ICP, ENGAGEMENT, engine="memory" if path == "memory" else
+                       "duckdb" if path == "duckdb" else "running")
+    assert calls == ({"asof": ["engagement_asof"], "snapshots": ["engagement_snapshots"]}.get(path, []))
+    assert f.iloc[0]["eng_web_7d"] == 2.0 and f.iloc[0]["eng_web_days_since"] == 3.0
+    if path == "snapshots":
+        assert f.iloc[1]["eng_web_7d"] == 3.0 and f.iloc[1]["eng_web_days_since"] == 1.0
+
+
 def test_window_start_is_inclusive(engine):
     export = make_export([("L1", "web_visit", T0 - 7 * DAY),
                           ("L1", "web_visit", T0 - 7 * DAY - pd.Timedelta(microseconds=1))])

@@ -5,7 +5,8 @@ Format (Parquet or CSV, timestamps in UTC):
 - ``accounts``: ``account_id`` plus firmographic columns named in ``features/icp.yaml``;
 - ``leads``: ``lead_id``, ``account_id``, ``created_at`` plus contact columns;
 - ``activities``: ``lead_id``, ``activity_type``, ``occurred_at`` and optionally
-  ``recorded_at`` (when the CRM learned of the event; defaults to ``occurred_at``);
+  ``recorded_at`` (when the CRM learned of the event; defaults to ``occurred_at``,
+  as does an empty value, with a warning);
 - ``opportunities``: ``opportunity_id``, ``lead_id``, ``created_at``, ``closed_at``,
   ``stage`` (``open`` / ``closed_won`` / ``closed_lost``), optionally ``amount``.
 
@@ -559,6 +560,16 @@ def _check_across(tables: dict[str, pd.DataFrame | None], where: dict[str, str],
                       f"occurred before their lead's created_at, e.g. rows {early_rows}; kept as the lead's "
                       "history (marketing tools attribute earlier anonymous visits to a new lead)",
                       UserWarning, stacklevel=3)
+    rec = arrays.rec
+    if rec is not arrays.occ and len(rec) and int(rec.min()) == NAT_US:  # one pass when nothing is empty
+        blank = (rec == NAT_US) & (arrays.occ != NAT_US)
+        n_blank = int(np.count_nonzero(blank))
+        if n_blank:
+            warnings.warn(f"{where['activities']}: column 'recorded_at' has {n_blank} empty value(s), e.g. rows "
+                          f"{screen.file_rows(_rows(blank))}; each is taken as recorded when it occurred "
+                          "(occurred_at), as for an export without the column: a backfilled row among them "
+                          "would count before the CRM knew of it", UserWarning, stacklevel=3)
+        del blank
     if len(opps):
         lost = _lead_positions(opps["lead_id"], leads["lead_id"]) < 0
         if lost.any():
