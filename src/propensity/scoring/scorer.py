@@ -343,7 +343,10 @@ class LeadScorer:
         """Score a feature table built by ``build_features`` with this bundle's definitions.
 
         ``sql_threshold`` overrides the bundle's ``sql`` probability (the capacity
-        policy passes the cut it placed over all leads scored together).
+        policy passes the cut it placed over all leads scored together). Without it,
+        SQL is ``probability >= sql`` even under a capacity policy: the rows of a
+        feature table (a served request, say) are not taken for the week's whole
+        pool; :meth:`score` and :meth:`score_chunks` rank the pool of an export.
         """
         x, notes = self._matrix(frame)
         return self._assemble(frame, self._contrib(x), notes, detail, sql_threshold)
