@@ -67,6 +67,35 @@ def test_csv_timestamps_without_an_offset_are_an_error_with_sample_rows(tmp_path
         read_export(folder)
 
 
+@pytest.mark.parametrize("lenient", [False, True])
+def test_a_column_of_epoch_numbers_is_an_error_not_a_guess(tmp_path, lenient):
+    # Read as timestamps, 1738368000 would be 1.7 s after 1970: every event silently decades old.
+    acts = frames()["activities"].assign(occurred_at=[1740009600, 1740441600, 1740700800])
+    folder = write(tmp_path / "crm", frames(activities=acts), fmt="csv")
+    with pytest.raises(DataError, match=r"activities\.csv: column 'occurred_at': expected timestamps, got numbers, "
+                                        r"e\.g\. \[1740009600, 1740441600, 1740700800\] \(rows \[0, 1, 2\]\).*"
+                                        r"none is guessed"):
+        read_export(folder, lenient=lenient)
+
+
+def test_text_that_is_no_timestamp_is_named_with_its_rows(tmp_path):
+    acts = frames()["activities"].astype({"occurred_at": object})
+    acts["occurred_at"] = ["2025-02-20T00:00:00Z", "yesterday", "2025-13-45T00:00:00Z"]
+    folder = write(tmp_path / "crm", frames(activities=acts), fmt="csv")
+    with pytest.raises(DataError, match=r"activities\.csv: column 'occurred_at': 2 value\(s\) that are not "
+                                        r"timestamps, e\.g\. \['yesterday', '2025-13-45T00:00:00Z'\] \(rows \[1, 2\]\)"):
+        read_export(folder)
+    mixed = frames()["activities"].astype({"occurred_at": object})
+    mixed.loc[1, "occurred_at"] = 1740441600  # a bare number among timestamps
+    with pytest.raises(DataError, match=r"1 value\(s\) that are not timestamps, e\.g\. \['1740441600'\] "
+                                        r"\(rows \[1\]\)"):
+        CrmExport.from_frames(frames(activities=mixed))
+    with pytest.warns(UserWarning, match="set aside"):
+        kept = CrmExport.from_frames(frames(activities=mixed), lenient=True)
+    assert len(kept.activity_arrays()) == 2 and kept.lead_notes == {
+        "L2": ["1 activity without a readable occurred_at ignored"]}
+
+
 def test_date_only_text_is_not_taken_for_utc():
     leads = frames()["leads"].assign(created_at=["2025-02-01", "2025-02-02"])
     with pytest.raises(DataError, match="without a time zone"):

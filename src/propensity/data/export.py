@@ -54,6 +54,7 @@ import functools
 import re
 import warnings
 import weakref
+from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,7 +321,10 @@ def _to_utc(col: pd.Series, where: str, lenient: bool = False) -> tuple[pd.Serie
 
     Also returns, when ``lenient``, the raw values that are no timestamp at all
     (indexed by row position; they become NaT), else ``None`` (such values are an
-    error). Text that is a timestamp without a zone stays an error either way.
+    error naming them). Text that is a timestamp without a zone stays an error
+    either way, and so does a column of numbers: epoch seconds, milliseconds and
+    spreadsheet serial days look alike, so none is guessed. A bare number among
+    text is a value that is no timestamp.
     """
     if isinstance(col.dtype, pd.DatetimeTZDtype):
         return col.dt.tz_convert("UTC").astype("datetime64[us, UTC]"), None
@@ -330,30 +334,48 @@ def _to_utc(col: pd.Series, where: str, lenient: bool = False) -> tuple[pd.Serie
                         "zone recorded (a Parquet timestamp with tz 'UTC', or text like 2025-01-31T09:00:00Z); "
                         "no zone is assumed")
     present = col.notna().to_numpy(dtype=bool)
+    if (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)) and present.any():
+        raise DataError(f"{where}: expected timestamps, got numbers, e.g. {col[present].head(3).tolist()} "
+                        f"(rows {np.flatnonzero(present)[:3].tolist()}); write them as UTC text such as "
+                        "2025-01-31T09:00:00Z (epoch seconds, milliseconds and serial days look alike: none "
+                        "is guessed)")
+    odd = np.zeros(len(col), dtype=bool)  # values that are neither text nor a datetime: no timestamp at all
     if present.any():
         values = col[present]
         if _all_str(values):
             text = values.astype(str).str.strip()
             naive = ~text.str.contains(_ZONE, regex=True)
-            if lenient and naive.any():  # unreadable text is a bad row, not a missing zone
-                readable = pd.to_datetime(text[naive], utc=True, format="mixed", errors="coerce").notna()
-                naive = naive & readable.reindex(naive.index, fill_value=True)
-        else:  # datetime objects or a mix: each one's tzinfo says
-            naive = values.map(lambda v: getattr(v, "tzinfo", 0) is None)
+        else:  # datetime objects, numbers or a mix: text by its zone, datetimes by their tzinfo
+            is_text = values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+            is_time = values.map(lambda v: isinstance(v, (datetime, np.datetime64))).to_numpy(dtype=bool)
+            odd[np.flatnonzero(present)[~(is_text | is_time)]] = True
+            text = values.astype(str).str.strip()
+            naive = pd.Series(is_text, index=values.index) & ~text.str.contains(_ZONE, regex=True)
+            naive |= pd.Series(is_time, index=values.index) & values.map(lambda v: getattr(v, "tzinfo", None)
+                                                                          is None)
+        if naive.any():  # without a zone: a missing zone if it reads as a time, else no timestamp at all
+            readable = pd.to_datetime(text[naive], utc=True, format="mixed", errors="coerce").notna()
+            naive = naive & readable.reindex(naive.index, fill_value=True)
         if naive.any():
             rows = np.flatnonzero(present)[naive.to_numpy(dtype=bool)]
             raise DataError(f"{where}: {int(naive.sum())} timestamp(s) without a time zone, e.g. "
                             f"{values[naive].head(3).astype(str).tolist()} (rows {rows[:3].tolist()}); the export "
                             "must be in UTC with the zone written out (2025-01-31T09:00:00Z or +00:00); no zone "
                             "is assumed")
+    clean = col.mask(odd) if odd.any() else col
     try:
-        parsed = pd.to_datetime(col, utc=True, format="mixed", errors="coerce" if lenient else "raise")
+        parsed = pd.to_datetime(clean, utc=True, format="mixed", errors="coerce")
     except (ValueError, TypeError) as exc:
         sample = col.dropna().astype(str).head(3).tolist()
         raise DataError(f"{where}: expected UTC timestamps, e.g. 2025-01-31T09:00:00Z; got {sample} ({exc})") from None
+    lost = present & parsed.isna().to_numpy(dtype=bool)
+    if lost.any() and not lenient:
+        rows = np.flatnonzero(lost)
+        raise DataError(f"{where}: {len(rows)} value(s) that are not timestamps, e.g. "
+                        f"{[str(v) for v in col.to_numpy(dtype=object)[rows[:3]]]} (rows {rows[:3].tolist()}); "
+                        "expected UTC timestamps such as 2025-01-31T09:00:00Z")
     bad = None
     if lenient:
-        lost = present & parsed.isna().to_numpy(dtype=bool)
         bad = pd.Series(col.to_numpy(dtype=object)[lost], index=np.flatnonzero(lost), dtype=object)
     return parsed.astype("datetime64[us, UTC]"), bad
 
