@@ -205,6 +205,14 @@ def test_unknown_lead_in_cutoffs_is_an_error(engine):
         build_features(export, cut(("nobody", T0)), ICP, ENGAGEMENT, engine=engine)
 
 
+def test_cutoffs_given_as_numbers_are_an_error_not_a_guess():
+    export = make_export([("L1", "web_visit", T0 - DAY)])
+    rows = pd.DataFrame({"lead_id": ["L1"], "cutoff": [int(T0.timestamp())]})  # epoch seconds
+    with pytest.raises(DataError, match=r"cutoffs: column 'cutoff': expected timestamps, got numbers, "
+                                        r"e\.g\. \[1740787200\]"):
+        build_features(export, rows, ICP, ENGAGEMENT)
+
+
 def test_extra_columns_are_carried_and_order_follows_cutoffs(engine):
     leads = [("L1", "A1", T0 - 50 * DAY, "vp", "web"), ("L2", "A1", T0 - 50 * DAY, "vp", "web")]
     export = make_export([("L1", "web_visit", T0 - 2 * DAY), ("L2", "web_visit", T0 - 3 * DAY)], leads)

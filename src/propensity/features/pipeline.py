@@ -196,6 +196,9 @@ def _check_cutoffs(cutoffs: pd.DataFrame, feature_names: set[str]) -> tuple[pd.S
         raise DataError(f"cutoffs: column 'lead_id' has {int(cutoffs['lead_id'].isna().sum())} empty value(s)")
     lead_col = cutoffs["lead_id"].astype(str).reset_index(drop=True)
     t = cutoffs["cutoff"]
+    if pd.api.types.is_numeric_dtype(t.dtype) or pd.api.types.is_bool_dtype(t.dtype):
+        raise DataError(f"cutoffs: column 'cutoff': expected timestamps, got numbers, e.g. {t.head(3).tolist()}; "
+                        "epoch seconds, milliseconds and serial days look alike, so none is guessed")
     try:
         if isinstance(t.dtype, pd.DatetimeTZDtype):
             t = t.dt.tz_convert("UTC")
