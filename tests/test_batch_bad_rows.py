@@ -92,6 +92,10 @@ def test_cli_scores_the_batch_and_marks_the_error(broken, bundle_dir, tmp_path):
     assert "1 lead(s) could not be scored" in proc.stdout
     scores_n = len(pd.read_csv(out))
     assert f"scored {scores_n:,} of {scores_n:,} leads" in proc.stderr  # progress without a terminal
+    # Warnings print as one line each, without the path and source line of the code that warned.
+    set_aside = [line for line in proc.stderr.splitlines() if "lenient read set aside" in line]
+    assert len(set_aside) == 1 and set_aside[0].startswith("warning: "), proc.stderr
+    assert "UserWarning" not in proc.stderr and ".py:" not in proc.stderr
     scores = pd.read_csv(out)
     assert scores.loc[scores["lead_id"] == b, "tier"].tolist() == ["error"]
     assert scores["score"].notna().sum() == len(scores) - 1

@@ -616,6 +616,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     if not args.debug:
         warnings.filterwarnings("ignore", module="mlflow")
+    formatwarning = warnings.formatwarning
+    if not args.debug:  # "warning: <message>", without the path and source line of the call that warned
+        warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -632,6 +635,12 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 - warnings' signature
+    return f"warning: {message}\n"
 
 
 if __name__ == "__main__":
