@@ -54,9 +54,9 @@ import functools
 import re
 import warnings
 import weakref
-from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
