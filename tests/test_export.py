@@ -241,3 +241,14 @@ def test_activities_frame_is_built_on_demand_and_arrays_follow_replaced_leads(tm
     pd.testing.assert_frame_equal(export.activities, CrmExport.from_frames(frames()).activities)
     flipped = dataclasses.replace(export, leads=export.leads.iloc[::-1].reset_index(drop=True))
     assert flipped.activity_arrays().lead.tolist() == [1, 0, 1]
+
+
+def test_blank_text_is_an_empty_value_not_an_unreadable_one():
+    acts = frames()["activities"].astype({"occurred_at": object})
+    acts["recorded_at"] = ["2025-02-20T00:00:00Z", "  ", ""]
+    with pytest.warns(UserWarning, match=r"column 'recorded_at' has 2 empty value\(s\), e\.g\. rows \[1, 2\]"):
+        export = CrmExport.from_frames(frames(activities=acts))
+    assert len(export.activity_arrays()) == 3
+    acts.loc[1, "occurred_at"] = ""
+    with pytest.raises(DataError, match=r"column 'occurred_at' has 1 empty value\(s\)"):
+        CrmExport.from_frames(frames(activities=acts))

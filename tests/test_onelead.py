@@ -138,3 +138,30 @@ def test_no_events_and_only_future_events(project):
         assert values["lead_age_days"] == 10.0
         assert values["eng_web_visit_90d"] == 0.0 and math.isnan(values["eng_days_since_any"])
         assert values["eng_active_days_90d"] == 0.0 and values["eng_web_visit_decay"] == 0.0
+
+
+@pytest.mark.parametrize("form", ["dicts", "frame"])
+def test_recorded_at_empty_is_when_it_occurred_and_unreadable_drops_the_activity_as_a_batch_does(form):
+    from propensity.scoring.leadinput import lead_rows
+
+    t = pd.Timestamp("2025-03-01T00:00:00Z")
+    lead = {"lead_id": "L1", "account_id": "A1", "created_at": "2025-01-01T00:00:00Z"}
+    recorded = [None, "", float("nan"), "2025-02-27T00:00:00Z", "soon", 1740700800]
+    acts = [{"activity_type": "web_visit", "occurred_at": f"2025-02-{20 + k}T00:00:00Z", "recorded_at": r}
+            for k, r in enumerate(recorded)]
+    rows = lead_rows(lead, {"account_id": "A1"}, acts if form == "dicts" else pd.DataFrame(acts), as_of=t)
+    occ = [int(pd.Timestamp(f"2025-02-{20 + k}T00:00:00Z").value // 1000) for k in range(4)]
+    assert rows.occ.tolist() == occ  # the unreadable two are left out...
+    assert rows.rec.tolist() == occ[:3] + [int(pd.Timestamp("2025-02-27T00:00:00Z").value // 1000)]
+    assert "2 activities with no readable time ignored" in rows.notes  # ...with a note
+    # A lenient batch read keeps and drops the same rows, with the same recorded times.
+    with pytest.warns(UserWarning):
+        batch = CrmExport.from_frames({
+            "accounts": pd.DataFrame({"account_id": ["A1"]}),
+            "leads": pd.DataFrame([lead]),
+            "activities": pd.DataFrame([{**a, "lead_id": "L1"} for a in acts]),
+            "opportunities": pd.DataFrame(columns=["opportunity_id", "lead_id", "created_at", "closed_at", "stage"]),
+        }, lenient=True)
+    arrays = batch.activity_arrays()
+    assert arrays.occ.tolist() == rows.occ.tolist()
+    assert np.maximum(arrays.rec, arrays.occ).tolist() == rows.rec.tolist()

@@ -333,31 +333,36 @@ def _to_utc(col: pd.Series, where: str, lenient: bool = False) -> tuple[pd.Serie
         raise DataError(f"{where}: timezone-naive timestamps, e.g. {sample}; the export must be in UTC with the "
                         "zone recorded (a Parquet timestamp with tz 'UTC', or text like 2025-01-31T09:00:00Z); "
                         "no zone is assumed")
-    present = col.notna().to_numpy(dtype=bool)
+    present = col.notna().to_numpy(dtype=bool, copy=True)
     if (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)) and present.any():
         raise DataError(f"{where}: expected timestamps, got numbers, e.g. {col[present].head(3).tolist()} "
                         f"(rows {np.flatnonzero(present)[:3].tolist()}); write them as UTC text such as "
                         "2025-01-31T09:00:00Z (epoch seconds, milliseconds and serial days look alike: none "
                         "is guessed)")
-    odd = np.zeros(len(col), dtype=bool)  # values that are neither text nor a datetime: no timestamp at all
+    odd = np.zeros(len(col), dtype=bool)  # read as empty: blank text, and values neither text nor a datetime
     if present.any():
+        pos = np.flatnonzero(present)
         values = col[present]
         if _all_str(values):
-            text = values.astype(str).str.strip()
-            naive = ~text.str.contains(_ZONE, regex=True)
+            is_text = np.ones(len(values), dtype=bool)
         else:  # datetime objects, numbers or a mix: text by its zone, datetimes by their tzinfo
             is_text = values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
             is_time = values.map(lambda v: isinstance(v, (datetime, np.datetime64))).to_numpy(dtype=bool)
-            odd[np.flatnonzero(present)[~(is_text | is_time)]] = True
-            text = values.astype(str).str.strip()
-            naive = pd.Series(is_text, index=values.index) & ~text.str.contains(_ZONE, regex=True)
+            odd[pos[~(is_text | is_time)]] = True  # still present: no timestamp at all
+        text = values.astype(str).str.strip()
+        blank = is_text & (text == "").to_numpy(dtype=bool)
+        if blank.any():  # blank text is an empty value, as an empty CSV field is
+            present[pos[blank]] = False
+            odd[pos[blank]] = True
+        naive = pd.Series(is_text & ~blank, index=values.index) & ~text.str.contains(_ZONE, regex=True)
+        if not is_text.all():
             naive |= pd.Series(is_time, index=values.index) & values.map(lambda v: getattr(v, "tzinfo", None)
                                                                           is None)
         if naive.any():  # without a zone: a missing zone if it reads as a time, else no timestamp at all
             readable = pd.to_datetime(text[naive], utc=True, format="mixed", errors="coerce").notna()
             naive = naive & readable.reindex(naive.index, fill_value=True)
         if naive.any():
-            rows = np.flatnonzero(present)[naive.to_numpy(dtype=bool)]
+            rows = pos[naive.to_numpy(dtype=bool)]
             raise DataError(f"{where}: {int(naive.sum())} timestamp(s) without a time zone, e.g. "
                             f"{values[naive].head(3).astype(str).tolist()} (rows {rows[:3].tolist()}); the export "
                             "must be in UTC with the zone written out (2025-01-31T09:00:00Z or +00:00); no zone "

@@ -4,8 +4,8 @@ A service calls the scorer with one lead's rows (a ``LeadInput`` or one-row
 DataFrames). :func:`lead_export` checks them field by field and builds the
 :class:`~propensity.data.export.CrmExport` directly, which costs a fraction of the
 general ``CrmExport.from_frames`` validation. It yields the same tables (ids as
-str, timestamps ``datetime64[us, UTC]``, ``recorded_at`` defaulting to
-``occurred_at``), so features are the same as in a batch.
+str, timestamps ``datetime64[us, UTC]``, an absent or empty ``recorded_at`` taken
+as ``occurred_at``), so features are the same as in a batch.
 
 The scorer's one-lead fast path does not build frames at all: :func:`lead_rows`
 applies the same checks and notes and returns the lead as plain values (dicts,
@@ -27,7 +27,8 @@ note for the field. What it refuses, with a ``ValueError`` naming the field: no
 ISO-8601 string with a time zone, or a datetime); with no ``as_of``, a
 ``created_at`` in the future (more than a day after now, the export's rule for
 future timestamps: a clock or time-zone error). An activity time that is a bare
-number is unreadable: the activity is ignored with a note.
+number is unreadable: the activity is ignored with a note; so is one whose
+``recorded_at`` is there but unreadable (as a lenient ``read_export`` drops it).
 """
 
 from __future__ import annotations
@@ -240,10 +241,12 @@ def _dict_columns(activities: list[dict[str, Any]]) -> tuple[list, np.ndarray, n
     n = len(acts)
     kind = [a.get("activity_type") for a in acts]
     occ_l = [_value_us(a.get("occurred_at")) for a in acts]
-    rec_l = [_value_us(a.get("recorded_at")) for a in acts]
+    rec_raw = [a.get("recorded_at") for a in acts]
     occ = np.fromiter((_NAT if v is None else v for v in occ_l), dtype=np.int64, count=n)
-    rec = np.fromiter((o if v is None else v for v, o in zip(rec_l, occ.tolist(), strict=True)),
-                      dtype=np.int64, count=n)
+    # As read_export: an empty recorded_at is "recorded when it occurred"; one that is there but no
+    # timestamp (text, a bare number) leaves the activity without a readable time.
+    rec = np.fromiter((o if _missing(raw) else _NAT if (v := _value_us(raw)) is None else v
+                       for raw, o in zip(rec_raw, occ.tolist(), strict=True)), dtype=np.int64, count=n)
     ids = [a.get("lead_id") for a in acts] if any("lead_id" in a for a in acts) else None
     return kind, occ, rec, ids
 
@@ -254,7 +257,10 @@ def _frame_columns(acts: pd.DataFrame) -> tuple[list, np.ndarray, np.ndarray, np
     occ = _column_us(acts, "occurred_at", n)
     if "recorded_at" in acts.columns:
         rec = _column_us(acts, "recorded_at", n)
-        rec = np.where(rec == _NAT, occ, rec)
+        empty = rec == _NAT
+        if empty.any() and not isinstance(acts["recorded_at"].dtype, pd.DatetimeTZDtype):  # empty or unreadable?
+            empty = np.fromiter((_missing(v) for v in acts["recorded_at"].tolist()), dtype=bool, count=n)
+        rec = np.where(empty, occ, rec)  # as read_export: empty = when it occurred; unreadable stays NaT
     else:
         rec = occ
     kind = acts["activity_type"].to_numpy(dtype=object).tolist() if "activity_type" in acts.columns else [None] * n
