@@ -86,3 +86,18 @@ def test_a_failure_leaves_the_previous_file_untouched(crm, tmp_path, monkeypatch
     assert "disk full" in capsys.readouterr().err
     assert out.read_text() == "previous\n"
     assert [p.name for p in tmp_path.iterdir()] == ["f.csv"]  # no temporary file left behind
+
+
+def test_list_prints_the_catalogue_in_column_order_without_data(project, capsys, tmp_path):
+    from propensity.features.spec import build_feature_spec
+
+    assert main(["features", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    spec = build_feature_spec(project.icp, project.engagement)
+    assert [line.split()[0] for line in lines[1:-1]] == [f.name for f in spec]
+    demo = next(line for line in lines if line.startswith("eng_demo_request_30d "))
+    assert "engagement" in demo and "Demo requests, last 30 days" in demo and "increasing" in demo
+    fit = sum(f.family == "fit" for f in spec)
+    assert lines[-1].startswith(f"{len(spec)} features: {fit} fit, {len(spec) - fit} engagement")
+    assert main(["features", "--data", str(tmp_path)]) == 2  # without --list, --out is needed
+    assert "--data and --out are required" in capsys.readouterr().err

@@ -402,6 +402,11 @@ def cmd_features(args: argparse.Namespace) -> int:
     from propensity.features.cutoffs import scoring_cutoffs, training_cutoffs
     from propensity.features.pipeline import build_features
 
+    if args.list:
+        print(format_feature_list(load_project(args.config)))
+        return 0
+    if args.data is None or args.out is None:
+        raise ValueError("features: --data and --out are required (or --list for the feature catalogue)")
     out = Path(args.out)
     if out.suffix not in (".csv", ".parquet"):  # before the expensive part
         raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
@@ -422,6 +427,21 @@ def cmd_features(args: argparse.Namespace) -> int:
     _write_table(frame, out)
     print(f"{len(frame):,} {what}, {frame.shape[1]} columns -> {out} ({time.perf_counter() - t:.1f}s)")
     return 0
+
+
+def format_feature_list(project) -> str:  # noqa: ANN001 - a loaded Project
+    """The feature catalogue of a project's configs: one line per feature, in column order."""
+    from propensity.features.spec import build_feature_spec
+
+    spec = build_feature_spec(project.icp, project.engagement)
+    rows = [("name", "family", "kind", "display", "source", "actionable", "monotone")]
+    rows += [(f.name, f.family, f.kind, f.display, f.source, "yes" if f.actionable else "no",
+              {1: "increasing", -1: "decreasing"}.get(f.monotone, "-")) for f in spec]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    fit = sum(f.family == "fit" for f in spec)
+    return "\n".join([*lines, f"{len(spec)} features: {fit} fit, {len(spec) - fit} engagement "
+                                f"(after lead_id, cutoff and any label in a feature table)"])
 
 
 def format_explanation(ls) -> str:
@@ -579,10 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("features", help="build the point-in-time feature table alone (training rows, or as of a date)")
-    s.add_argument("--data", required=True, help="CRM export folder")
-    s.add_argument("--out", required=True, help="output file (.csv or .parquet), written atomically")
+    s.add_argument("--data", help="CRM export folder (required unless --list)")
+    s.add_argument("--out", help="output file (.csv or .parquet), written atomically (required unless --list)")
     s.add_argument("--as-of", help="one row per open lead as of this UTC time (default: labelled training rows)")
     s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
+    s.add_argument("--list", action="store_true",
+                   help="print the feature catalogue of the configs (name, family, display, ...) and exit")
     s.set_defaults(func=cmd_features)
 
     s = sub.add_parser("explain", help="print one lead's score and the reasons behind it")
