@@ -14,20 +14,19 @@ is found by early stopping, so the budget is spent on shape and regularisation.
 
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["TuneResult", "base_params", "cv_lightgbm", "fit_final", "tune_lightgbm"]
+from propensity.core.native import LIGHTGBM, cores
+from propensity.modeling.folds import EARLY_STOP, MAX_ROUNDS, FoldRunner, OutOfTime, dataset
+
+__all__ = ["EARLY_STOP", "MAX_ROUNDS", "TuneResult", "base_params", "cv_lightgbm", "fit_final", "tune_lightgbm"]
 
 LEARNING_RATE = 0.05
-MAX_ROUNDS = 3000
-EARLY_STOP = 100
 
 # Two fixed starting points: a conservative one for rare positives, and LightGBM's defaults.
 STARTS = (
@@ -50,60 +49,27 @@ class TuneResult:
     seconds: float
 
 
-def base_params(monotone: list[int] | None = None, seed: int = 0, threads: int = 1) -> dict:
+def base_params(monotone: list[int] | None = None, seed: int = 0, threads: int = 0) -> dict:
+    """LightGBM parameters shared by every trial; ``threads`` 0 means every core (:func:`cores`)."""
     p = {"objective": "binary", "metric": "auc", "learning_rate": LEARNING_RATE, "bagging_freq": 1, "seed": seed,
-         "deterministic": True, "force_col_wise": True, "num_threads": threads, "verbose": -1,
+         "deterministic": True, "force_col_wise": True, "num_threads": threads or cores(), "verbose": -1,
          "max_cat_to_onehot": 4, "feature_pre_filter": False}
     if monotone and any(monotone):
         p.update(monotone_constraints=list(monotone), monotone_constraints_method="advanced")
     return p
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, cat_idx: list[int]) -> lgb.Dataset:
-    return lgb.Dataset(x, y, categorical_feature=cat_idx or "auto", free_raw_data=False,
-                       params={"feature_pre_filter": False, "verbose": -1}).construct()
-
-
-class OutOfTime(Exception):
-    """The search budget ran out in the middle of a trial."""
-
-
-def _deadline(at: float | None):
-    def check(env) -> None:  # noqa: ANN001 - a LightGBM CallbackEnv
-        if at is not None and time.perf_counter() > at:
-            raise OutOfTime
-    return check
-
-
-def cv_lightgbm(full: lgb.Dataset, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], params: dict,
+def cv_lightgbm(runner: FoldRunner, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], params: dict,
                 report=None, deadline: float | None = None) -> tuple[np.ndarray, list[int], float]:  # noqa: ANN001
     """Fit one booster per fold with early stopping; returns out-of-fold probabilities, best rounds, mean AUC.
 
-    ``report(fold, mean_auc_so_far)`` is called after each fold; past ``deadline``
-    (a ``time.perf_counter()`` value) :class:`OutOfTime` is raised.
+    ``runner`` fits the folds (in worker processes, or here one after another; see
+    :mod:`.folds`). ``report(fold, mean_auc_so_far)`` is called after each fold; past
+    ``deadline`` (a ``time.time()`` value) :class:`~.folds.OutOfTime` is raised.
     """
     oof = np.full(len(y), np.nan)
-    data = full.get_data()
-
-    # Subsets are built here, not in the worker threads: Dataset objects are not thread-safe.
-    parts = [(full.subset(tr, params={"feature_pre_filter": False, "verbose": -1}).construct(),
-              full.subset(va, params={"feature_pre_filter": False, "verbose": -1}).construct(), va)
-             for tr, va in folds]
-
-    def one(part: tuple) -> tuple[np.ndarray, int]:
-        dtr, dva, va = part
-        booster = lgb.train(params, dtr, num_boost_round=MAX_ROUNDS, valid_sets=[dva],
-                            callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False), _deadline(deadline)])
-        best = booster.best_iteration or booster.num_trees()
-        return booster.predict(data[va], num_iteration=best), best
-
-    # One single-threaded booster per core: OpenMP threads inside one booster slow down
-    # badly on a busy machine, while separate folds share nothing (LightGBM drops the GIL).
-    workers = max(1, min(len(folds), os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = list(pool.map(one, parts))
     rounds, aucs = [], []
-    for i, ((_, va), (pred, best)) in enumerate(zip(folds, done, strict=True)):
+    for i, ((_, va), (pred, best)) in enumerate(zip(folds, runner.run(params, deadline), strict=True)):
         oof[va] = pred
         rounds.append(best)
         aucs.append(roc_auc_score(y[va], pred) if 0 < y[va].sum() < len(va) else 0.5)
@@ -132,25 +98,30 @@ def _suggest(trial) -> dict:  # noqa: ANN001 - an optuna Trial
 def tune_lightgbm(x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], cat_idx: list[int],
                   budget_s: float = 60.0, monotone: list[int] | None = None, seed: int = 0,
                   max_trials: int = 500, progress=None, first: dict | None = None,  # noqa: ANN001
-                  threads: int = 1) -> TuneResult:
+                  threads: int = 0) -> TuneResult:
     """Search LightGBM parameters by cross-validated AUC within ``budget_s`` seconds (0: no search).
 
     ``first`` (extra LightGBM parameters) is run before the fixed starting points,
     e.g. a project's hand-set model, and always completes; the search can then only
-    improve on it (by validation AUC). ``threads`` is per booster (folds run in parallel;
-    with one fold, 0 lets it use all cores).
+    improve on it (by validation AUC). ``threads``: LightGBM's threads per booster when the
+    folds run in this process (0: every core); several folds on several cores run in
+    worker processes, single-threaded (:mod:`.folds`). Trials run one after another.
     """
-    t0 = time.perf_counter()
-    full = _dataset(x, y, cat_idx)
-    base = base_params(monotone, seed, threads)
-    best: dict = {}
+    with FoldRunner(x, y, cat_idx, folds) as runner:
+        return _search(runner, y, folds, budget_s, base_params(monotone, seed, threads), seed, max_trials,
+                       progress, first)
 
-    deadline = t0 + budget_s
+
+def _search(runner: FoldRunner, y: np.ndarray, folds: list, budget_s: float, base: dict, seed: int,
+            max_trials: int, progress, first: dict | None) -> TuneResult:  # noqa: ANN001
+    t0 = time.perf_counter()
+    best: dict = {}
+    deadline = time.time() + budget_s
 
     def run(extra: dict, report=None) -> float:
         params = {**base, **extra}
         # The first parameter set always completes: there must be a model.
-        oof, rounds, auc = cv_lightgbm(full, y, folds, params, report, deadline if best else None)
+        oof, rounds, auc = cv_lightgbm(runner, y, folds, params, report, deadline if best else None)
         if not best or auc > best["auc"]:
             best.update(auc=auc, params=params, oof=oof, rounds=rounds)
         return auc
@@ -198,4 +169,5 @@ def fit_final(x: np.ndarray, y: np.ndarray, cat_idx: list[int], tuned: TuneResul
     ``scale`` > 1 (more rows than the search saw) grows the trees count gently (square root).
     """
     rounds = max(1, int(round(tuned.n_rounds * max(scale, 1.0) ** 0.5)))
-    return lgb.train(tuned.params, _dataset(x, y, cat_idx), num_boost_round=rounds)
+    with LIGHTGBM:
+        return lgb.train(tuned.params, dataset(x, y, cat_idx), num_boost_round=rounds)
