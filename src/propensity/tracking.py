@@ -53,6 +53,7 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
     import mlflow
     from mlflow.models import infer_signature
 
+    from propensity.core.native import predict
     from propensity.modeling.charts import calibration_chart, lift_chart, shap_summary_chart, tier_chart
     from propensity.modeling.report import model_card
 
@@ -97,7 +98,7 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         mlflow.log_artifact(str(project.training_path), "config/training")
         for name in ("icp.yaml", "engagement.yaml"):
             mlflow.log_artifact(str(project.features_dir / name), "config/features")
-        scorer_contrib = result.bundle.booster.predict(result.sample_matrix, pred_contrib=True)
+        scorer_contrib = predict(result.bundle.booster, result.sample_matrix, pred_contrib=True)
         written = Path(bundle_path) / "report" / "charts"  # the CLI writes the report into the bundle
         charts = [written / name if (written / name).exists() else make(tmpd / name) for name, make in (
             ("calibration.png", lambda path: calibration_chart(result.test, path)),

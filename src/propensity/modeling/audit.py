@@ -51,6 +51,7 @@ import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
+from propensity.core.native import LIGHTGBM
 from propensity.data.export import ID_COLUMNS, TIMESTAMPS, CrmExport
 from propensity.features.matrix import fit_categories, to_matrix
 from propensity.features.spec import FeatureDef
@@ -327,8 +328,10 @@ def _quick_auc(x: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarr
 
     if y[train].sum() in (0, len(train)) or y[test].sum() in (0, len(test)):
         return None
-    booster = lgb.train(_QUICK_PARAMS, lgb.Dataset(x.iloc[train], y[train]), num_boost_round=rounds)
-    return float(roc_auc_score(y[test], booster.predict(x.iloc[test])))
+    with LIGHTGBM:
+        booster = lgb.train(_QUICK_PARAMS, lgb.Dataset(x.iloc[train], y[train]), num_boost_round=rounds)
+        p = booster.predict(x.iloc[test], num_threads=_QUICK_PARAMS["num_threads"])
+    return float(roc_auc_score(y[test], p))
 
 
 def _fmt(v: float | None, sign: bool = False) -> str:

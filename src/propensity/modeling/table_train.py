@@ -29,6 +29,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, TimeSeriesSplit, train_test_split
 
 from propensity import __version__
+from propensity.core.native import predict
 from propensity.modeling.calibrate import choose_calibrator
 from propensity.modeling.evaluate import compare, logistic_baseline
 from propensity.modeling.tabular import infer_schema, leakage_warnings, normalise_target
@@ -142,7 +143,7 @@ def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, tim
 
     say("evaluating on the held-out test rows against logistic regression")
     y_te = y[test_idx]
-    preds = {"model": calibrator(booster.predict(x[test_idx])),
+    preds = {"model": calibrator(predict(booster, x[test_idx])),
              "logistic regression": logistic_baseline(x_tr, y_tr, x[test_idx], cat_idx, seed)}
     comparison = compare(y_te, preds, ks=(100, 500))
     split = {"kind": "time" if time_column else "stratified", "train_rows": int(len(train_idx)),

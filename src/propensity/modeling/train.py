@@ -28,6 +28,7 @@ import pandas as pd
 
 from propensity import __version__
 from propensity.config import ModelConfig, ProjectConfig
+from propensity.core.native import LIGHTGBM, cores, predict
 from propensity.data.export import CrmExport
 from propensity.features.cutoffs import training_cutoffs
 from propensity.features.matrix import fit_categories, to_matrix
@@ -82,7 +83,7 @@ def _lgb_params(cfg: ModelConfig, spec: list[FeatureDef]) -> dict:
         "seed": cfg.seed,
         "deterministic": True,
         "force_col_wise": True,
-        "num_threads": 0,
+        "num_threads": cores(),
         "verbose": -1,
     }
 
@@ -91,12 +92,13 @@ def fit_booster(x_train: pd.DataFrame, y_train: np.ndarray, x_valid: pd.DataFram
                 cfg: ModelConfig, spec: list[FeatureDef]) -> lgb.Booster:
     """LightGBM with early stopping on the validation window's log loss."""
     params = _lgb_params(cfg, spec)
-    dtrain = lgb.Dataset(x_train, y_train, categorical_feature="auto", free_raw_data=False)
-    dvalid = lgb.Dataset(x_valid, y_valid, reference=dtrain)
-    return lgb.train(
-        params, dtrain, num_boost_round=cfg.n_estimators, valid_sets=[dvalid],
-        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
-    )
+    with LIGHTGBM:
+        dtrain = lgb.Dataset(x_train, y_train, categorical_feature="auto", free_raw_data=False)
+        dvalid = lgb.Dataset(x_valid, y_valid, reference=dtrain)
+        return lgb.train(
+            params, dtrain, num_boost_round=cfg.n_estimators, valid_sets=[dvalid],
+            callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+        )
 
 
 def _require_both_classes(y: np.ndarray, window: str) -> None:
@@ -141,7 +143,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     else:
         booster = fit_booster(x[split.train], y[split.train], x[split.valid], y[split.valid], cfg.model, spec)
     timings["tune_train_s"] = time.perf_counter() - t1
-    p_valid_raw = booster.predict(x[split.valid])
+    p_valid_raw = predict(booster, x[split.valid])
     if cfg.calibration == "auto":
         calibrator, cal_scores = choose_calibrator(p_valid_raw, y[split.valid], cfg.model.seed)
     else:
@@ -150,7 +152,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     timings["train_s"] = time.perf_counter() - t1
 
     say("evaluating on the test window against the points baseline and logistic regression")
-    p_test = calibrator(booster.predict(x[split.test]))
+    p_test = calibrator(predict(booster, x[split.test]))
     points = baseline_points(frame, project.icp, project.engagement)
     # The baseline's points become a probability the same way the model's do: a
     # monotone map fitted on validation, so log loss and Brier compare fairly.
@@ -304,9 +306,10 @@ def _tuned_booster(x: pd.DataFrame, y: np.ndarray, split, cfg, spec: list[Featur
         booster = fit_booster(x[split.train], y[split.train], x[split.valid], y[split.valid], m, spec)
         return booster, _lgb_params(m, spec), info
     params = dict(tuned.params)
-    dtrain = lgb.Dataset(x[split.train], y[split.train], categorical_feature="auto", free_raw_data=False)
-    dvalid = lgb.Dataset(x[split.valid], y[split.valid], reference=dtrain)
-    booster = lgb.train(params, dtrain, num_boost_round=MAX_ROUNDS, valid_sets=[dvalid],
-                        callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
+    with LIGHTGBM:
+        dtrain = lgb.Dataset(x[split.train], y[split.train], categorical_feature="auto", free_raw_data=False)
+        dvalid = lgb.Dataset(x[split.valid], y[split.valid], reference=dtrain)
+        booster = lgb.train(params, dtrain, num_boost_round=MAX_ROUNDS, valid_sets=[dvalid],
+                            callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
     info["params"] = {k: v for k, v in params.items() if k != "monotone_constraints"}
     return booster, params, info

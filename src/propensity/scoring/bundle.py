@@ -39,6 +39,7 @@ from pathlib import Path
 import lightgbm as lgb
 
 from propensity.config import EngagementConfig, IcpConfig, TierConfig
+from propensity.core.native import LIGHTGBM
 from propensity.features.spec import FeatureDef
 from propensity.scoring.calibration import Calibrator
 
@@ -129,7 +130,8 @@ def save_bundle(bundle: Bundle | TableBundle, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        bundle.booster.save_model(str(tmp / MODEL_FILE))
+        with LIGHTGBM:
+            bundle.booster.save_model(str(tmp / MODEL_FILE))
         meta = _table_meta(bundle) if isinstance(bundle, TableBundle) else {
             "schema_version": SCHEMA_VERSION,
             "kind": "crm",
@@ -181,7 +183,8 @@ def load_bundle(path: str | Path) -> Bundle | TableBundle:
     if not model_path.exists():
         raise BundleError(f"{path}: bundle is incomplete (no {MODEL_FILE})")
     try:
-        booster = lgb.Booster(model_file=str(model_path))
+        with LIGHTGBM:
+            booster = lgb.Booster(model_file=str(model_path))
     except lgb.basic.LightGBMError as exc:
         raise BundleError(f"{model_path}: not a readable LightGBM model ({str(exc).splitlines()[0]})") from None
     try:
@@ -190,9 +193,11 @@ def load_bundle(path: str | Path) -> Bundle | TableBundle:
                                 calibrator=Calibrator.from_dict(meta["calibration"]),
                                 top_k=int(meta.get("top_k", 3)), metadata=meta.get("metadata", {}))
             names = list(table.schema.get("features", []))
-            if names and booster.num_feature() != len(names):  # a table model's columns are unnamed
+            with LIGHTGBM:
+                n_model = booster.num_feature()
+            if names and n_model != len(names):  # a table model's columns are unnamed
                 raise BundleError(f"{path}: {MODEL_FILE} does not match {META_FILE} (the model has "
-                                  f"{booster.num_feature()} features, the table schema {len(names)})")
+                                  f"{n_model} features, the table schema {len(names)})")
             return table
         bundle = Bundle(
             booster=booster,
@@ -216,7 +221,8 @@ def load_bundle(path: str | Path) -> Bundle | TableBundle:
 
 def _check_features(path: Path, booster: lgb.Booster, names: list[str]) -> None:
     """Refuse a bundle whose ``model.txt`` was not trained on ``bundle.json``'s features."""
-    model = list(booster.feature_name())
+    with LIGHTGBM:
+        model = list(booster.feature_name())
     if model == names:
         return
     where = (f"the model has {len(model)} features, the spec {len(names)}" if len(model) != len(names)

@@ -39,9 +39,6 @@ equal the batch path's (tests compare them lead by lead).
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, overload
 
@@ -49,6 +46,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from propensity.core.native import predict
 from propensity.data.export import CrmExport, DataError, read_export
 from propensity.features.cutoffs import scoring_cutoffs
 from propensity.features.matrix import to_matrix
@@ -62,7 +60,7 @@ from propensity.scoring.reasons import (ReasonGroups, assemble, family_scores, g
 __all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut", "TableScorer", "read_table", "table_matrix"]
 
 SMALL_BATCH = 32  # up to this many rows, the model matrix is built in plain Python
-PARALLEL_MIN_ROWS = 4_096  # below this, splitting pred_contrib over threads costs more than it saves
+PARALLEL_MIN_ROWS = 4_096  # below this, one LightGBM thread beats starting the others
 FEATURE_BLOCK = 500_000  # score_chunks builds features for this many leads at once (one pass over the activities)
 
 
@@ -121,20 +119,13 @@ def _resolve(uri: str | Path) -> Path:
     return Path(uri)
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1), thread_name_prefix="propensity")
-        return _POOL
-
-
 class LeadScorer:
-    """Scores leads with a trained bundle. Stateless after loading: safe across threads."""
+    """Scores leads with a trained bundle. Stateless after loading: safe across threads.
+
+    Calls from many threads run side by side except inside LightGBM, which one
+    thread enters at a time (:mod:`propensity.core.native`); a stress test in the
+    suite scores thousands of leads from 8 threads against one thread's results.
+    """
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
@@ -405,7 +396,7 @@ class LeadScorer:
         """(calibrated probability, raw log-odds) per row, from ``predict``: the capacity ranking's keys."""
         if len(x) == 0:
             return np.empty(0), np.empty(0)
-        raw = np.asarray(self.bundle.booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
+        raw = predict(self.bundle.booster, x, threads=_threads(len(x)), raw_score=True).astype(np.float64)
         return self.bundle.calibrator(1.0 / (1.0 + np.exp(-raw))), raw
 
     def _capacity_sql(self, p: np.ndarray, raw: np.ndarray) -> np.ndarray:
@@ -583,22 +574,10 @@ class LeadScorer:
         return frame, notes
 
     def _contrib(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
-        """Exact TreeSHAP (``pred_contrib``), rows split over the cores for big batches."""
-        booster = self.bundle.booster
-        n = len(x)
-        if n == 0:  # LightGBM's pred_contrib fails on no rows (e.g. a lead created after as_of)
+        """Exact TreeSHAP (``pred_contrib``): one LightGBM call, on every core for big batches."""
+        if len(x) == 0:  # LightGBM's pred_contrib fails on no rows (e.g. a lead created after as_of)
             return np.empty((0, len(self.bundle.spec) + 1))
-        if n < PARALLEL_MIN_ROWS:  # one worker whatever the cores (the rule below): skip asking
-            return np.asarray(booster.predict(x, pred_contrib=True, num_threads=1))
-        workers = min(os.cpu_count() or 1, max(n // (PARALLEL_MIN_ROWS // 2), 1))
-        if workers <= 1:
-            return np.asarray(booster.predict(x, pred_contrib=True, num_threads=1))
-        bounds = np.linspace(0, n, workers + 1).astype(int)
-        pieces = [x[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        # LightGBM releases the GIL; one single-threaded call per core beats its own OpenMP
-        # split of pred_contrib, whose per-row work is too small to share well.
-        done = _pool().map(lambda part: np.asarray(booster.predict(part, pred_contrib=True, num_threads=1)), pieces)
-        return np.vstack(list(done))
+        return predict(self.bundle.booster, x, threads=_threads(len(x)), pred_contrib=True)
 
     def _assemble(self, frame: pd.DataFrame, contrib: np.ndarray, notes: list[list[str]], detail: bool,
                   sql_threshold: float | None = None, sql_leads: np.ndarray | None = None) -> pd.DataFrame:
@@ -626,6 +605,11 @@ class LeadScorer:
         out["grade"] = grades(fit, eng)
         out["notes"] = ["; ".join(n) for n in notes]
         return out
+
+
+def _threads(rows: int) -> int:
+    """LightGBM threads for a call on ``rows`` rows: one for a few (a service's lead), else every core (0)."""
+    return 1 if rows < PARALLEL_MIN_ROWS else 0
 
 
 def _export_notes(notes: list[list[str]], export: CrmExport, cut: pd.DataFrame) -> list[list[str]]:
@@ -890,8 +874,8 @@ class TableScorer:
 
     def predict(self, df: pd.DataFrame, source: str = "the table") -> np.ndarray:
         check_table_columns(df, self.bundle.schema, source)
-        raw = self.bundle.booster.predict(table_matrix(df, self.bundle.schema))
-        return self.bundle.calibrator(raw)
+        x = table_matrix(df, self.bundle.schema)
+        return self.bundle.calibrator(predict(self.bundle.booster, x, threads=_threads(len(x))))
 
     def score(self, df: pd.DataFrame, source: str = "the table", reasons: bool = True) -> pd.DataFrame:
         check_table_columns(df, self.bundle.schema, source)
@@ -902,13 +886,13 @@ class TableScorer:
         if id_col:
             out[id_col] = df[id_col].to_numpy()
         if reasons and len(df):
-            contrib = np.asarray(b.booster.predict(x, pred_contrib=True))
+            contrib = predict(b.booster, x, threads=_threads(len(x)), pred_contrib=True)
             p = b.calibrator(1.0 / (1.0 + np.exp(-contrib.sum(axis=1))))
             out["probability"] = p
             out["score"] = np.rint(p * 100).astype(int)
             out["reasons"] = self._reasons(df, contrib[:, :-1])
         else:
-            p = b.calibrator(b.booster.predict(x)) if len(df) else np.array([])
+            p = b.calibrator(predict(b.booster, x, threads=_threads(len(x)))) if len(df) else np.array([])
             out["probability"] = p
             out["score"] = np.rint(p * 100).astype(int)
         return out
