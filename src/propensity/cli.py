@@ -16,12 +16,15 @@ import time
 import warnings
 from pathlib import Path
 
-__all__ = ["main"]
+from propensity.supervisor import CRASH_LOG_ENV, run_supervised, start_crash_log, step
+
+__all__ = ["main", "run"]
 
 log = logging.getLogger("propensity")
 
 
 def _say(msg: str) -> None:
+    step(msg)
     print(f"  {msg}", file=sys.stderr, flush=True)
 
 
@@ -35,6 +38,7 @@ class _Steps:
                         bar_format="  {desc:48} {bar:20} {n_fmt}/{total_fmt} [{elapsed}]")
 
     def __call__(self, msg: str) -> None:
+        step(msg)
         if self.bar.disable:
             _say(msg)
             return
@@ -633,7 +637,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run() -> int:
+    """The ``propensity`` console command: :func:`main` in a child process that reports a native crash.
+
+    See :mod:`propensity.supervisor`; the child is ``python -m propensity.cli``.
+    """
+    if CRASH_LOG_ENV in os.environ:  # already the child (or a caller that set it): no second level
+        return main()
+    return run_supervised(sys.argv[1:])
+
+
 def main(argv: list[str] | None = None) -> int:
+    start_crash_log()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     if not args.debug:

@@ -1,0 +1,109 @@
+"""The ``propensity`` command runs its work in a child process, so a native crash becomes one line.
+
+A crash below Python (a segmentation fault in LightGBM, Numba code or another
+extension) kills the process at once: no exception, no message, exit code 139.
+The console entry point therefore starts the real command as a child process
+(``python -m propensity.cli ...``, same arguments, same terminal) and waits. The
+child writes every progress step to a crash log and has :mod:`faulthandler` dump
+its Python stack there on a fatal signal. When the child ends normally its exit
+code is passed on and the log deleted; when a signal killed it, the parent prints
+
+    error: propensity train crashed (SIGSEGV, a fault in native code) while 'tuning LightGBM ...';
+    the Python stack is in /tmp/propensity-crash-1234.log
+
+and exits with ``128 + signal`` as a shell would. ``main(argv)`` called from Python
+(tests, notebooks) runs in process, without this.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO
+
+__all__ = ["CRASH_LOG_ENV", "crash_message", "run_supervised", "start_crash_log", "step"]
+
+CRASH_LOG_ENV = "PROPENSITY_CRASH_LOG"
+_STEP = "step: "
+_log: IO[str] | None = None
+
+
+def start_crash_log() -> None:
+    """In the child: open the crash log named by the parent and dump the stack there on a fatal signal."""
+    global _log
+    path = os.environ.pop(CRASH_LOG_ENV, None)  # not inherited by processes this one starts
+    if not path or _log is not None:
+        return
+    try:
+        _log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open until the process ends
+    except OSError:
+        return
+    faulthandler.enable(file=_log, all_threads=True)
+
+
+def step(message: str) -> None:
+    """Record what the command is doing now, for the crash line (no-op outside a supervised child)."""
+    if _log is not None:
+        try:
+            _log.write(f"{_STEP}{message}\n")
+            _log.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def run_supervised(argv: list[str], child: list[str] | None = None) -> int:
+    """Run ``child`` (default: this command in a fresh interpreter) and report a crash in one line.
+
+    Returns the child's exit code, or ``128 + signal`` when a signal ended it.
+    """
+    command = "propensity " + (argv[0] if argv and not argv[0].startswith("-") else "")
+    command = command.strip()
+    fd, log_path = tempfile.mkstemp(prefix="propensity-crash-", suffix=".log")
+    os.close(fd)
+    env = {**os.environ, CRASH_LOG_ENV: log_path}
+    child = child or [sys.executable, "-m", "propensity.cli", *argv]
+    proc = subprocess.Popen(child, env=env)  # noqa: S603 - our own interpreter and arguments
+    forward = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:  # the child got the same Ctrl-C and says what it did
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, forward)
+    if code >= 0 or -code in (signal.SIGINT, signal.SIGTERM):
+        Path(log_path).unlink(missing_ok=True)
+        return 128 - code if code < 0 else code
+    print(f"error: {crash_message(command, -code, Path(log_path))}", file=sys.stderr, flush=True)
+    return 128 - code
+
+
+def crash_message(command: str, signum: int, log_path: Path) -> str:
+    """One line: which command crashed, how, during which step, and where the stack is."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    what = {"SIGSEGV": "a fault in native code", "SIGBUS": "a fault in native code",
+            "SIGABRT": "native code aborted", "SIGKILL": "killed, often for lack of memory",
+            "SIGILL": "an illegal instruction in native code", "SIGFPE": "an arithmetic fault in native code"}
+    last = ""
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        last = next((ln[len(_STEP):] for ln in reversed(lines) if ln.startswith(_STEP)), "")
+        has_stack = any(ln.startswith("Fatal Python error") for ln in lines)
+    except OSError:
+        has_stack = False
+    during = f" while {last!r}" if last else ""
+    where = (f"the Python stack is in {log_path}" if has_stack
+             else f"no stack was written; the steps are in {log_path}")
+    return (f"{command} crashed ({name}, {what.get(name, 'ended by a signal')}){during}; {where}; "
+            "please report it with that file")
