@@ -11,7 +11,10 @@ code is passed on and the log deleted; when a signal killed it, the parent print
     error: propensity train crashed (SIGSEGV, a fault in native code) while 'tuning LightGBM ...';
     the Python stack is in /tmp/propensity-crash-1234.log
 
-and exits with ``128 + signal`` as a shell would. ``main(argv)`` called from Python
+and exits with ``128 + signal`` as a shell would. The child runs in a process group
+of its own, so that the worker processes it started (the parameter search's) go
+with it instead of living on, orphaned, with the terminal's output still open;
+Ctrl-C and SIGTERM are passed on to that group. ``main(argv)`` called from Python
 (tests, notebooks) runs in process, without this.
 """
 
@@ -67,23 +70,31 @@ def run_supervised(argv: list[str], child: list[str] | None = None) -> int:
     os.close(fd)
     env = {**os.environ, CRASH_LOG_ENV: log_path}
     child = child or [sys.executable, "-m", "propensity.cli", *argv]
-    proc = subprocess.Popen(child, env=env)  # noqa: S603 - our own interpreter and arguments
+    proc = subprocess.Popen(child, env=env, process_group=0)  # noqa: S603 - our own interpreter and arguments
     forward = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
+    signal.signal(signal.SIGTERM, lambda signum, _frame: _signal_group(proc.pid, signum))
     try:
         while True:
             try:
                 code = proc.wait()
                 break
-            except KeyboardInterrupt:  # the child got the same Ctrl-C and says what it did
-                continue
+            except KeyboardInterrupt:  # the child's group is not the terminal's: pass Ctrl-C on; it says what it did
+                _signal_group(proc.pid, signal.SIGINT)
     finally:
         signal.signal(signal.SIGTERM, forward)
+        _signal_group(proc.pid, signal.SIGKILL)  # whatever the child left running (workers of a crashed search)
     if code >= 0 or -code in (signal.SIGINT, signal.SIGTERM):
         Path(log_path).unlink(missing_ok=True)
         return 128 - code if code < 0 else code
     print(f"error: {crash_message(command, -code, Path(log_path))}", file=sys.stderr, flush=True)
     return 128 - code
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def crash_message(command: str, signum: int, log_path: Path) -> str:

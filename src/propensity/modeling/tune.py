@@ -135,7 +135,7 @@ def _search(runner: FoldRunner, y: np.ndarray, folds: list, budget_s: float, bas
     else:
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C is not a failed trial to report
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                     pruner=optuna.pruners.MedianPruner(n_startup_trials=6, n_warmup_steps=1))
         for start in STARTS:

@@ -1,0 +1,84 @@
+"""The ``propensity`` command reports a crash below Python in one line instead of dying silently."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from propensity.supervisor import crash_message, run_supervised
+
+# Loaded by the command's child process before anything else: its first lightgbm.train reads address 0,
+# a real segmentation fault, as a bug in LightGBM's native code would give.
+CRASHING_SITE = '''
+import builtins, ctypes, os
+if os.environ.get("PROPENSITY_CRASH_LOG"):
+    _import = builtins.__import__
+    def _hook(name, *args, **kwargs):
+        module = _import(name, *args, **kwargs)
+        if name == "lightgbm" and not getattr(module, "_crashes", False):
+            module._crashes = True
+            module.train = lambda *a, **k: ctypes.string_at(0)
+        return module
+    builtins.__import__ = _hook
+'''
+
+
+def _command() -> list[str]:
+    found = shutil.which("propensity", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip("the propensity console script is not installed beside this Python")
+    return [found]
+
+
+@pytest.fixture
+def table(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(400, 4)), columns=list("abcd"))
+    df["y"] = (df["a"] + rng.normal(size=400) > 1).astype(int)
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_a_native_crash_in_the_command_is_one_line_with_the_step_and_the_stack(table, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(CRASHING_SITE)
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([*_command(), "train", "--data", str(table), "--target", "y", "--budget", "0",
+                           "--no-track", "--out", str(tmp_path / "m")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 139
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: propensity train crashed (SIGSEGV, a fault in native code) while ")
+    log = Path(last.split("the Python stack is in ")[1].split(";")[0])
+    assert "Fatal Python error: Segmentation fault" in log.read_text()
+    assert not (tmp_path / "m").exists()
+    log.unlink()
+
+
+def test_the_command_passes_exit_codes_and_output_through(table, tmp_path):
+    done = subprocess.run([*_command(), "train", "--data", str(table), "--target", "nope", "--no-track",
+                           "--out", str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "crashed" not in done.stderr
+
+
+def test_a_child_killed_by_a_signal_is_reported_with_its_name(capsys):
+    code = run_supervised(["score"], child=[sys.executable, "-c", "import os, signal; os.kill(os.getpid(), "
+                                                                     "signal.SIGABRT)"])
+    assert code == 134
+    err = capsys.readouterr().err
+    assert err.startswith("error: propensity score crashed (SIGABRT, native code aborted); no stack was written")
+
+
+def test_crash_message_names_the_last_step(tmp_path):
+    log = tmp_path / "crash.log"
+    log.write_text("step: reading crm\nstep: training LightGBM on 10 rows\nFatal Python error: Aborted\n")
+    msg = crash_message("propensity train", 11, log)
+    assert "while 'training LightGBM on 10 rows'" in msg and f"the Python stack is in {log}" in msg
