@@ -23,7 +23,7 @@ def validation_message(source: str | Path, model: type[BaseModel], err: Validati
         return f"{source}: unknown key '{where}'; allowed keys here: {', '.join(allowed)}"
     msg = re.sub(r"^Value error, ", "", first["msg"])
     more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
-    return f"{source}: {where}: {msg}{more}"
+    return f"{source}: {where}: {msg}{more}" if loc else f"{source}: {msg}{more}"
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
