@@ -289,7 +289,8 @@ BOTH = [
     ("metadata not an object", _set("metadata", [1, 2]), r"metadata: Input should be a valid dictionary"),
     ("unknown kind", _set("kind", "tabel"), r"kind: expected 'crm' or 'table', got 'tabel'"),
     ("digest of files only", _drop("content_sha256"), r"'files' without 'content_sha256'"),
-    ("malformed digest", lambda m: m["files"].update({"model.txt": "abc"}), r"files\.model\.txt: String should match pattern"),
+    ("malformed digest", lambda m: m["files"].update({"model.txt": "abc"}),
+     r"files\.model\.txt: String should match pattern"),
     ("no calibration", _drop("calibration"), r"calibration: Field required"),
 ]
 CRM = [

@@ -35,12 +35,14 @@ saved by an older propensity has no digests: it still loads, with an
 :class:`UnverifiedBundleWarning` naming it. The digests detect damage and edits
 (a truncated copy, a changed leaf value, a hand-edited threshold); they do not
 authenticate the bundle, since whoever can rewrite its files can rewrite the
-digests too.
+digests too. The two keys kept ``schema_version`` 1: readers older than them
+ignore them.
 
 Validation. Both the content of ``bundle.json`` (:mod:`propensity.scoring.bundle_meta`:
 unknown keys, types and ranges such as calibration tables within [0, 1] and
 ``top_k`` in 1..20) and the model text's layout are checked at load; the first
-problem is a one-line :class:`BundleError` naming the file and the field.
+problem is a one-line :class:`BundleError` naming the file and the field. Saving
+validates too, so a bundle that could not be loaded is never written.
 
 Loading also checks that ``model.txt`` and ``bundle.json`` belong together: the
 model's feature names (and their number) must be the spec's, else
