@@ -297,7 +297,7 @@ def _verified_files(path: Path, meta: dict, checked: CrmMeta | TableMeta) -> byt
     if checked.files is None:
         warnings.warn(f"{path}: this bundle has no SHA-256 digests (saved by an older propensity), so damage to "
                       "its files cannot be detected; retrain, or load it and save_bundle it to a new folder, "
-                      "to add them", UnverifiedBundleWarning, stacklevel=3)
+                      "to add them", UnverifiedBundleWarning)  # issued here: shown once per bundle, however loaded
     else:
         if MODEL_FILE not in checked.files:
             raise BundleError(f"{meta_path}: files: no digest for {MODEL_FILE}")
