@@ -108,8 +108,8 @@ def _edit_a_leaf(folder: Path) -> Path:
     text = (folder / "model.txt").read_text()
     line = re.search(r"^leaf_value=(\S+)", text, flags=re.M)
     value = line.group(1)
-    i = max(j for j, ch in enumerate(value) if ch.isdigit() and ch != "0")
-    edited = value[:i] + str((int(value[i]) + 4) % 9 + 1) + value[i + 1:]
+    i = value.find(".") + 1 if re.match(r"-?\d\.\d", value) else value.find(next(c for c in value if c.isdigit()))
+    edited = value[:i] + str((int(value[i]) + 5) % 10) + value[i + 1:]  # the first decimal: a real change
     assert len(edited) == len(value) and float(edited) != float(value)
     (folder / "model.txt").write_text(text[: line.start(1)] + edited + text[line.end(1):])
     return folder
