@@ -4,18 +4,19 @@
 (the catalogue of engagement signals) and ``training/*.yaml`` (experiment
 settings). Every model forbids unknown keys, so a typo fails with the file, the
 key and the names that are allowed. This module imports nothing else of the
-project.
+project but :mod:`propensity.core`.
 """
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from propensity.core.validation import validation_message
 
 __all__ = [
     "ConfigError",
@@ -256,41 +257,6 @@ def _check_unique(names: list[str], what: str) -> None:
         raise ValueError(f"{what}: duplicate names {dupes}")
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The field names allowed at ``loc`` inside ``model`` (for 'did you mean' messages)."""
-    current: type[BaseModel] | None = model
-    for part in loc[:-1]:
-        if current is None or isinstance(part, int):
-            continue
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return []
-        current = _model_in(field.annotation)
-    return sorted(current.model_fields) if current else []
-
-
-def _model_in(annotation: object) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found:
-            return found
-    return None
-
-
-def _format_error(path: Path, model: type[BaseModel], err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = tuple(first["loc"])
-    where = ".".join(str(p) for p in loc) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        allowed = _allowed_keys(model, loc)
-        return f"{path}: unknown key '{where}'; allowed keys here: {', '.join(allowed)}"
-    msg = re.sub(r"^Value error, ", "", first["msg"])
-    more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
-    return f"{path}: {where}: {msg}{more}"
-
-
 def load_yaml_model(path: Path, model: type[BaseModel]) -> BaseModel:
     """Read ``path`` with ``yaml.safe_load`` and validate it as ``model``.
 
@@ -317,7 +283,7 @@ def load_yaml_model(path: Path, model: type[BaseModel]) -> BaseModel:
     try:
         return model.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_error(path, model, err)) from None
+        raise ConfigError(validation_message(path, model, err)) from None
 
 
 def default_project_dir() -> Path:

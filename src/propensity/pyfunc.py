@@ -7,6 +7,12 @@ produces, as in the logged input example). Output: ``lead_id`` (when given),
 Flat-table bundle. Input: rows of the table the model was trained on (its columns,
 without the target). Output: what ``propensity score --data FILE`` writes (the id
 column when the model has one, ``probability``, ``score``, ``reasons``), row order kept.
+
+Loading through MLflow (``mlflow.pyfunc.load_model``, ``mlflow models serve``,
+``spark_udf``) runs the logged entry file ``_pyfunc_entry.py`` from the artifact
+store, so whoever can write there can run code; ``LeadScorer.load("models:/...")``
+reads only the bundle's JSON and LightGBM text (see its docstring). Either way the
+bundle's digests are checked by :func:`~propensity.scoring.bundle.load_bundle`.
 """
 
 from __future__ import annotations

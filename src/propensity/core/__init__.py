@@ -1,1 +1,1 @@
-"""The bottom layer: small pieces every other layer uses; imports nothing else from propensity."""
+"""The bottom layer: small pieces every other layer uses; its modules import nothing else of propensity."""

@@ -21,9 +21,35 @@ file (``0o777 & ~umask`` and ``0o666 & ~umask``: ``drwxr-xr-x`` and ``-rw-r--r--
 under umask 022), not the owner-only ones of a temporary folder, so a service
 running as another user can load the bundle.
 
-Loading checks that ``model.txt`` and ``bundle.json`` belong together: the model's
-feature names (and their number) must be the spec's, else :class:`BundleError`
-names the bundle folder and the first mismatch.
+Integrity. ``bundle.json`` records the SHA-256 of every other file the save wrote
+(``files``: ``{"model.txt": "<hex>"}``) and of its own content (``content_sha256``:
+the digest of the canonical JSON, keys sorted and no spaces, of everything in it
+but that key; a file cannot hold its own digest, and the canonical form lets the
+digest survive re-indenting). The bundle's files are exactly those :func:`save_bundle`
+writes; anything added to the folder later (the ``report/`` folder the CLI writes
+after training) is not part of the model, is not recorded and is not checked.
+Loading checks every digest before LightGBM parses anything (LightGBM can crash
+the process on a damaged model file instead of raising), and parses the very
+bytes it checked; a mismatch is a :class:`BundleError` naming the file. A bundle
+saved by an older propensity has no digests: it still loads, with an
+:class:`UnverifiedBundleWarning` naming it. The digests detect damage and edits
+(a truncated copy, a changed leaf value, a hand-edited threshold); they do not
+authenticate the bundle, since whoever can rewrite its files can rewrite the
+digests too. The two keys kept ``schema_version`` 1: readers older than them
+ignore them.
+
+Validation. Both the content of ``bundle.json`` (:mod:`propensity.scoring.bundle_meta`:
+unknown keys, types and ranges such as calibration tables within [0, 1] and
+``top_k`` in 1..20) and the model text's layout are checked at load; the first
+problem is a one-line :class:`BundleError` naming the file and the field. Saving
+validates too, so a bundle that could not be loaded is never written.
+
+Loading also checks that ``model.txt`` and ``bundle.json`` belong together: the
+model's feature names (and their number) must be the spec's, else
+:class:`BundleError` names the bundle folder and the first mismatch.
+
+Loading reads only JSON and LightGBM's text format: no pickle, no code from the
+bundle is run.
 """
 
 from __future__ import annotations
@@ -33,17 +59,24 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
+from pydantic import ValidationError
 
 from propensity.config import EngagementConfig, IcpConfig, TierConfig
+from propensity.core.digests import json_sha256, sha256_hex
 from propensity.core.native import LIGHTGBM
+from propensity.core.validation import validation_message
 from propensity.features.spec import FeatureDef
+from propensity.scoring.bundle_meta import CrmMeta, TableMeta
 from propensity.scoring.calibration import Calibrator
+from propensity.scoring.model_text import layout_problem
 
-__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "TableBundle", "load_bundle", "save_bundle"]
+__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "TableBundle", "UnverifiedBundleWarning", "load_bundle",
+           "save_bundle"]
 
 SCHEMA_VERSION = 1
 MODEL_FILE = "model.txt"
@@ -51,7 +84,15 @@ META_FILE = "bundle.json"
 
 
 class BundleError(ValueError):
-    """A bundle is missing, incomplete or from an incompatible version."""
+    """A bundle is missing, incomplete, damaged, invalid or from an incompatible version."""
+
+
+class UnverifiedBundleWarning(UserWarning):
+    """A bundle without digests (saved by an older propensity) was loaded: damage to it cannot be detected.
+
+    A service that must not run an unverified model can turn it into an error:
+    ``warnings.simplefilter("error", UnverifiedBundleWarning)``.
+    """
 
 
 @dataclass
@@ -145,7 +186,7 @@ def save_bundle(bundle: Bundle | TableBundle, path: str | Path) -> Path:
             "horizon_days": bundle.horizon_days,
             "metadata": bundle.metadata,
         }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        (tmp / META_FILE).write_text(_sealed(meta, tmp, path), encoding="utf-8")
         _open_permissions(tmp)
         old = None
         if path.exists():
@@ -165,58 +206,125 @@ def _table_meta(bundle: TableBundle) -> dict:
             "calibration": bundle.calibrator.to_dict(), "top_k": bundle.top_k, "metadata": bundle.metadata}
 
 
+def _sealed(meta: dict, folder: Path, target: Path) -> str:
+    """The text of ``bundle.json``: ``meta`` with the digests of the files written to ``folder``, validated."""
+    meta = json.loads(json.dumps(meta, default=str))  # exactly what a reader will parse
+    meta["files"] = {f.name: sha256_hex(f.read_bytes()) for f in sorted(folder.iterdir())
+                     if f.is_file() and f.name != META_FILE}
+    meta["content_sha256"] = json_sha256(meta)
+    _validated(meta, target / META_FILE, "; nothing was saved")
+    return json.dumps(meta, indent=2)
+
+
+def _validated(meta: dict, meta_path: Path, suffix: str = "") -> CrmMeta | TableMeta:
+    """``meta`` checked against the layout of its kind; a one-line :class:`BundleError` names the first problem."""
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(f"{meta_path}: schema_version {version!r} is not supported; "
+                          f"this propensity reads version {SCHEMA_VERSION} (retrain or upgrade){suffix}")
+    kind = meta.get("kind", "crm")
+    model = {"crm": CrmMeta, "table": TableMeta}.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise BundleError(f"{meta_path}: kind: expected 'crm' or 'table', got {kind!r}{suffix}")
+    try:
+        return model.model_validate(meta)
+    except ValidationError as err:
+        raise BundleError(validation_message(meta_path, model, err) + suffix) from None
+
+
 def load_bundle(path: str | Path) -> Bundle | TableBundle:
-    """Read a bundle folder written by :func:`save_bundle`."""
+    """Read a bundle folder written by :func:`save_bundle`, checking it first (see the module docstring).
+
+    Reads only JSON and LightGBM's text format. Raises :class:`BundleError` (one
+    line naming the file and what is wrong) for a missing, damaged, edited,
+    invalid or incompatible bundle; warns with :class:`UnverifiedBundleWarning`
+    for a bundle saved without digests.
+    """
     path = Path(path)
     meta_path = path / META_FILE
     if not meta_path.exists():
         raise BundleError(f"{path}: not a propensity model bundle (no {META_FILE})")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BundleError(f"{meta_path}: not UTF-8 text (damaged?)") from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"{meta_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleError(f"{meta_path}: schema_version {version!r} is not supported; "
-                          f"this propensity reads version {SCHEMA_VERSION} (retrain or upgrade)")
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path}: expected a JSON object at the top level, found {type(meta).__name__}")
+    checked = _validated(meta, meta_path)
     model_path = path / MODEL_FILE
-    if not model_path.exists():
-        raise BundleError(f"{path}: bundle is incomplete (no {MODEL_FILE})")
+    model_text = _verified_files(path, meta, checked)
+    problem = layout_problem(model_text)
+    if problem is not None:
+        raise BundleError(f"{model_path}: not a complete LightGBM model ({problem})")
     try:
         with LIGHTGBM:
-            booster = lgb.Booster(model_file=str(model_path))
+            booster = lgb.Booster(model_str=model_text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BundleError(f"{model_path}: not a readable LightGBM model (not UTF-8 text)") from None
     except lgb.basic.LightGBMError as exc:
         raise BundleError(f"{model_path}: not a readable LightGBM model ({str(exc).splitlines()[0]})") from None
-    try:
-        if meta.get("kind", "crm") == "table":
-            table = TableBundle(booster=booster, schema=dict(meta["table"]),
-                                calibrator=Calibrator.from_dict(meta["calibration"]),
-                                top_k=int(meta.get("top_k", 3)), metadata=meta.get("metadata", {}))
-            names = list(table.schema.get("features", []))
-            with LIGHTGBM:
-                n_model = booster.num_feature()
-            if names and n_model != len(names):  # a table model's columns are unnamed
-                raise BundleError(f"{path}: {MODEL_FILE} does not match {META_FILE} (the model has "
-                                  f"{n_model} features, the table schema {len(names)})")
-            return table
-        bundle = Bundle(
-            booster=booster,
-            spec=[FeatureDef(**f) for f in meta["features"]],
-            categories={k: list(v) for k, v in meta["categories"].items()},
-            calibrator=Calibrator.from_dict(meta["calibration"]),
-            icp=IcpConfig.model_validate(meta["icp"]),
-            engagement=EngagementConfig.model_validate(meta["engagement"]),
-            tiers=TierConfig.model_validate(meta["tiers"]),
-            top_k=int(meta.get("top_k", 3)),
-            horizon_days=int(meta.get("horizon_days", 90)),
-            metadata=meta.get("metadata", {}),
-        )
-    except BundleError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{meta_path}: malformed bundle ({type(exc).__name__}: {exc})") from None
+    calibrator = Calibrator.from_dict(checked.calibration.model_dump())
+    if isinstance(checked, TableMeta):
+        table = TableBundle(booster=booster, schema=checked.table.model_dump(exclude_unset=True),
+                            calibrator=calibrator, top_k=checked.top_k, metadata=checked.metadata)
+        names = table.feature_names
+        with LIGHTGBM:
+            n_model = booster.num_feature()
+        if n_model != len(names):  # a table model's columns are unnamed
+            raise BundleError(f"{path}: {MODEL_FILE} does not match {META_FILE} (the model has "
+                              f"{n_model} features, the table schema {len(names)})")
+        return table
+    bundle = Bundle(
+        booster=booster,
+        spec=[FeatureDef(**f.model_dump()) for f in checked.features],
+        categories={k: list(v) for k, v in checked.categories.items()},
+        calibrator=calibrator,
+        icp=checked.icp,
+        engagement=checked.engagement,
+        tiers=checked.tiers,
+        top_k=checked.top_k,
+        horizon_days=checked.horizon_days,
+        metadata=checked.metadata,
+    )
     _check_features(path, booster, bundle.feature_names)
     return bundle
+
+
+def _verified_files(path: Path, meta: dict, checked: CrmMeta | TableMeta) -> bytes:
+    """Check ``bundle.json``'s own digest and every recorded file's; returns the bytes of ``model.txt``.
+
+    The model's bytes are read once, checked and handed to LightGBM as they are, so
+    a file replaced between the check and the parse cannot slip through.
+    """
+    meta_path = path / META_FILE
+    if checked.files is None:
+        warnings.warn(f"{path}: this bundle has no SHA-256 digests (saved by an older propensity), so damage to "
+                      "its files cannot be detected; retrain, or load it and save_bundle it to a new folder, "
+                      "to add them", UnverifiedBundleWarning)  # issued here: shown once per bundle, however loaded
+    else:
+        if MODEL_FILE not in checked.files:
+            raise BundleError(f"{meta_path}: files: no digest for {MODEL_FILE}")
+        recorded = {k: v for k, v in meta.items() if k != "content_sha256"}
+        if json_sha256(recorded) != checked.content_sha256:
+            raise BundleError(f"{meta_path}: its content does not match the SHA-256 recorded in it (content_sha256): "
+                              "edited or damaged after saving; restore the bundle from its source or retrain")
+    model_text = b""
+    for name in sorted(checked.files or {MODEL_FILE: ""}):
+        file = path / name
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            raise BundleError(f"{path}: bundle is incomplete (no {name})") from None
+        except OSError as exc:
+            raise BundleError(f"{file}: cannot be read ({exc.strerror})") from None
+        if checked.files is not None and sha256_hex(data) != checked.files[name]:
+            raise BundleError(f"{file}: its SHA-256 does not match the one {META_FILE} records for it: damaged, "
+                              "truncated or replaced after saving; restore the bundle from its source or retrain")
+        if name == MODEL_FILE:
+            model_text = data
+    return model_text
 
 
 def _check_features(path: Path, booster: lgb.Booster, names: list[str]) -> None:

@@ -150,7 +150,21 @@ class LeadScorer:
 
     @classmethod
     def load(cls, uri: str | Path) -> LeadScorer:
-        """Load from a bundle folder, or an MLflow ``models:/NAME@alias`` / ``runs:/`` URI."""
+        """Load from a bundle folder, or an MLflow ``models:/NAME@alias`` / ``runs:/`` URI.
+
+        Trust boundary: this reads only JSON and LightGBM's text model format (no
+        pickle; no code from the bundle or the artifact store is run). A URI is
+        downloaded first; either way :func:`~propensity.scoring.bundle.load_bundle`
+        checks the SHA-256 digests ``bundle.json`` records and validates every field
+        before LightGBM parses anything, and raises :class:`BundleError` naming the
+        damaged or invalid file. Loading the same registered model with
+        ``mlflow.pyfunc.load_model``, ``mlflow models serve`` or Spark
+        (:func:`propensity.spark.score_spark`) runs the Python entry file logged with
+        it, so whoever can write to the MLflow artifact store can run code there: for
+        a store you do not fully trust, load with this method. The digests catch
+        damage and edits; they are no signature (whoever can rewrite the files can
+        rewrite the digests, and such a file still reaches LightGBM's native parser).
+        """
         bundle = load_bundle(_resolve(uri))
         if not isinstance(bundle, Bundle):
             raise BundleError(f"{uri}: a model trained on a flat table; score it with a table file "
@@ -867,6 +881,8 @@ class TableScorer:
 
     @classmethod
     def load(cls, uri: str | Path) -> TableScorer:
+        """Load a flat-table bundle from a folder or an MLflow URI; the same checks and trust boundary as
+        :meth:`LeadScorer.load` (only JSON and LightGBM text are read, digests verified first)."""
         bundle = load_bundle(_resolve(uri))
         if getattr(bundle, "schema", None) is None:
             raise BundleError(f"{uri}: a CRM model bundle; score it with a CRM export folder")
