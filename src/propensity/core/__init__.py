@@ -1,0 +1,1 @@
+"""Low-level helpers shared by the rest of propensity; modules here import nothing else from propensity."""
