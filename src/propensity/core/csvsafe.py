@@ -7,7 +7,8 @@ from outside, so every text cell (and column name) of every CSV the tool writes 
 through :func:`escape_cell`. Numbers are not touched: numeric columns stay numeric (a
 negative number is not text), and a text cell that is a plain number (``-12``,
 ``+3.5``, ``-1e-3``) cannot be a formula, so it is written as it is. Parquet keeps the
-exact values; only CSV is escaped.
+exact values; only CSV is escaped. Lines end in CRLF, so a line break inside a value is
+always quoted (see :func:`write_csv`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
+def _needs_quote(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(TRIGGERS) and not _PLAIN_NUMBER.fullmatch(value)
+
+
 def escape_cell(value: object) -> object:
     """``value`` with a leading ``'`` when it is text a spreadsheet would read as a formula; else unchanged."""
-    if isinstance(value, str) and value.startswith(TRIGGERS) and not _PLAIN_NUMBER.fullmatch(value):
-        return "'" + value
-    return value
+    return "'" + value if _needs_quote(value) else value
 
 
 def _is_text(dtype: object) -> bool:
@@ -42,17 +45,21 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         if not _is_text(col.dtype):
             continue
         values = col.astype(object).tolist()
-        escaped = [escape_cell(v) for v in values]
-        if any(a is not b for a, b in zip(values, escaped, strict=True)):
-            if out is frame:
-                out = frame.copy()
-            out.isetitem(i, pd.Series(escaped, index=frame.index, dtype=object))
-    names = [escape_cell(c) for c in frame.columns]
-    if any(a is not b for a, b in zip(frame.columns, names, strict=True)):
-        out = out.set_axis(names, axis=1)
+        if not any(_needs_quote(v) for v in values):
+            continue
+        if out is frame:
+            out = frame.copy()
+        out.isetitem(i, pd.Series([escape_cell(v) for v in values], index=frame.index, dtype=object))
+    if any(_needs_quote(c) for c in frame.columns):
+        out = out.set_axis([escape_cell(c) for c in frame.columns], axis=1)
     return out
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs) -> None:
-    """``frame.to_csv(path, index=False, **kwargs)`` with every text cell escaped (see the module doc)."""
-    spreadsheet_safe(frame).to_csv(path, index=False, **kwargs)
+    """``frame.to_csv(path, index=False, **kwargs)`` with every text cell escaped (see the module doc).
+
+    Lines end in CRLF (RFC 4180): the CSV writer then quotes any value holding a carriage
+    return, which would otherwise end the row in a spreadsheet and let the rest of the
+    value start a new cell (and so a formula).
+    """
+    spreadsheet_safe(frame).to_csv(path, index=False, lineterminator="\r\n", **kwargs)
