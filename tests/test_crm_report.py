@@ -214,9 +214,10 @@ def test_evaluate_all_window_states_the_overlap(older_model, tmp_path, capsys):
 
 def test_evaluate_bad_input_is_one_line_and_writes_nothing(older_model, tmp_path, capsys):
     root, _crm = older_model
+    (tmp_path / "empty").mkdir()
     cases = [
         (["--data", str(root / "crm_old")], "no labelled snapshots after the model's training data"),
-        (["--data", str(tmp_path)], "missing table"),  # an empty folder is not an export
+        (["--data", str(tmp_path / "empty")], "missing table"),  # an empty folder is not an export
         (["--data", str(root / "m" / "report" / "test_predictions.csv")], "trained on a CRM export"),
     ]
     for extra, needle in cases:

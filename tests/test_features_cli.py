@@ -85,7 +85,8 @@ def test_a_failure_leaves_the_previous_file_untouched(crm, tmp_path, monkeypatch
     assert main(["features", "--data", str(crm), "--out", str(out), "--as-of", "2025-06-01"]) == 2
     assert "disk full" in capsys.readouterr().err
     assert out.read_text() == "previous\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.csv"]  # no temporary file left behind
+    # no temporary file left behind; the (empty) lock file of the output stays, as a lock file does
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".f.csv.lock", "f.csv"]
 
 
 def test_list_prints_the_catalogue_in_column_order_without_data(project, capsys, tmp_path):

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -55,64 +53,70 @@ class _Steps:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from propensity.config import default_project_dir
+    from propensity.core.output import check_folder_output, claim, staged_folder
 
     target = Path(args.dir)
-    if target.exists() and any(target.iterdir()):
+    # A project folder holds the user's edited configs: init never replaces one, not even its own.
+    if target.is_dir() and any(target.iterdir()):
         raise ValueError(f"{target}: folder exists and is not empty; choose a new folder")
+    check_folder_output(target, hint="choose a new folder")
     src = default_project_dir()
-    for sub in ("features", "training"):
-        shutil.copytree(src / sub, target / sub)
-    (target / "models").mkdir(parents=True, exist_ok=True)
-    (target / "models" / "README.md").write_text("Model bundles built by `propensity train` land here.\n")
+    with claim(target), staged_folder(target) as tmp:
+        for sub in ("features", "training"):
+            shutil.copytree(src / sub, tmp / sub)
+        (tmp / "models").mkdir()
+        (tmp / "models" / "README.md").write_text("Model bundles built by `propensity train` land here.\n")
     print(f"project created in {target}: edit features/icp.yaml, features/engagement.yaml, training/default.yaml")
     print(f"then: cd {target} && propensity train --data CRM_EXPORT_DIR")
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from propensity.data.synthetic import write_world
+    from propensity.core.output import check_folder_output, claim
+    from propensity.data.synthetic import is_world_folder, write_world
 
     t = time.perf_counter()
-    out = write_world(args.out, n_leads=args.leads, seed=args.seed, fmt=args.format)
+    check_folder_output(args.out, owned=is_world_folder, force=args.force)
+    with claim(args.out):
+        out = write_world(args.out, n_leads=args.leads, seed=args.seed, fmt=args.format, force=args.force)
     print(f"synthetic CRM world with {args.leads:,} leads (seed {args.seed}) written to {out} "
           f"in {time.perf_counter() - t:.1f}s; ground truth in {out / 'ground_truth.parquet'}")
     return 0
 
 
-def _train_and_log(data: Path, config: str | None, out: Path, tracking_uri: str | None, track: bool):
+def _train_and_log(data: Path, config: str | None, out: Path, tracking_uri: str | None, track: bool,
+                   force: bool = False):
     from propensity.config import load_project
+    from propensity.core.output import check_folder_output, claim, staged_folder
     from propensity.data.export import read_export
     from propensity.modeling.report import write_training_report
     from propensity.modeling.train import train
-    from propensity.scoring.bundle import save_bundle
+    from propensity.scoring.bundle import is_bundle_folder, write_bundle
     from propensity.tracking import check_tracking, log_training, resolve_tracking_uri
 
+    check_folder_output(out, owned=is_bundle_folder, inputs=(data, config), force=force)
     project = load_project(config)
     uri = resolve_tracking_uri(tracking_uri)
     if track:
         check_tracking(uri)  # before the expensive part
-    steps = _Steps(total=5 + int(track))
-    try:
-        steps(f"reading {data}")
-        export = read_export(data)
-        result = train(export, project, progress=steps)
-        # The bundle is written atomically: a failure or kill before this line leaves
-        # any previous model at `out` untouched. The report goes inside it (out/report/).
-        steps(f"saving the bundle to {out}")
-        staging = out.parent / f".{out.name}.report-staging"
-        shutil.rmtree(staging, ignore_errors=True)
+    with claim(out):
+        steps = _Steps(total=5 + int(track))
         try:
-            write_training_report(result, project, staging)
-            save_bundle(result.bundle, out)
-            staging.rename(out / "report")
+            steps(f"reading {data}")
+            export = read_export(data)
+            result = train(export, project, progress=steps)
+            # Bundle and report (out/report/) are written beside `out` and swapped in together:
+            # a failure or kill before the swap leaves any previous model at `out` untouched.
+            steps(f"saving the bundle to {out}")
+            with staged_folder(out) as tmp:
+                write_bundle(result.bundle, tmp)
+                write_training_report(result, project, tmp / "report")
+            run = None
+            if track:
+                steps("logging the run to MLflow")
+                run = log_training(result, project, out, uri)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        run = None
-        if track:
-            steps("logging the run to MLflow")
-            run = log_training(result, project, out, uri)
-    finally:
-        steps.close()
+            steps.close()
     return result, run
 
 
@@ -165,18 +169,28 @@ def _table_budget(args: argparse.Namespace) -> float:
 
 
 def cmd_train_table(args: argparse.Namespace) -> int:
-    from propensity.modeling.table_jobs import REPORT_DIR, train_table_file
-    from propensity.tracking import check_tracking, log_report_run, resolve_tracking_uri
+    from propensity.core.output import check_folder_output, claim
+    from propensity.scoring.bundle import is_bundle_folder
+    from propensity.tracking import resolve_tracking_uri
 
     if not args.target:
         raise ValueError(f"{args.data}: a flat table needs --target COLUMN (the converted yes/no column)")
+    check_folder_output(args.out, owned=is_bundle_folder, inputs=(args.data, args.config), force=args.force)
     budget = _table_budget(args)
     uri = resolve_tracking_uri(args.tracking_uri)
+    with claim(args.out):
+        return _train_table_locked(args, budget, uri)
+
+
+def _train_table_locked(args: argparse.Namespace, budget: float, uri: str) -> int:
+    from propensity.modeling.table_jobs import REPORT_DIR, train_table_file
+    from propensity.tracking import check_tracking, log_report_run
+
     if not args.no_track:
         check_tracking(uri)  # before the expensive part
     out = Path(args.out)
     result = train_table_file(Path(args.data), args.target, out, id_column=args.id, time_column=args.time_column,
-                              exclude=tuple(args.exclude or ()), budget_s=budget, progress=_say)
+                              exclude=tuple(args.exclude or ()), budget_s=budget, progress=_say, force=args.force)
     for note in result.notes:
         print(f"note: {note}")
     for w in result.warnings:
@@ -213,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if Path(args.data).is_file():
         return cmd_train_table(args)
     result, run = _train_and_log(Path(args.data), args.config, Path(args.out), args.tracking_uri,
-                                 not args.no_track)
+                                 not args.no_track, force=args.force)
     _print_metrics(result)
     print(f"model bundle: {args.out} (best iteration {result.bundle.metadata['best_iteration']}, "
           f"{result.timings['total_s']:.1f}s); report: {Path(args.out) / 'report' / 'model_card.md'}")
@@ -221,70 +235,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _temp_beside(out: Path) -> str:
-    """An empty temporary file next to ``out`` (same folder, so the final rename is atomic)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    return tmp
-
-
-def _publish(tmp: str, out: Path) -> None:
-    """Rename the finished temporary file onto ``out``, with the mode a plain open would give it.
-
-    mkstemp makes files owner-only (0o600); an output table is an ordinary file
-    (``0o666 & ~umask``: ``-rw-r--r--`` under umask 022), for the team that reads it.
-    """
-    from propensity.scoring.bundle import current_umask
-
-    os.chmod(tmp, 0o666 & ~current_umask())
-    os.replace(tmp, out)
-
-
 def _write_table(df, out: Path) -> None:
-    """Write CSV or Parquet by extension, atomically (no half-written file on failure)."""
+    """Write CSV (text cells escaped for spreadsheets) or Parquet by extension, atomically."""
+    from propensity.core.csvsafe import write_csv
+    from propensity.core.output import staged_file
+
     if out.suffix not in (".csv", ".parquet"):
         raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
-    tmp = _temp_beside(out)
-    try:
+    with staged_file(out) as tmp:
         if out.suffix == ".csv":
-            df.to_csv(tmp, index=False)
+            write_csv(df, tmp)
         else:
             df.to_parquet(tmp, index=False)
-        _publish(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cmd_score_table(args: argparse.Namespace) -> int:
+    from propensity.core.output import check_file_output, claim
     from propensity.scoring.scorer import TableScorer, read_table
 
     out = Path(args.out)
-    if out.suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
-    scorer = TableScorer.load(args.model)
-    t = time.perf_counter()
-    scores = scorer.score(read_table(args.data), source=args.data)
-    _write_table(scores, out)
+    check_file_output(out, inputs=(args.data, args.model))
+    with claim(out):
+        scorer = TableScorer.load(args.model)
+        t = time.perf_counter()
+        scores = scorer.score(read_table(args.data), source=args.data)
+        _write_table(scores, out)
     print(f"scored {len(scores):,} rows in {time.perf_counter() - t:.1f}s -> {out} (same order as {args.data})")
     return 0
 
 
 def cmd_evaluate_crm(args: argparse.Namespace, uri: str) -> int:
+    from propensity.core.output import claim
+
+    with claim(args.out):
+        return _evaluate_crm_locked(args, uri)
+
+
+def _evaluate_crm_locked(args: argparse.Namespace, uri: str) -> int:
     from propensity.modeling.crm_evaluate import evaluate_crm
     from propensity.tracking import log_report_run
 
     out = Path(args.out)
-    staging = out.parent / f".{out.name}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        ev = evaluate_crm(args.model, Path(args.data), staging, window=args.window)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    ev = evaluate_crm(args.model, Path(args.data), out, window=args.window, force=args.force)
     comp = ev["comparison"]
     names = list(comp["models"])
     print(f"rows: {ev['window_text']}")
@@ -306,9 +298,11 @@ def cmd_evaluate_crm(args: argparse.Namespace, uri: str) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from propensity.modeling.table_jobs import evaluate_table
-    from propensity.tracking import check_tracking, log_report_run, resolve_tracking_uri
+    from propensity.core.output import check_folder_output, claim
+    from propensity.modeling.evaluate import is_report_folder
+    from propensity.tracking import check_tracking, resolve_tracking_uri
 
+    check_folder_output(args.out, owned=is_report_folder, inputs=(args.model, args.data), force=args.force)
     uri = resolve_tracking_uri(args.tracking_uri)
     if not args.no_track:
         check_tracking(uri)
@@ -316,7 +310,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return cmd_evaluate_crm(args, uri)
     if args.window != "new":
         raise ValueError("--window applies to CRM export folders; a flat table is evaluated on all its rows")
-    result, path = evaluate_table(args.model, Path(args.data), Path(args.out))
+    with claim(args.out):
+        return _evaluate_table_locked(args, uri)
+
+
+def _evaluate_table_locked(args: argparse.Namespace, uri: str) -> int:
+    from propensity.modeling.table_jobs import evaluate_table
+    from propensity.tracking import log_report_run
+
+    result, path = evaluate_table(args.model, Path(args.data), Path(args.out), force=args.force)
     names = list(result["models"])
     print(f"{result['rows']:,} rows, {result['positives']:,} conversions")
     print(f"{'':22}" + "".join(f"{n[:34]:>36}" for n in names))
@@ -334,59 +336,61 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     if Path(args.data).is_file():
         return cmd_score_table(args)
-    from propensity.scoring.scorer import LeadScorer
+    from propensity.core.output import check_file_output, claim
 
+    out = Path(args.out)
+    check_file_output(out, inputs=(args.data, args.model))
+    with claim(out):
+        return _score_crm_locked(args, out)
+
+
+def _score_crm_locked(args: argparse.Namespace, out: Path) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    out = Path(args.out)
-    if out.suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
+    from propensity.core.csvsafe import write_csv
+    from propensity.core.output import staged_file
+    from propensity.scoring.scorer import LeadScorer
+
     scorer = LeadScorer.load(args.model)
     t = time.perf_counter()
     cols = ["lead_id", "probability", "score", "tier", "reasons", "fit_score", "engagement_score", "grade", "notes"]
     counts = {"SQL": 0, "MQL": 0, "nurture": 0, "error": 0}
     n, expected, sql_min = 0, 0.0, float("inf")
-    # Chunks go straight to a temp file beside the target, renamed at the end: memory
+    # Chunks go straight to a staging file beside the target, renamed at the end: memory
     # stays bounded by one chunk and a failure leaves no half-written output.
-    tmp = _temp_beside(out)
     writer = None
-    try:
-        with tqdm(desc="  scoring leads", unit=" leads", file=sys.stderr, disable=None, leave=False) as bar:
-            for total, part in scorer.score_chunks(args.data, as_of=args.as_of,
-                                                          chunk_size=getattr(args, "chunk_size", 50_000)):
-                bar.total = total
-                bar.update(len(part))
-                if bar.disable:  # no terminal (cron, CI, a pipe): one plain line per chunk instead of a bar
-                    _say(f"scored {n + len(part):,} of {total:,} leads")
-                part = part[cols]
-                if out.suffix == ".csv":
-                    part.to_csv(tmp, mode="w" if n == 0 else "a", header=n == 0, index=False)
-                else:
-                    import pyarrow as pa
-                    import pyarrow.parquet as pq
+    with staged_file(out) as tmp:
+        try:
+            with tqdm(desc="  scoring leads", unit=" leads", file=sys.stderr, disable=None, leave=False) as bar:
+                for total, part in scorer.score_chunks(args.data, as_of=args.as_of,
+                                                       chunk_size=getattr(args, "chunk_size", 50_000)):
+                    bar.total = total
+                    bar.update(len(part))
+                    if bar.disable:  # no terminal (cron, CI, a pipe): one plain line per chunk instead of a bar
+                        _say(f"scored {n + len(part):,} of {total:,} leads")
+                    part = part[cols]
+                    if out.suffix == ".csv":
+                        write_csv(part, tmp, mode="w" if n == 0 else "a", header=n == 0)
+                    else:
+                        import pyarrow as pa
+                        import pyarrow.parquet as pq
 
-                    table = pa.Table.from_pandas(part, preserve_index=False)
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema)
-                    writer.write_table(table.cast(writer.schema))
-                n += len(part)
-                for k in counts:
-                    counts[k] += int(part["tier"].eq(k).sum())
-                sql = part["probability"][part["tier"].eq("SQL")]
-                expected += float(sql.sum())
-                sql_min = min(sql_min, float(sql.min())) if len(sql) else sql_min
-        if writer is not None:
-            writer.close()
-            writer = None
-        elif out.suffix == ".parquet":
+                        table = pa.Table.from_pandas(part, preserve_index=False)
+                        if writer is None:
+                            writer = pq.ParquetWriter(tmp, table.schema)
+                        writer.write_table(table.cast(writer.schema))
+                    n += len(part)
+                    for k in counts:
+                        counts[k] += int(part["tier"].eq(k).sum())
+                    sql = part["probability"][part["tier"].eq("SQL")]
+                    expected += float(sql.sum())
+                    sql_min = min(sql_min, float(sql.min())) if len(sql) else sql_min
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None and out.suffix == ".parquet":
             pd.DataFrame(columns=cols).to_parquet(tmp, index=False)
-        _publish(tmp, out)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        Path(tmp).unlink(missing_ok=True)
-        raise
     dt = time.perf_counter() - t
     print(f"scored {n:,} open leads in {dt:.1f}s ({n / max(dt, 1e-9):,.0f}/s) -> {args.out}; "
           f"tiers: " + ", ".join(f"{k} {counts[k]:,}" for k in ("SQL", "MQL", "nurture")))
@@ -402,9 +406,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_features(args: argparse.Namespace) -> int:
     from propensity.config import load_project
-    from propensity.data.export import read_export
-    from propensity.features.cutoffs import scoring_cutoffs, training_cutoffs
-    from propensity.features.pipeline import build_features
+    from propensity.core.output import check_file_output, claim
 
     if args.list:
         print(format_feature_list(load_project(args.config)))
@@ -412,8 +414,17 @@ def cmd_features(args: argparse.Namespace) -> int:
     if args.data is None or args.out is None:
         raise ValueError("features: --data and --out are required (or --list for the feature catalogue)")
     out = Path(args.out)
-    if out.suffix not in (".csv", ".parquet"):  # before the expensive part
-        raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
+    check_file_output(out, inputs=(args.data, args.config))  # before the expensive part
+    with claim(out):
+        return _features_locked(args, out)
+
+
+def _features_locked(args: argparse.Namespace, out: Path) -> int:
+    from propensity.config import load_project
+    from propensity.data.export import read_export
+    from propensity.features.cutoffs import scoring_cutoffs, training_cutoffs
+    from propensity.features.pipeline import build_features
+
     project = load_project(args.config)
     t = time.perf_counter()
     _say(f"reading {args.data}")
@@ -484,19 +495,48 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+_DEMO_KIND = "demo"
+_DEMO_ENTRIES = {"crm", "models", "scores.csv"}  # what a demo folder holds (besides its marker)
+
+
+def _is_demo_folder(path: Path) -> bool:
+    from propensity.core.output import MARKER, has_marker
+
+    if has_marker(path, _DEMO_KIND):
+        return True
+    return {p.name for p in path.iterdir()} <= _DEMO_ENTRIES | {MARKER}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from propensity.core.output import check_file_output, check_folder_output, claim, write_marker
+    from propensity.data.synthetic import is_world_folder
+    from propensity.scoring.bundle import is_bundle_folder
+
+    root = Path(args.dir)
+    # The demo folder itself is never replaced; what it writes inside is checked up front, each by its own rule.
+    check_folder_output(root, owned=_is_demo_folder, force=args.force)
+    check_folder_output(root / "crm", owned=is_world_folder, force=args.force)
+    check_folder_output(root / "models" / "latest", owned=is_bundle_folder, force=args.force)
+    check_file_output(root / "scores.csv")
+    with claim(root):
+        root.mkdir(parents=True, exist_ok=True)
+        write_marker(root, _DEMO_KIND)
+        return _demo_locked(args, root)
+
+
+def _demo_locked(args: argparse.Namespace, root: Path) -> int:
     from propensity.data.synthetic import true_probability, write_world
     from propensity.modeling.metrics import classification_metrics
     from propensity.scoring.scorer import LeadScorer
 
-    root = Path(args.dir)
+    from propensity.core.output import claim
+
     crm = root / "crm"
-    if crm.exists():
-        shutil.rmtree(crm)
     _say(f"generating a synthetic CRM with {args.leads:,} leads in {crm}")
-    write_world(crm, n_leads=args.leads, seed=args.seed)
+    with claim(crm):
+        write_world(crm, n_leads=args.leads, seed=args.seed, force=args.force)
     model_dir = root / "models" / "latest"
-    result, run = _train_and_log(crm, None, model_dir, args.tracking_uri, True)
+    result, run = _train_and_log(crm, None, model_dir, args.tracking_uri, True, force=args.force)
 
     import pandas as pd
 
@@ -508,7 +548,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     scorer = LeadScorer.load(model_dir)
     scores = scorer.score(crm)
     out = root / "scores.csv"
-    _write_table(scores[["lead_id", "probability", "score", "tier", "reasons"]], out)
+    with claim(out):
+        _write_table(scores[["lead_id", "probability", "score", "tier", "reasons"]], out)
 
     print()
     _print_metrics(result)
@@ -559,11 +600,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("init", help="write editable copies of features/ and training/ into a new project folder")
-    s.add_argument("dir")
+    s.add_argument("dir", help="a new or empty folder (init never replaces a project)")
     s.set_defaults(func=cmd_init)
 
     s = sub.add_parser("generate", help="write a synthetic CRM export folder (with ground truth)")
-    s.add_argument("--out", required=True, help="folder to create")
+    s.add_argument("--out", required=True, help="folder to create; replaced only if it is empty or a synthetic "
+                   "world propensity wrote")
+    s.add_argument("--force", action="store_true", help="replace --out even if it is not one propensity wrote "
+                   "(never ., the working directory, its parents, home or an input)")
     s.add_argument("--leads", type=int, default=20_000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--format", choices=["parquet", "csv"], default="parquet")
@@ -572,7 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train, evaluate and log a model from a CRM export folder")
     s.add_argument("--data", required=True, help="CRM export folder, or a flat table (.csv / .parquet, one row per lead)")
     s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
-    s.add_argument("--out", default="models/latest", help="bundle folder to write (default: models/latest)")
+    s.add_argument("--out", default="models/latest", help="bundle folder to write (default: models/latest); "
+                   "replaced only if it is empty or a bundle propensity wrote")
+    s.add_argument("--force", action="store_true", help="replace --out even if it is not one propensity wrote "
+                   "(never ., the working directory, its parents, home or an input)")
     s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
     s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     s.add_argument("--target", help="flat table: the outcome column (yes/no, true/false or 1/0)")
@@ -586,7 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score the open leads of a CRM export folder")
     s.add_argument("--model", required=True, help="bundle folder or MLflow models:/NAME@ALIAS URI")
     s.add_argument("--data", required=True, help="CRM export folder, or a flat table for a model trained on one")
-    s.add_argument("--out", required=True, help="output file (.csv or .parquet)")
+    s.add_argument("--out", required=True, help="output file (.csv or .parquet; an existing file is replaced, "
+                   "never a folder or an input); CSV text cells are escaped for spreadsheets")
     s.add_argument("--as-of", help="score as of this UTC time (default: end of the data)")
     s.set_defaults(func=cmd_score)
 
@@ -597,14 +645,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--window", choices=["new", "all"], default="new",
                    help="CRM export: 'new' (default) evaluates only snapshots after the model's training data "
                    "ended; 'all' every labelled snapshot, with the overlap stated in the report")
-    s.add_argument("--out", default="evaluation", help="report folder (default: ./evaluation)")
+    s.add_argument("--out", default="evaluation", help="report folder (default: ./evaluation); replaced only if "
+                   "it is empty or a report propensity wrote")
+    s.add_argument("--force", action="store_true", help="replace --out even if it is not one propensity wrote "
+                   "(never ., the working directory, its parents, home or an input)")
     s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
     s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("features", help="build the point-in-time feature table alone (training rows, or as of a date)")
     s.add_argument("--data", help="CRM export folder (required unless --list)")
-    s.add_argument("--out", help="output file (.csv or .parquet), written atomically (required unless --list)")
+    s.add_argument("--out", help="output file (.csv or .parquet), written atomically (required unless --list); "
+                   "an existing file is replaced, never a folder or an input; CSV text cells are escaped for "
+                   "spreadsheets")
     s.add_argument("--as-of", help="one row per open lead as of this UTC time (default: labelled training rows)")
     s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
     s.add_argument("--list", action="store_true",
@@ -629,7 +682,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_promote)
 
     s = sub.add_parser("demo", help="generate a synthetic CRM, train, log to MLflow, score and explain")
-    s.add_argument("--dir", default="propensity-demo", help="working folder (default: ./propensity-demo)")
+    s.add_argument("--dir", default="propensity-demo", help="working folder (default: ./propensity-demo); "
+                   "must be new, empty or a previous demo folder")
+    s.add_argument("--force", action="store_true", help="write into --dir and replace its crm/, models/latest and "
+                   "scores.csv even if propensity did not write them (never ., the working directory, its parents, "
+                   "home or an input)")
     s.add_argument("--leads", type=int, default=20_000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--tracking-uri")

@@ -114,7 +114,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["ACTIVITY_TYPES", "generate_world", "true_probability", "write_tables", "write_world"]
+from propensity.core.output import check_folder_output, staged_folder
+
+__all__ = ["ACTIVITY_TYPES", "generate_world", "is_world_folder", "true_probability", "write_tables", "write_world"]
 
 # ------------------------------------------------------------------ vocabularies
 
@@ -516,29 +518,32 @@ def true_probability(ground_truth: pd.DataFrame, cutoffs: pd.DataFrame, horizon_
 # ------------------------------------------------------------------------ writer
 
 
-def write_world(out: str | Path, n_leads: int, seed: int = 0, fmt: str = "parquet", **kw) -> Path:
+def is_world_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a world :func:`write_world` wrote (its tables and ground truth, nothing else)."""
+    try:
+        entries = {p.name for p in Path(path).iterdir()}
+    except OSError:
+        return False
+    return "ground_truth.parquet" in entries and entries <= _WORLD_FILES
+
+
+def write_world(out: str | Path, n_leads: int, seed: int = 0, fmt: str = "parquet", force: bool = False,
+                **kw) -> Path:
     """Generate a world and write it as ``OUT/<table>.<fmt>`` plus ``OUT/ground_truth.parquet``.
 
     ``fmt`` is ``parquet`` or ``csv``; ``kw`` goes to :func:`generate_world`
-    (``start``, ``end``). A folder holding a previous world is replaced; any other
-    non-empty folder is refused with a ``ValueError``.
+    (``start``, ``end``). A folder holding a previous world is replaced, atomically; any
+    other non-empty folder or a file is refused with a ``ValueError`` unless ``force``.
     """
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"write_world: fmt must be 'parquet' or 'csv', got {fmt!r}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
-    if out.is_dir():
-        entries = {p.name for p in out.iterdir()}
-        if entries and ("ground_truth.parquet" not in entries or not entries <= _WORLD_FILES):
-            raise ValueError(f"{out}: folder is not empty and does not hold a synthetic world; "
-                             "choose an empty or new folder")
-    frames, truth = generate_world(n_leads, seed=seed, **kw)  # before deleting anything
-    if out.is_dir():
-        for p in out.iterdir():  # a previous world, possibly in the other format
-            p.unlink()
-    write_tables(out, frames, fmt)
-    truth.to_parquet(out / "ground_truth.parquet", index=False)
+    check_folder_output(out, owned=is_world_folder, force=force,
+                        hint="choose an empty or new folder (or force=True / --force to replace it)")
+    frames, truth = generate_world(n_leads, seed=seed, **kw)
+    with staged_folder(out) as tmp:  # a previous world, possibly in the other format, is replaced whole
+        write_tables(tmp, frames, fmt)
+        truth.to_parquet(tmp / "ground_truth.parquet", index=False)
     return out
 
 

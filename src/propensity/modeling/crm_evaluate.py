@@ -18,7 +18,10 @@ the points baseline is turned into a probability with the isotonic map fitted at
 training (stored in the bundle; for older bundles it is cross-fitted here), and
 logistic regression, which has no training rows of its own here, is cross-fitted
 on the evaluated rows (5 folds, each row predicted by a model that did not see it):
-if anything, that favours it. Nothing is written until the work has succeeded.
+if anything, that favours it. Nothing is written until the work has succeeded; the
+report folder is then swapped in whole, and it replaces only a folder that is absent,
+empty or a report this tool wrote (or any folder with ``force``; never the working
+directory, home, their parents or an input: see :mod:`propensity.core.output`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from propensity.modeling.evaluate import compare, logistic_baseline, write_report
+from propensity.core.csvsafe import write_csv
+from propensity.core.output import check_folder_output, staged_folder, write_marker
+from propensity.modeling.evaluate import REPORT_KIND, compare, is_report_folder, logistic_baseline, write_report
 
 __all__ = ["WINDOWS", "evaluate_crm"]
 
@@ -38,12 +43,13 @@ WINDOWS = ("new", "all")
 
 
 def evaluate_crm(model: str | Path, data: Path, out: Path, window: str = "new", seed: int = 0,
-                 progress: Callable[[str], None] | None = None) -> dict:
+                 progress: Callable[[str], None] | None = None, force: bool = False) -> dict:
     """Score the labelled snapshots of the CRM export ``data`` with ``model`` and write the report to ``out``.
 
     Returns ``{"comparison", "report", "rows", "window", "metrics", "params", "notes"}``.
     Raises ``ValueError`` (one line) when ``data`` is not an export, the model is not a
-    CRM model, or there are no labelled rows in the chosen window.
+    CRM model, there are no labelled rows in the chosen window, or ``out`` must not be
+    replaced (checked first).
     """
     from propensity.config import CutoffConfig
     from propensity.data.export import read_export
@@ -58,6 +64,7 @@ def evaluate_crm(model: str | Path, data: Path, out: Path, window: str = "new", 
     say = progress or (lambda _m: None)
     if window not in WINDOWS:
         raise ValueError(f"--window: expected one of {', '.join(WINDOWS)}, got {window!r}")
+    check_folder_output(out, owned=is_report_folder, inputs=(model, data), force=force)
     data = Path(data)
     if not data.is_dir():
         raise ValueError(f"{data}: not a folder; a model trained on a CRM export is evaluated on a CRM export folder "
@@ -140,22 +147,23 @@ def evaluate_crm(model: str | Path, data: Path, out: Path, window: str = "new", 
     preamble = [f"**Model**: `{model}` (trained on `{meta.get('data', '?')}`, data ending "
                 f"{train_end.date() if train_end is not None else 'unknown'}; label: {meta.get('label', '?')}).",
                 "", f"**Rows**: {window_text}", ""]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = write_report(out, f"Evaluation: {data.name} with {Path(str(model)).name}", y, preds, comparison,
-                        notes, preamble=preamble,
-                        k_labels={k: {"capacity": "sales capacity", "sql_tier": "SQL tier"}[lab]
-                                  for lab, k in named_ks.items() if lab in ("capacity", "sql_tier")})
+    flat = top_k_flat(comparison, named_ks)
+    metrics = {n: {**c["metrics"], **flat[n]} for n, c in comparison["models"].items()}
     pred_frame = rows[["lead_id", "cutoff", "label"]].copy()
     pred_frame["probability"] = p_model
     pred_frame["baseline"] = p_base
     pred_frame["logistic_cross_fitted"] = p_lr
-    pred_frame.to_csv(out / "predictions.csv", index=False)
-    flat = top_k_flat(comparison, named_ks)
-    metrics = {n: {**c["metrics"], **flat[n]} for n, c in comparison["models"].items()}
-    (out / "metrics.json").write_text(json.dumps({"window": window, "rows": window_text, "policy": policy,
-                                                  "ks": named_ks, "metrics": metrics}, indent=2, default=str),
-                                      encoding="utf-8")
+    with staged_folder(out) as tmp:
+        write_report(tmp, f"Evaluation: {data.name} with {Path(str(model)).name}", y, preds, comparison,
+                     notes, preamble=preamble,
+                     k_labels={k: {"capacity": "sales capacity", "sql_tier": "SQL tier"}[lab]
+                               for lab, k in named_ks.items() if lab in ("capacity", "sql_tier")})
+        write_csv(pred_frame, tmp / "predictions.csv")
+        (tmp / "metrics.json").write_text(json.dumps({"window": window, "rows": window_text, "policy": policy,
+                                                      "ks": named_ks, "metrics": metrics}, indent=2, default=str),
+                                          encoding="utf-8")
+        write_marker(tmp, REPORT_KIND)
+    path = Path(out) / "report.md"
     params = {"model": str(model), "data": str(data), "window": window, "horizon_days": bundle.horizon_days,
               "first_cutoff": str(rows["cutoff"].min().date()), "last_cutoff": str(rows["cutoff"].max().date()),
               "rows": len(rows)}

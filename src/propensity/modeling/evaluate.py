@@ -17,10 +17,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from propensity.core.output import has_marker
 from propensity.modeling.charts import reliability_chart
 from propensity.modeling.metrics import classification_metrics, lift_table
 
-__all__ = ["compare", "logistic_baseline", "top_k_metrics", "write_report"]
+__all__ = ["REPORT_KIND", "compare", "is_report_folder", "logistic_baseline", "top_k_metrics", "write_report"]
+
+REPORT_KIND = "evaluation"  # the kind in the marker file of a report folder `propensity evaluate` wrote
+# What a report folder held before it carried a marker: such a folder is recognised too.
+_UNMARKED_REPORT = {"report.md", "reliability.png", "lift_gains.png", "predictions.csv", "metrics.json"}
+
+
+def is_report_folder(path: str | Path) -> bool:
+    """Whether ``path`` is an evaluation report this tool wrote (so ``evaluate --out`` may replace it)."""
+    if has_marker(path, REPORT_KIND):
+        return True
+    try:
+        entries = {p.name for p in Path(path).iterdir()}
+    except OSError:
+        return False
+    return "report.md" in entries and entries <= _UNMARKED_REPORT
 
 
 def top_k_metrics(y: np.ndarray, p: np.ndarray, k: int) -> dict[str, float]:

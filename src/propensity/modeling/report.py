@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from propensity.core.csvsafe import write_csv
 from propensity.features.spec import FeatureDef
 
 __all__ = ["MIN_CONVERSIONS", "model_card", "segment_sufficiency", "top_k_lines", "write_training_report"]
@@ -171,7 +172,7 @@ def write_training_report(result, project, out_dir) -> Path:  # noqa: ANN001
     calibration_chart(result.test, charts / "calibration.png")
     lift_chart(result.lift, charts / "lift_gains.png")
     tier_chart(result.test, cfg.tiers.mql, cfg.tiers.sql, charts / "score_by_tier.png")
-    result.test.to_csv(out / "test_predictions.csv", index=False)
+    write_csv(result.test, out / "test_predictions.csv")
     path = out / "model_card.md"
     path.write_text(model_card(result, project), encoding="utf-8")
     return path

@@ -1,7 +1,10 @@
 """The flat-table jobs behind the CLI: train → bundle + report, evaluate → report.
 
-No printing here (the CLI prints); both functions write nothing until the work
-has succeeded, so bad input leaves no file behind.
+No printing here (the CLI prints); both functions check first that ``out`` may be
+replaced (absent, empty, or a bundle / report this tool wrote; any folder with
+``force``; never the working directory, home, their parents or an input: see
+:mod:`propensity.core.output`) and write nothing until the work has succeeded, then
+swap the finished folder in whole, so bad input leaves no file behind.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from propensity.modeling.evaluate import compare, predictions_frame, write_report
+from propensity.core.csvsafe import write_csv
+from propensity.core.output import check_folder_output, staged_folder, write_marker
+from propensity.modeling.evaluate import REPORT_KIND, compare, is_report_folder, predictions_frame, write_report
 from propensity.modeling.table_train import TableTrainResult, train_table
-from propensity.scoring.bundle import TableBundle, load_bundle, save_bundle
+from propensity.scoring.bundle import TableBundle, is_bundle_folder, load_bundle, write_bundle
 from propensity.scoring.scorer import TableScorer, read_table, table_matrix
 
 __all__ = ["evaluate_table", "train_table_file"]
@@ -25,8 +30,10 @@ REPORT_DIR = "report"
 
 def train_table_file(data: Path, target: str, out: Path, id_column: str | None = None,
                      time_column: str | None = None, exclude: tuple[str, ...] = (), budget_s: float = 60.0,
-                     seed: int = 0, progress: Callable[[str], None] | None = None) -> TableTrainResult:
+                     seed: int = 0, progress: Callable[[str], None] | None = None,
+                     force: bool = False) -> TableTrainResult:
     """Read ``data``, train, save the bundle to ``out`` (atomically) with ``out/report/`` inside."""
+    check_folder_output(out, owned=is_bundle_folder, inputs=(data,), force=force)
     df = read_table(data)
     result = train_table(df, target, id_column, time_column, exclude, budget_s=budget_s, seed=seed,
                          source=str(data), progress=progress)
@@ -34,16 +41,15 @@ def train_table_file(data: Path, target: str, out: Path, id_column: str | None =
              f"split: {json.dumps(result.bundle.metadata['split'])}",
              f"calibration: {result.params['calibration']} (chosen by cross-validated log loss on out-of-fold "
              f"predictions: {json.dumps(result.bundle.metadata['calibration_scores'])})"]
-    staging = out.parent / f".{out.name}.report-staging"
-    write_report(staging, f"Test report: {Path(data).name}, target {target}", result.y_test, result.predictions,
-                 result.comparison, notes)
-    predictions_frame(result.y_test, result.predictions).to_csv(staging / "test_predictions.csv", index=False)
-    save_bundle(result.bundle, out)
-    staging.rename(out / REPORT_DIR)
+    with staged_folder(out) as tmp:
+        write_bundle(result.bundle, tmp)
+        write_report(tmp / REPORT_DIR, f"Test report: {Path(data).name}, target {target}", result.y_test,
+                     result.predictions, result.comparison, notes)
+        write_csv(predictions_frame(result.y_test, result.predictions), tmp / REPORT_DIR / "test_predictions.csv")
     return result
 
 
-def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0) -> tuple[dict, Path]:
+def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0, force: bool = False) -> tuple[dict, Path]:
     """Score a labelled table with a table bundle and compare with logistic regression on the same rows.
 
     The logistic regression has no training rows of its own here, so it is
@@ -55,6 +61,7 @@ def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0) -> t
     from propensity.modeling.evaluate import logistic_baseline
     from propensity.modeling.tabular import normalise_target
 
+    check_folder_output(out, owned=is_report_folder, inputs=(model, data), force=force)
     bundle = load_bundle(model)
     if not isinstance(bundle, TableBundle):
         raise ValueError(f"{model}: a model trained on a CRM export; evaluate it on a CRM export folder "
@@ -78,9 +85,10 @@ def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0) -> t
         p_lr[va] = logistic_baseline(x[tr], y[tr], x[va], cat_idx, seed)
     preds = {"model": p_model, "logistic regression (cross-fitted)": p_lr}
     result = compare(y, preds, ks=(100, 500))
-    out.mkdir(parents=True, exist_ok=True)
-    path = write_report(out, f"Evaluation: {Path(data).name} with {model}", y, preds, result,
-                        ["logistic regression is cross-fitted on this table (5 folds), so it sees labelled rows "
-                         "from the same period; the model saw none of them if this is new data"])
-    pd.DataFrame({"label": y, **preds}).to_csv(out / "predictions.csv", index=False)
-    return result, path
+    with staged_folder(out) as tmp:
+        write_report(tmp, f"Evaluation: {Path(data).name} with {model}", y, preds, result,
+                     ["logistic regression is cross-fitted on this table (5 folds), so it sees labelled rows "
+                      "from the same period; the model saw none of them if this is new data"])
+        write_csv(pd.DataFrame({"label": y, **preds}), tmp / "predictions.csv")
+        write_marker(tmp, REPORT_KIND)
+    return result, Path(out) / "report.md"

@@ -15,11 +15,12 @@ schema (column types, categories, sentinels, dropped columns) instead of the
 ICP and engagement definitions.
 
 Saving is atomic: the new bundle is written beside the target and swapped in only
-when complete, so an interrupted save never damages an existing model. The folder
-and its files get the permissions the process's umask gives any new folder and
-file (``0o777 & ~umask`` and ``0o666 & ~umask``: ``drwxr-xr-x`` and ``-rw-r--r--``
-under umask 022), not the owner-only ones of a temporary folder, so a service
-running as another user can load the bundle.
+when complete, so an interrupted save never damages an existing model. It replaces
+only a folder that is absent, empty or a bundle (its ``bundle.json`` has a
+``schema_version``: :func:`is_bundle_folder`), never one holding other files. The
+folder and its files get the permissions the process's umask gives any new folder
+and file (``0o777 & ~umask`` and ``0o666 & ~umask``: ``drwxr-xr-x`` and ``-rw-r--r--``
+under umask 022), so a service running as another user can load the bundle.
 
 Integrity. ``bundle.json`` records the SHA-256 of every other file the save wrote
 (``files``: ``{"model.txt": "<hex>"}``) and of its own content (``content_sha256``:
@@ -56,8 +57,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -69,14 +68,15 @@ from pydantic import ValidationError
 from propensity.config import EngagementConfig, IcpConfig, TierConfig
 from propensity.core.digests import json_sha256, sha256_hex
 from propensity.core.native import LIGHTGBM
+from propensity.core.output import check_folder_output, staged_folder
 from propensity.core.validation import validation_message
 from propensity.features.spec import FeatureDef
 from propensity.scoring.bundle_meta import CrmMeta, TableMeta
 from propensity.scoring.calibration import Calibrator
 from propensity.scoring.model_text import layout_problem
 
-__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "TableBundle", "UnverifiedBundleWarning", "load_bundle",
-           "save_bundle"]
+__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "TableBundle", "UnverifiedBundleWarning", "is_bundle_folder",
+           "load_bundle", "save_bundle", "write_bundle"]
 
 SCHEMA_VERSION = 1
 MODEL_FILE = "model.txt"
@@ -156,49 +156,50 @@ def current_umask() -> int:
     return mask
 
 
-def _open_permissions(folder: Path) -> None:
-    """Give ``folder`` and its files the modes a plain mkdir / open would (mkdtemp makes them 0o700)."""
-    mask = current_umask()
-    for f in folder.iterdir():
-        if f.is_file():
-            f.chmod(0o666 & ~mask)
-    folder.chmod(0o777 & ~mask)
+def is_bundle_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a bundle this tool wrote: its ``bundle.json`` is a JSON object with a ``schema_version``."""
+    try:
+        meta = json.loads((Path(path) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "schema_version" in meta
+
+
+def write_bundle(bundle: Bundle | TableBundle, folder: str | Path, target: str | Path | None = None) -> Path:
+    """Write the bundle's files into the existing folder ``folder`` (not atomic: see :func:`save_bundle`).
+
+    ``target`` (default ``folder``) is the path named in errors: the bundle's final place.
+    """
+    folder = Path(folder)
+    with LIGHTGBM:
+        bundle.booster.save_model(str(folder / MODEL_FILE))
+    meta = _table_meta(bundle) if isinstance(bundle, TableBundle) else {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "crm",
+        "features": [f.to_dict() for f in bundle.spec],
+        "categories": bundle.categories,
+        "calibration": bundle.calibrator.to_dict(),
+        "icp": bundle.icp.model_dump(),
+        "engagement": bundle.engagement.model_dump(),
+        "tiers": bundle.tiers.model_dump(),
+        "top_k": bundle.top_k,
+        "horizon_days": bundle.horizon_days,
+        "metadata": bundle.metadata,
+    }
+    (folder / META_FILE).write_text(_sealed(meta, folder, Path(target or folder)), encoding="utf-8")
+    return folder
 
 
 def save_bundle(bundle: Bundle | TableBundle, path: str | Path) -> Path:
-    """Write ``bundle`` to the folder ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        with LIGHTGBM:
-            bundle.booster.save_model(str(tmp / MODEL_FILE))
-        meta = _table_meta(bundle) if isinstance(bundle, TableBundle) else {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "crm",
-            "features": [f.to_dict() for f in bundle.spec],
-            "categories": bundle.categories,
-            "calibration": bundle.calibrator.to_dict(),
-            "icp": bundle.icp.model_dump(),
-            "engagement": bundle.engagement.model_dump(),
-            "tiers": bundle.tiers.model_dump(),
-            "top_k": bundle.top_k,
-            "horizon_days": bundle.horizon_days,
-            "metadata": bundle.metadata,
-        }
-        (tmp / META_FILE).write_text(_sealed(meta, tmp, path), encoding="utf-8")
-        _open_permissions(tmp)
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    """Write ``bundle`` to the folder ``path`` atomically; returns the path.
+
+    Raises :class:`~propensity.core.output.OutputError` (a ``ValueError``) when ``path``
+    holds something other than a bundle, or is the working directory, home or a parent of them.
+    """
+    check_folder_output(path, owned=is_bundle_folder, hint="choose another path, or remove it first")
+    with staged_folder(path) as tmp:
+        write_bundle(bundle, tmp, path)
+    return Path(path)
 
 
 def _table_meta(bundle: TableBundle) -> dict:
