@@ -1,0 +1,1 @@
+"""Low-level helpers shared across the package; modules here import nothing else from propensity."""
