@@ -220,9 +220,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _temp_beside(out: Path) -> str:
     """An empty temporary file next to ``out`` (same folder, so the final rename is atomic)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    except OSError as exc:
+        raise OSError(f"{out}: cannot write the output ({exc.strerror or exc})") from exc
     os.close(fd)
     return tmp
+
+
+def _output_error(exc: Exception, tmp: str, out: Path) -> Exception:
+    """``exc`` as the user should read it: naming ``out``, never the hidden temporary file ``tmp`` beside it.
+
+    An error that names ``tmp`` (an OSError's file names, or its text) is reworded;
+    any other is returned as it is.
+    """
+    names = [getattr(exc, "filename", None), getattr(exc, "filename2", None)]
+    if isinstance(exc, OSError) and tmp in [str(n) for n in names if n is not None]:
+        return OSError(f"{out}: cannot write the output ({exc.strerror or type(exc).__name__})")
+    text = str(exc)
+    if tmp in text:
+        return OSError(f"{out}: cannot write the output ({text.replace(tmp, str(out))})")
+    return exc
 
 
 def _publish(tmp: str, out: Path) -> None:
@@ -243,11 +261,21 @@ def _write_table(df, out: Path) -> None:
         raise ValueError(f"{out}: unsupported output type; use .csv or .parquet")
     tmp = _temp_beside(out)
     try:
-        if out.suffix == ".csv":
-            df.to_csv(tmp, index=False)
-        else:
-            df.to_parquet(tmp, index=False)
-        _publish(tmp, out)
+        try:
+            if out.suffix == ".csv":
+                df.to_csv(tmp, index=False)
+            else:
+                df.to_parquet(tmp, index=False)
+        except (OSError, ValueError, TypeError) as exc:  # pyarrow's errors are among these
+            named = _output_error(exc, tmp, out)
+            if named is exc and not isinstance(exc, OSError):
+                named = ValueError(f"{out}: cannot write as {out.suffix[1:]} ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''})")
+            raise named from exc
+        try:
+            _publish(tmp, out)
+        except OSError as exc:
+            raise _output_error(exc, tmp, out) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -378,10 +406,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         elif out.suffix == ".parquet":
             pd.DataFrame(columns=cols).to_parquet(tmp, index=False)
         _publish(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         if writer is not None:
             writer.close()
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, Exception) and (named := _output_error(exc, tmp, out)) is not exc:
+            raise named from exc
         raise
     dt = time.perf_counter() - t
     print(f"scored {n:,} open leads in {dt:.1f}s ({n / max(dt, 1e-9):,.0f}/s) -> {args.out}; "
