@@ -342,6 +342,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--window applies to CRM export folders; a flat table is evaluated on all its rows")
     result, path = evaluate_table(args.model, Path(args.data), Path(args.out))
     names = list(result["models"])
+    if result["left_out"]:
+        print(f"note: {result['left_out_note']}")
     print(f"{result['rows']:,} rows, {result['positives']:,} conversions")
     print(f"{'':22}" + "".join(f"{n[:34]:>36}" for n in names))
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_lift"):

@@ -46,6 +46,9 @@ def train_table_file(data: Path, target: str, out: Path, id_column: str | None =
 def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0) -> tuple[dict, Path]:
     """Score a labelled table with a table bundle and compare with logistic regression on the same rows.
 
+    Rows without a target value cannot be evaluated: they are left out, and
+    ``result["left_out"]`` counts them (``result["left_out_note"]`` says so, as the report does).
+
     The logistic regression has no training rows of its own here, so it is
     cross-fitted on the evaluation table (5 stratified folds, each row predicted by
     a model that did not see it): if anything, that favours the baseline.
@@ -65,6 +68,7 @@ def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0) -> t
     if target not in df.columns:
         raise ValueError(f"{data}: target column {target!r} not found; evaluation needs labelled rows")
     y, _, kept = normalise_target(df[target], target, str(data))
+    left_out = int(np.count_nonzero(~kept))
     df, y = df.loc[kept].reset_index(drop=True), y[kept]
     p_model = TableScorer(bundle).predict(df, str(data))
     x = table_matrix(df, schema)
@@ -79,8 +83,13 @@ def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0) -> t
     preds = {"model": p_model, "logistic regression (cross-fitted)": p_lr}
     result = compare(y, preds, ks=(100, 500))
     out.mkdir(parents=True, exist_ok=True)
-    path = write_report(out, f"Evaluation: {Path(data).name} with {model}", y, preds, result,
-                        ["logistic regression is cross-fitted on this table (5 folds), so it sees labelled rows "
-                         "from the same period; the model saw none of them if this is new data"])
+    notes = ["logistic regression is cross-fitted on this table (5 folds), so it sees labelled rows "
+             "from the same period; the model saw none of them if this is new data"]
+    result["left_out"] = left_out
+    result["left_out_note"] = (f"{left_out:,} of {len(kept):,} rows have no {target!r} value and were left out; "
+                               f"the figures are over the other {len(kept) - left_out:,}") if left_out else ""
+    if left_out:
+        notes.insert(0, result["left_out_note"])
+    path = write_report(out, f"Evaluation: {Path(data).name} with {model}", y, preds, result, notes)
     pd.DataFrame({"label": y, **preds}).to_csv(out / "predictions.csv", index=False)
     return result, path
