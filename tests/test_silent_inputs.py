@@ -265,3 +265,9 @@ def test_training_on_an_export_with_a_few_broken_joins_and_odd_values_works_and_
         scores = LeadScorer(result.bundle).score(export)
     assert scores["notes"].str.contains("'many' is not a number, treated as unknown").any()
     assert scores["notes"].str.contains("inf is not a finite number, treated as unknown").any()
+
+
+def test_notes_show_numpy_values_as_a_reader_would():
+    from propensity.features.onelead import NOT_FINITE, number_note
+
+    assert number_note("Size", np.float64("inf"), NOT_FINITE) == "Size: inf is not a finite number, treated as unknown"

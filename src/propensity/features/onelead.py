@@ -96,6 +96,8 @@ def number_note(display: str, v: object, why: str) -> str:
     >>> number_note("Company size (employees)", "1,200", NOT_A_NUMBER)
     "Company size (employees): '1,200' is not a number, treated as unknown"
     """
+    if isinstance(v, np.generic):  # np.float64(inf) is inf to the reader
+        v = v.item()
     return f"{display}: {v!r} {why}, treated as unknown"
 
 

@@ -482,7 +482,7 @@ def _unusable_warning(c: Criterion, raw: np.ndarray, why: np.ndarray, bad: np.nd
     if not n:
         return ""
     used = np.unique(code[hit[code]])
-    sample = [raw[i] for i in used[:3].tolist()]
+    sample = [raw[i].item() if isinstance(raw[i], np.generic) else raw[i] for i in used[:3].tolist()]
     kinds = sorted({str(why[i]).removeprefix("is ") for i in used.tolist()})
     return (f"{c.table}.{c.column}: {n:,} of {len(code):,} leads have a value that is {' or '.join(kinds)}, e.g. "
             f"{sample}; their {c.display} is unknown (missing, never 0 or a category)")

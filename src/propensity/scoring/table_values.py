@@ -43,7 +43,9 @@ class Unreadable:
 
     def note(self, i: int) -> str:
         """The note for the ``i``-th of them."""
-        return f"{self.column}: {self.values[i]!r} is not {EXPECTED[self.kind]}, treated as missing"
+        v = self.values[i]
+        v = v.item() if isinstance(v, np.generic) else v  # np.float64(inf) is inf to the reader
+        return f"{self.column}: {v!r} is not {EXPECTED[self.kind]}, treated as missing"
 
 
 def _present(s: pd.Series) -> np.ndarray:
