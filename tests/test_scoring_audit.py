@@ -179,7 +179,8 @@ def test_wrong_types_for_a_number_get_one_note_per_field(scorer, export):
     for odd in (True, np.bool_(False), "1,200", "lots"):
         one = scorer.score({"lead": lead, "account": {**acc, "employees": odd}, "activities": acts})
         about = [n for n in one.notes if n.startswith("Company size (employees): ")]
-        assert about == [f"Company size (employees): {odd!r} is not a number, treated as unknown"], odd
+        shown = odd.item() if isinstance(odd, np.generic) else odd  # np.False_ reads False
+        assert about == [f"Company size (employees): {shown!r} is not a number, treated as unknown"], odd
         assert one.probability == none.probability  # scored as unknown, not as 1 or 0
         assert one.model_dump(exclude={"notes"}) == none.model_dump(exclude={"notes"})
     assert [n for n in none.notes if n.startswith("Company size")] == ["Company size (employees): unknown"]
