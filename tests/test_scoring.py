@@ -207,11 +207,11 @@ def test_bad_input_gets_a_score_with_notes_or_a_clear_error(scorer, world_dir): 
     events = acts.to_dict("records")
     events += [{"activity_type": "web_visit", "occurred_at": "2999-01-01T00:00:00Z"},  # in the future
                {"activity_type": "web_visit", "occurred_at": "not a date"},
-               {"activity_type": None, "occurred_at": "2025-01-01"}]
+               {"activity_type": None, "occurred_at": "2025-01-01T00:00:00Z"}]
     one = scorer.score({"lead": lead_d, "account": acc_d, "activities": events})
     assert 0 <= one.probability <= 1
     notes = " | ".join(one.notes)
-    for expected in ("Seniority: unknown", "'lots' is not a number", "Annual revenue (USD): not a finite number",
+    for expected in ("Seniority: unknown", "'lots' is not a number", "Annual revenue (USD): inf is not a finite number",
                      "'underwater_basket_weaving' not seen in training", "1 activity dated in the future ignored",
                      "1 activity with no readable time ignored", "1 activity with no type ignored"):
         assert expected in notes
@@ -324,8 +324,8 @@ def test_one_lead_fast_path_keeps_the_notes_for_bad_input(scorer, world_dir):  #
     events = events + [
         {"activity_type": "web_visit", "occurred_at": "2999-01-01T00:00:00Z"},  # in the future
         {"activity_type": "web_visit", "occurred_at": "not a date"},
-        {"activity_type": None, "occurred_at": "2025-01-01"},
-        {"activity_type": "  ", "occurred_at": "2025-01-01"},
+        {"activity_type": None, "occurred_at": "2025-01-01T00:00:00Z"},
+        {"activity_type": "  ", "occurred_at": "2025-01-01T00:00:00Z"},
         {"lead_id": "someone else", "activity_type": "web_visit", "occurred_at": last},
         {"activity_type": "carrier_pigeon", "occurred_at": last - pd.Timedelta(days=1)},  # unknown type
         {"activity_type": "pricing_page_visit", "occurred_at": last - pd.Timedelta(days=2),
@@ -345,7 +345,7 @@ def test_one_lead_fast_path_keeps_the_notes_for_bad_input(scorer, world_dir):  #
         fast, ref = scorer.score(data, as_of=as_of), _reference(scorer, data, as_of)
         assert fast == ref
     notes = " | ".join(scorer.score(cases[0][0]).notes)
-    for expected in ("Seniority: unknown", "'lots' is not a number", "Annual revenue (USD): not a finite number",
+    for expected in ("Seniority: unknown", "'lots' is not a number", "Annual revenue (USD): inf is not a finite number",
                      "'underwater_basket_weaving' not seen in training", "Country: unknown",
                      "1 activity dated in the future ignored", "1 activity with no readable time ignored",
                      "2 activities with no type ignored", "1 activity of another lead ignored"):

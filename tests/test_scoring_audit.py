@@ -188,7 +188,8 @@ def test_wrong_types_for_a_number_get_one_note_per_field(scorer, export):
     for odd in (True, np.bool_(False), "1,200", "lots"):
         one = scorer.score({"lead": lead, "account": {**acc, "employees": odd}, "activities": acts})
         about = [n for n in one.notes if n.startswith("Company size (employees): ")]
-        assert about == [f"Company size (employees): {odd!r} is not a number, treated as unknown"], odd
+        shown = odd.item() if isinstance(odd, np.generic) else odd  # np.False_ reads False
+        assert about == [f"Company size (employees): {shown!r} is not a number, treated as unknown"], odd
         assert one.probability == none.probability  # scored as unknown, not as 1 or 0
         assert one.model_dump(exclude={"notes"}) == none.model_dump(exclude={"notes"})
     assert [n for n in none.notes if n.startswith("Company size")] == ["Company size (employees): unknown"]
@@ -197,6 +198,31 @@ def test_wrong_types_for_a_number_get_one_note_per_field(scorer, export):
     notes = scorer.score(frames)["notes"].iloc[0].split("; ")
     assert [n for n in notes if n.startswith("Company size")] == [
         "Company size (employees): '1,200' is not a number, treated as unknown"]
+
+
+def test_batch_notes_name_wrong_type_and_infinite_values_as_the_one_lead_path(scorer, export):
+    ids = export.leads["lead_id"].iloc[:40].tolist()
+    leads = export.leads[export.leads["lead_id"].isin(ids)].reset_index(drop=True)
+    accounts = export.accounts[export.accounts["account_id"].isin(leads["account_id"])].reset_index(drop=True)
+    accounts = accounts.astype({"employees": object, "annual_revenue": object})
+    first, second = (accounts.index[accounts["account_id"] == leads["account_id"].iloc[k]][0] for k in (0, 1))
+    accounts.loc[first, "employees"] = "1,200"
+    accounts.loc[second, "annual_revenue"] = float("inf")
+    acts = export.activities[export.activities["lead_id"].isin(ids)].reset_index(drop=True)
+    as_of = export.end()
+    with pytest.warns(UserWarning, match=r"accounts\.employees: \d+ of \d+ leads have a value that is not a number"):
+        batch = scorer.score({"accounts": accounts, "leads": leads, "activities": acts}, as_of=as_of)
+    for k, field in ((0, "Company size (employees): '1,200' is not a number"),
+                     (1, "Annual revenue (USD): inf is not a finite number")):
+        lead = leads.iloc[k].to_dict()
+        row = batch[batch["lead_id"] == lead["lead_id"]].iloc[0]
+        one = scorer.score({"lead": lead, "account": accounts[accounts["account_id"] == lead["account_id"]].iloc[0]
+                            .to_dict(), "activities": acts[acts["lead_id"] == lead["lead_id"]].to_dict("records")},
+                           as_of=as_of)
+        about = field.split(": ")[0] + ": "
+        assert [n for n in row["notes"].split("; ") if n.startswith(about)] == [f"{field}, treated as unknown"]
+        assert [n for n in one.notes if n.startswith(about)] == [f"{field}, treated as unknown"]
+        assert row["probability"] == pytest.approx(one.probability, rel=1e-12)
 
 
 def test_activities_of_unknown_types_get_a_note_as_well_as_the_warning(scorer, export):

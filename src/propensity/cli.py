@@ -320,6 +320,8 @@ def _evaluate_table_locked(args: argparse.Namespace, uri: str) -> int:
 
     result, path = evaluate_table(args.model, Path(args.data), Path(args.out), force=args.force)
     names = list(result["models"])
+    if result["left_out"]:
+        print(f"note: {result['left_out_note']}")
     print(f"{result['rows']:,} rows, {result['positives']:,} conversions")
     print(f"{'':22}" + "".join(f"{n[:34]:>36}" for n in names))
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_lift"):

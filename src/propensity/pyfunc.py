@@ -6,7 +6,8 @@ produces, as in the logged input example). Output: ``lead_id`` (when given),
 
 Flat-table bundle. Input: rows of the table the model was trained on (its columns,
 without the target). Output: what ``propensity score --data FILE`` writes (the id
-column when the model has one, ``probability``, ``score``, ``reasons``), row order kept.
+column when the model has one, ``probability``, ``score``, ``reasons``, ``notes``:
+the row's values the model could not read), row order kept.
 
 Loading through MLflow (``mlflow.pyfunc.load_model``, ``mlflow models serve``,
 ``spark_udf``) runs the logged entry file ``_pyfunc_entry.py`` from the artifact

@@ -251,8 +251,11 @@ def staged_folder(out: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _swap(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        named = _naming_output(exc, tmp, out)
+        if named is not exc:
+            raise named from exc
         raise
 
 
@@ -266,9 +269,29 @@ def staged_file(out: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        named = _naming_output(exc, tmp, out)
+        if named is not exc:
+            raise named from exc
         raise
+
+
+def _naming_output(exc: BaseException, tmp: Path, out: str | Path) -> BaseException:
+    """``exc`` as the user should read it: naming ``out``, never the hidden staging path ``tmp`` beside it.
+
+    An ``OSError`` about ``tmp`` (or any error whose text holds it) becomes an
+    :class:`OutputError` naming ``out``; any other error is returned as it is.
+    """
+    if not isinstance(exc, Exception):
+        return exc
+    staged = str(tmp)
+    names = [str(n) for n in (getattr(exc, "filename", None), getattr(exc, "filename2", None)) if n is not None]
+    if isinstance(exc, OSError) and any(n == staged or n.startswith(staged + os.sep) for n in names):
+        return OutputError(f"{out}: cannot write the output ({exc.strerror or type(exc).__name__})")
+    if staged in str(exc):
+        return OutputError(f"{out}: cannot write the output ({str(exc).replace(staged, str(out))})")
+    return exc
 
 
 def write_marker(folder: str | Path, kind: str) -> Path:

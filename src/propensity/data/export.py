@@ -12,7 +12,8 @@ Format (Parquet or CSV, timestamps in UTC):
 
 Checks, each naming the file, the column and a sample of offending rows:
 
-- errors (nothing is read): a missing required column; an empty or duplicate id
+- errors (nothing is read): a table there twice (``leads.parquet`` and
+  ``leads.csv``: which is meant is ambiguous); a missing required column; an empty or duplicate id
   (``account_id``, ``lead_id``, ``opportunity_id``); a timestamp without a time zone
   (a naive Parquet column, or CSV text such as ``2025-01-31 09:00:00`` with no ``Z``
   or ``+00:00``): no zone is assumed, the export must say UTC; a timestamp in the
@@ -23,7 +24,12 @@ Checks, each naming the file, the column and a sample of offending rows:
   before their lead's ``created_at`` (marketing tools attribute anonymous visits to
   a lead once it fills a form, so such events are real; they always precede every
   cutoff of the lead and count as its history); activities or opportunities whose
-  ``lead_id`` is not in ``leads`` (they can never reach a feature row or label).
+  ``lead_id`` is not in ``leads`` (they can never reach a feature row or label);
+  leads whose ``account_id`` is not in ``accounts`` (their firmographics are
+  unknown; training refuses too many, see ``propensity.modeling.train``); ids of one
+  table that differ only by surrounding whitespace or case. An unmatched id that
+  would match once whitespace and case are set aside is named in its warning with
+  the id it resembles (:mod:`propensity.core.ids`); nothing is matched by guess.
   Activity types that no engagement signal lists are reported by the feature
   pipeline, which knows the catalogue.
 
@@ -51,7 +57,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +67,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from propensity.core.ids import folded_duplicates, near_matches
+from propensity.core.timezones import ZONE
 from propensity.data.activities import (NAT_US, ActivityArrays, _arrow_str, arrays_from_frame,
                                          read_activity_arrays)
 
@@ -93,8 +100,7 @@ ID_COLUMNS: dict[str, list[str]] = {
 }
 STAGES = ("open", "closed_won", "closed_lost")
 FUTURE_TOLERANCE = pd.Timedelta(days=1)  # clock skew between the CRM and this machine
-# A time of day followed by a zone: "...09:00:00Z", "...09:00:00.5+00:00", "... 09:00 UTC".
-_ZONE = re.compile(r"\d:\d{2}(?::\d{2}(?:\.\d*)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+SAMPLE_ROWS = 10_000  # rows of unknown ids read for a warning's sample and near matches
 
 
 class _Activities:
@@ -184,6 +190,13 @@ class CrmExport:
             object.__setattr__(self, "_arrays", arrays)
         return arrays
 
+    def unmatched_accounts(self) -> tuple[int, str]:
+        """How many leads name an ``account_id`` that ``accounts`` lacks, and a sentence saying which.
+
+        Such leads have no account fields: every firmographic feature is unknown for them.
+        """
+        return _unmatched_accounts(self.leads, self.accounts)
+
     def end(self) -> pd.Timestamp:
         """The end of the data: the latest timestamp in any table."""
         arrays = self.__dict__.get("_arrays")
@@ -200,11 +213,14 @@ class CrmExport:
 
 
 def _find(folder: Path, name: str) -> Path:
-    for ext in (".parquet", ".csv"):
-        p = folder / f"{name}{ext}"
-        if p.exists():
-            return p
-    raise DataError(f"{folder}: missing table '{name}' (expected {name}.parquet or {name}.csv)")
+    """The table's one file; both a Parquet and a CSV file of the same table is ambiguous, so refused."""
+    found = [p for p in (folder / f"{name}.parquet", folder / f"{name}.csv") if p.exists()]
+    if len(found) > 1:
+        raise DataError(f"{folder}: table '{name}' is there twice ({found[0].name} and {found[1].name}); "
+                        "which one is the export is ambiguous: keep one and move the other away")
+    if not found:
+        raise DataError(f"{folder}: missing table '{name}' (expected {name}.parquet or {name}.csv)")
+    return found[0]
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -308,6 +324,12 @@ def _normalise(df: pd.DataFrame, name: str, where: str, lenient: bool = False,
             values = pd.unique(df[key][dupes])
             raise DataError(f"{where}: column '{key}' has {len(values)} duplicate id(s), e.g. "
                             f"{[str(v) for v in values[:3]]} (rows {_rows(dupes)}); ids must be unique")
+    if key is not None:
+        n, groups = folded_duplicates(df[key])
+        if n:
+            warnings.warn(f"{where}: column '{key}' has {n:,} ids that differ from another only by surrounding "
+                          f"whitespace or case, e.g. {groups}; they are read as different {name}, and a row of "
+                          "another table naming one of them joins that one only", UserWarning, stacklevel=3)
     if name == "opportunities":
         df["stage"] = df["stage"].astype(str)
         bad = sorted(set(df["stage"].unique()) - set(STAGES))  # distinct values first: no 1M-item set
@@ -354,7 +376,7 @@ def _to_utc(col: pd.Series, where: str, lenient: bool = False) -> tuple[pd.Serie
         if blank.any():  # blank text is an empty value, as an empty CSV field is
             present[pos[blank]] = False
             odd[pos[blank]] = True
-        naive = pd.Series(is_text & ~blank, index=values.index) & ~text.str.contains(_ZONE, regex=True)
+        naive = pd.Series(is_text & ~blank, index=values.index) & ~text.str.contains(ZONE, regex=True)
         if not is_text.all():
             naive |= pd.Series(is_time, index=values.index) & values.map(lambda v: getattr(v, "tzinfo", None)
                                                                           is None)
@@ -574,12 +596,20 @@ def _check_across(tables: dict[str, pd.DataFrame | None], where: dict[str, str],
     pos = arrays.lead
     if len(pos) and pos.min() < 0:
         orphan = pos < 0
-        sample = [str(v) for v in pd.unique(activity_ids(screen.file_rows(np.flatnonzero(orphan))))[:3]]
-        warnings.warn(f"{where['activities']}: {int(orphan.sum())} activit{'y' if orphan.sum() == 1 else 'ies'} "
-                      f"name a lead_id not in leads, e.g. {sample} (rows {screen.file_rows(_rows(orphan))}); "
-                      "they are ignored",
+        n_orphan = int(np.count_nonzero(orphan))
+        # the ids of the first rows only: reading a 45M-row id column for a sample costs more than the read
+        first = np.flatnonzero(orphan)[:SAMPLE_ROWS]
+        ids = pd.Series(activity_ids(screen.file_rows(first)), dtype=object)
+        none = " (none of the export's activities names a lead in leads)" if n_orphan == len(pos) else ""
+        warnings.warn(f"{where['activities']}: {_plural(n_orphan, 'activity', 'activities')} name a lead_id not "
+                      f"in leads{none}, e.g. {[str(v) for v in pd.unique(ids)[:3]]} (rows "
+                      f"{screen.file_rows(_rows(orphan))}); they are ignored"
+                      + _near_hint(ids, leads["lead_id"], "a lead", None if len(first) == n_orphan else len(first)),
                       UserWarning, stacklevel=3)
         del orphan
+    n_acc, text = _unmatched_accounts(leads, tables["accounts"])
+    if n_acc:
+        warnings.warn(f"{where['leads']}: {text}", UserWarning, stacklevel=3)
     n_early, early_rows = _early(pos, arrays.occ, leads["created_at"].array.asi8)
     early_rows = screen.file_rows(early_rows)
     if n_early:
@@ -603,8 +633,44 @@ def _check_across(tables: dict[str, pd.DataFrame | None], where: dict[str, str],
             sample = [str(v) for v in pd.unique(opps["lead_id"][lost])[:3]]
             warnings.warn(f"{where['opportunities']}: {int(lost.sum())} opportunit"
                           f"{'y' if lost.sum() == 1 else 'ies'} name a lead_id not in leads, e.g. {sample} "
-                          f"(rows {_rows(lost)}); they label no lead", UserWarning, stacklevel=3)
+                          f"(rows {_rows(lost)}); they label no lead"
+                          + _near_hint(opps["lead_id"][lost], leads["lead_id"], "a lead"), UserWarning, stacklevel=3)
     return arrays, screen
+
+
+def _near_hint(unmatched: pd.Series, ids: pd.Series, what: str, first: int | None = None) -> str:
+    """The sentence on ``unmatched`` ids (one per row) that equal one of ``ids`` once whitespace and case are set aside.
+
+    ``first``: the rows are the first ``first`` of more (the count says so). Empty when none does.
+    """
+    codes, distinct = pd.factorize(unmatched.astype(object), use_na_sentinel=True)
+    at = near_matches(np.asarray(distinct, dtype=object), ids)
+    hit = at >= 0
+    if not hit.any():
+        return ""
+    k = int(np.count_nonzero(hit[codes[codes >= 0]]))
+    among = "of them" if first is None else f"of the first {first:,} of them"
+    pairs = ", ".join(f"{distinct[i]!r} ~ {ids.iloc[int(at[i])]!r}" for i in np.flatnonzero(hit)[:3].tolist())
+    return (f"; {k:,} {among} would match {what} once surrounding whitespace and case are set aside (e.g. "
+            f"{pairs}): fix the ids in the export, nothing is matched by guess")
+
+
+def _unmatched_accounts(leads: pd.DataFrame, accounts: pd.DataFrame) -> tuple[int, str]:
+    """How many leads name an account_id that ``accounts`` lacks, and a sentence saying so (ids, rows, near matches).
+
+    The positions are remembered for the feature pipeline, which matches the same columns.
+    """
+    lead_acc, acc_ids = leads["account_id"], accounts["account_id"]
+    pos = _id_positions(lead_acc, acc_ids)
+    remember_positions(lead_acc, acc_ids, pos)
+    miss = pos < 0
+    n = int(np.count_nonzero(miss))
+    if not n:
+        return 0, ""
+    ids = lead_acc[miss]
+    return n, (f"{n:,} of {len(leads):,} leads ({n / len(leads):.1%}) have an account_id that is not in accounts, "
+               f"e.g. {[str(v) for v in pd.unique(ids)[:3]]} (rows {_rows(miss)}), so their account fields "
+               "(firmographics) are unknown" + _near_hint(ids, acc_ids, "an account"))
 
 
 @dataclass

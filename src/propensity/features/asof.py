@@ -80,7 +80,7 @@ def engagement_asof(arrays: ActivityArrays, row_pos: np.ndarray, t: int, n_leads
     member = np.array([[ty in set(s.activity_types) for ty in types] for s in signals],
                       dtype=bool).reshape(len(signals), len(types))
 
-    _warn_unknown(arrays, member, row_pos, n_leads)
+    _warn_unknown(arrays, member, row_pos, n_leads, engagement.activity_types)
 
     # Types that belong to the same signals are one class (all unlisted types one class, say): the
     # accumulators grow with the classes (at most the listed types + 1), not with every type of the export.
@@ -158,8 +158,12 @@ def engagement_asof(arrays: ActivityArrays, row_pos: np.ndarray, t: int, n_leads
     return out
 
 
-def _warn_unknown(arrays: ActivityArrays, member: np.ndarray, row_pos: np.ndarray, n_leads: int) -> None:
-    """The pipeline's one warning about activity types no signal lists (counted over the requested leads)."""
+def _warn_unknown(arrays: ActivityArrays, member: np.ndarray, row_pos: np.ndarray, n_leads: int,
+                  listed: set[str]) -> None:
+    """The pipeline's one warning about activity types no signal lists (counted over the requested leads).
+
+    ``listed``: every type the engagement config lists (for the suggested mapping of near misses).
+    """
     if member.any(axis=0).all():  # the usual case: no pass over the activities at all
         return
     from propensity.features.pipeline import _warn_unknown_types  # not at import: pipeline imports this module
@@ -167,7 +171,7 @@ def _warn_unknown(arrays: ActivityArrays, member: np.ndarray, row_pos: np.ndarra
     wanted = np.zeros(n_leads + 1, dtype=bool)  # slot 0: unknown lead (-1)
     wanted[np.asarray(row_pos, dtype=np.int64) + 1] = True
     keep = wanted[arrays.lead.astype(np.int64) + 1]
-    _warn_unknown_types(arrays.code, arrays.types, member, None if keep.all() else keep)
+    _warn_unknown_types(arrays.code, arrays.types, member, None if keep.all() else keep, listed)
 
 
 def _days(t: int, latest: np.ndarray, p: np.ndarray, out: np.ndarray) -> None:

@@ -27,7 +27,8 @@ from propensity.config import Criterion, EngagementConfig, IcpConfig
 from propensity.features.memory import DAY_US
 from propensity.features.spec import build_feature_spec
 
-__all__ = ["OneLead", "allowed_values", "clean_category", "criterion_value", "is_number", "unknown_types_note"]
+__all__ = ["NOT_A_NUMBER", "NOT_FINITE", "OneLead", "allowed_values", "clean_category", "criterion_value", "is_number",
+           "number_note", "read_number", "unknown_types_note", "unknown_types_warning"]
 
 _NO_AGE = np.iinfo(np.int64).max
 
@@ -55,16 +56,49 @@ def _number(v: object) -> float:
         dtype=np.float64, na_value=np.nan)[0])
 
 
-def is_number(v: object) -> bool:
-    """Whether a present value reads as a number where a number is expected.
+NOT_A_NUMBER = "is not a number"
+NOT_FINITE = "is not a finite number"
 
-    A bool is not a number here (``employees=True`` is a wrong type, not 1), nor is
-    text that ``pd.to_numeric`` cannot read (``"lots"``, ``"1,200"``). ``inf`` is a
-    number (the scorer then notes it is not finite).
+
+def read_number(v: object) -> tuple[float, str | None]:
+    """A value where a number is expected: ``(number, None)``, or ``(NaN, why)`` when it cannot be used.
+
+    The one rule for a ``range`` criterion, in training, features and scoring alike.
+    Missing values (None, NaN, blank text) are ``(NaN, None)``: unknown, nothing
+    odd. A bool is not a number (``employees=True`` is a wrong type, not 1), nor is
+    text ``pd.to_numeric`` cannot read (``"lots"``, ``"1,200"``): :data:`NOT_A_NUMBER`.
+    ``inf`` and ``-inf`` (numbers or text) are :data:`NOT_FINITE`. Both are unknown.
     """
     if isinstance(v, (bool, np.bool_)):
-        return False
-    return _number(v) == _number(v)
+        return math.nan, NOT_A_NUMBER
+    if isinstance(v, str) and not v.strip():
+        return math.nan, None
+    x = _number(v)
+    if math.isnan(x):
+        return math.nan, None if _absent(v) else NOT_A_NUMBER
+    if math.isinf(x):
+        return math.nan, NOT_FINITE
+    return x, None
+
+
+def _absent(v: object) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, (float, np.floating)) and math.isnan(v))
+
+
+def is_number(v: object) -> bool:
+    """Whether a present value reads as a finite number where a number is expected (see :func:`read_number`)."""
+    return read_number(v)[1] is None and not _absent(v)
+
+
+def number_note(display: str, v: object, why: str) -> str:
+    """The per-lead note on a value :func:`read_number` cannot use.
+
+    >>> number_note("Company size (employees)", "1,200", NOT_A_NUMBER)
+    "Company size (employees): '1,200' is not a number, treated as unknown"
+    """
+    if isinstance(v, np.generic):  # np.float64(inf) is inf to the reader
+        v = v.item()
+    return f"{display}: {v!r} {why}, treated as unknown"
 
 
 def unknown_types_note(counts: dict[str, int]) -> str:
@@ -79,15 +113,39 @@ def unknown_types_note(counts: dict[str, int]) -> str:
     return f"{total} activit{'y' if total == 1 else 'ies'} of unknown type(s) {names[:5]}{more} ignored"
 
 
+def unknown_types_warning(counts: dict[str, int], listed: set[str] | frozenset[str]) -> str:
+    """The warning about activities of types no engagement signal lists (``counts``: per type, by count).
+
+    A type that equals a listed one once surrounding whitespace and case are set
+    aside (``"Email_Open"``, ``"web_visit "``) is most likely that type misspelt by
+    the CRM: the warning names it with the suggested mapping, as nothing maps it silently.
+    """
+    total = sum(counts.values())
+    names = sorted(counts, key=lambda t: -counts[t])  # stable: first seen first among equal counts
+    text = (f"{total} activit{'y' if total == 1 else 'ies'} of {len(names)} type(s) that no engagement signal "
+            f"lists were ignored by the signal features, e.g. {names[:5]}; add them to features/engagement.yaml "
+            "if they matter")
+    folded = {t.strip().casefold(): t for t in sorted(listed)}
+    near = {t: folded[t.strip().casefold()] for t in names if t.strip().casefold() in folded}
+    if near:
+        n = sum(counts[t] for t in near)
+        shown = dict(list(near.items())[:5])
+        text += (f"; {n} of them ({len(near)} type(s)) differ from a listed type only in case or surrounding "
+                 f"whitespace, suggested mapping {shown}: fix the types in the export, or list these spellings "
+                 "in the signal's activity_types")
+    return text
+
+
 def criterion_value(c: Criterion, raw: object, allowed: frozenset[str] | None = None) -> tuple[float, object]:
     """(match: 1.0 / 0.0 / NaN for unknown, raw value) of one criterion for one value.
 
     ``pipeline._criterion`` for one value: ``range`` reads a number (NaN when
-    unreadable), ``in`` and ``value`` a stripped str (None when missing or blank).
+    missing or unusable, see :func:`read_number`), ``in`` and ``value`` a stripped
+    str (None when missing or blank).
     ``allowed`` is :func:`allowed_values` of ``c``, when the caller keeps it.
     """
     if c.kind == "range":
-        value = _number(raw)
+        value = read_number(raw)[0]
         if value != value:
             return math.nan, value
         lo = -math.inf if c.min is None else c.min
@@ -219,12 +277,8 @@ class OneLead:
                 counts[t] = counts.get(t, 0) + 1
         if not counts:
             return
-        total = sum(counts.values())
-        names = sorted(counts, key=lambda t: -counts[t])  # stable: first seen first among equal counts
-        warnings.warn(f"{total} activit{'y' if total == 1 else 'ies'} of {len(names)} type(s) "
-                      f"that no engagement signal lists were ignored by the signal features, e.g. "
-                      f"{names[:5]}; add them to features/engagement.yaml if they matter",
-                      UserWarning, stacklevel=stacklevel + 1)
+        warnings.warn(unknown_types_warning(counts, self.engagement.activity_types), UserWarning,
+                      stacklevel=stacklevel + 1)
 
     def unknown_types(self, types: Sequence[str], occ: np.ndarray, rec: np.ndarray, cutoff: int) -> dict[str, int]:
         """Per type no signal lists, how many of the events (occurred and recorded before ``cutoff``) have it.

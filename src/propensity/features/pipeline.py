@@ -50,11 +50,12 @@ from propensity.data.export import CrmExport, DataError, _id_positions
 from propensity.features import asof, snapshots
 from propensity.features.cutoffs import _us
 from propensity.features.memory import DAY_US, Events, engagement_memory
-from propensity.features.onelead import allowed_values, clean_category
+from propensity.features.onelead import (NOT_FINITE, allowed_values, clean_category, number_note, read_number,
+                                         unknown_types_warning)
 from propensity.features.running import engagement_running
 from propensity.features.spec import build_feature_spec
 
-__all__ = ["MEMORY_ENGINE_MAX_LEADS", "build_features"]
+__all__ = ["MEMORY_ENGINE_MAX_LEADS", "build_features", "unusable_value_notes"]
 
 MEMORY_ENGINE_MAX_LEADS = 2_000  # "auto": the pairwise NumPy engine below this many leads, "running" from it
 
@@ -101,8 +102,10 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     - ``fit_<c>``: 1.0 if the lead's (or its account's) value matches criterion
       ``c`` (``in``: stripped, case-insensitive membership; ``range``:
       ``min <= value <= max``), 0.0 if not, NaN if the value is unknown or the
-      account is not in the export. ``fit_<c>_value``: the raw value (float for
-      ``range``, stripped str otherwise).
+      account is not in the export. A ``range`` value that is no finite number
+      (text such as ``"1,200"``, a bool, ``±inf``) is unknown, with one warning
+      counting the leads that have one (``onelead.read_number``: the one rule).
+      ``fit_<c>_value``: the raw value (float for ``range``, stripped str otherwise).
     - ``eng_<s>_<W>d``: events of signal ``s`` with ``T - W days <= occurred_at``;
       ``eng_<s>_days_since``: days from the latest one to ``T`` (NaN if none);
       ``eng_<s>_decay``: sum of ``0.5 ** (age_days / half_life_days)``.
@@ -301,7 +304,7 @@ def _events(export: CrmExport, lead_pos: np.ndarray, engagement: EngagementConfi
     types = acts.types
     member = np.array([[t in set(s.activity_types) for t in types] for s in engagement.signals],
                       dtype=bool).reshape(len(engagement.signals), len(types))
-    _warn_unknown_types(code, types, member, keep)
+    _warn_unknown_types(code, types, member, keep, engagement.activity_types)
     if compact:
         return Events(lead=lead.astype(np.int64), occ=occ, rec=rec, code=code.astype(np.int64), day=occ // DAY_US,
                       types=types, member=member)
@@ -309,8 +312,11 @@ def _events(export: CrmExport, lead_pos: np.ndarray, engagement: EngagementConfi
 
 
 def _warn_unknown_types(code: np.ndarray, types: np.ndarray, member: np.ndarray,
-                        keep: np.ndarray | None = None) -> None:
-    """One warning counting the activities (``keep``: of the requested leads) of types no signal lists."""
+                        keep: np.ndarray | None = None, listed: set[str] | frozenset[str] = frozenset()) -> None:
+    """One warning counting the activities (``keep``: of the requested leads) of types no signal lists.
+
+    ``listed``: every type the engagement config lists, for the suggested mapping of near misses.
+    """
     unlisted = np.flatnonzero(~member.any(axis=0))
     if not len(unlisted):  # the usual case: no pass over the activities at all
         return
@@ -323,11 +329,10 @@ def _warn_unknown_types(code: np.ndarray, types: np.ndarray, member: np.ndarray,
     if not unknown.any():
         return
     counts, unlisted = counts[unknown], unlisted[unknown]
-    names = types[unlisted][np.argsort(-counts, kind="stable")]
-    warnings.warn(f"{int(counts.sum())} activit{'y' if counts.sum() == 1 else 'ies'} of {len(names)} type(s) "
-                  f"that no engagement signal lists were ignored by the signal features, e.g. "
-                  f"{names[:5].tolist()}; add them to features/engagement.yaml if they matter",
-                  UserWarning, stacklevel=4)  # points at the caller of build_features
+    order = np.argsort(-counts, kind="stable")
+    by_type = {str(types[u]): int(k) for u, k in zip(unlisted[order].tolist(), counts[order].tolist(), strict=True)}
+    # stacklevel: points at the caller of build_features
+    warnings.warn(unknown_types_warning(by_type, listed), UserWarning, stacklevel=4)
 
 
 # ------------------------------------------------------------------ ICP fit
@@ -399,11 +404,15 @@ def _fit_features(export: CrmExport, icp: IcpConfig, lead_pos: np.ndarray, row_l
         for c in criteria:
             if key(c) not in prepared:
                 prepared[key(c)] = run(prepare, c, getattr(export, c.table)[c.column], positions[c.table])
-        results = [run(lambda c=c: _criterion(c, prepared[key(c)].result()[0])) for c in criteria]
+        results = [run(lambda c=c: _range(c, prepared[key(c)].result()[0]) if c.kind == "range"
+                       else (*_criterion(c, prepared[key(c)].result()[0]), None)) for c in criteria]
         gathers = []
+        unusable = []
         for c, result in zip(criteria, results, strict=True):
-            code = prepared[key(c)].result()[1]
-            match, value = result.result()
+            raw, code = prepared[key(c)].result()
+            match, value, why = result.result()
+            if why is not None and (bad := np.flatnonzero(pd.notna(why))).size:
+                unusable.append(_unusable_warning(c, raw, why, bad, code))
             for name, values in ((f"fit_{c.name}", match if c.kind != "value" else None),
                                  (f"fit_{c.name}_value", value if c.raw else None)):
                 if values is None:
@@ -415,7 +424,98 @@ def _fit_features(export: CrmExport, icp: IcpConfig, lead_pos: np.ndarray, row_l
                     out[name] = np.take(per_lead, row_lead)  # object: one pass (np.take beats fancy indexing)
         for g in gathers:
             g.result()  # re-raises a worker's error
+    for text in unusable:
+        if text:
+            warnings.warn(text, UserWarning, stacklevel=3)  # points at the caller of build_features
     return out
+
+
+def unusable_value_notes(export: CrmExport, icp: IcpConfig, lead_ids: pd.Series) -> dict[int, list[str]]:
+    """Per row of ``lead_ids`` whose lead has a ``range`` value that is no finite number: the notes naming it.
+
+    The batch counterpart of the one-lead path's notes (``"Company size (employees):
+    '1,200' is not a number, treated as unknown"``), by the same rule
+    (:func:`~propensity.features.onelead.read_number`). Empty, after one cheap look
+    at each column, when every value is usable (the usual case).
+    """
+    out: dict[int, list[str]] = {}
+    lead_pos = acc_pos = None
+    for c in icp.criteria:
+        if c.kind != "range":
+            continue
+        col = getattr(export, c.table)[c.column]
+        if getattr(col.dtype, "kind", "O") in "iu":
+            continue
+        if getattr(col.dtype, "kind", "O") == "f" and not np.isinf(col.to_numpy(dtype=np.float64)).any():
+            continue
+        codes, raw = _distinct(col, numeric_ok=True)
+        _, why = _numbers(np.asarray(raw, dtype=object))
+        bad = pd.notna(why)
+        if not bad.any():
+            continue
+        if lead_pos is None:
+            lead_pos = _id_positions(lead_ids.astype(str).reset_index(drop=True), export.leads["lead_id"])
+        pos = lead_pos
+        if c.table == "accounts":
+            if acc_pos is None:
+                acc_ids = export.leads["account_id"].to_numpy(dtype=object)[np.maximum(lead_pos, 0)]
+                acc_pos = np.where(lead_pos >= 0, _id_positions(pd.Series(acc_ids, dtype=object),
+                                                                export.accounts["account_id"]), -1)
+            pos = acc_pos
+        row_code = np.where(pos >= 0, codes[np.maximum(pos, 0)], -1)
+        hit = np.flatnonzero((row_code >= 0) & bad[np.maximum(row_code, 0)])
+        for i in hit.tolist():
+            k = int(row_code[i])
+            out.setdefault(i, []).append(number_note(c.display, raw[k], why[k]))
+    return out
+
+
+def _unusable_warning(c: Criterion, raw: np.ndarray, why: np.ndarray, bad: np.ndarray, code: np.ndarray) -> str:
+    """The warning on a range criterion's values that are no finite number, counted over the leads of the rows.
+
+    ``raw``: the column's distinct values (then one unknown), ``why`` per value (None: usable),
+    ``bad`` the unusable ones, ``code`` each distinct lead's value. Empty when no lead has one.
+    """
+    hit = np.zeros(len(raw), dtype=bool)
+    hit[bad] = True
+    n = int(np.count_nonzero(hit[code]))
+    if not n:
+        return ""
+    used = np.unique(code[hit[code]])
+    sample = [raw[i].item() if isinstance(raw[i], np.generic) else raw[i] for i in used[:3].tolist()]
+    kinds = sorted({str(why[i]).removeprefix("is ") for i in used.tolist()})
+    return (f"{c.table}.{c.column}: {n:,} of {len(code):,} leads have a value that is {' or '.join(kinds)}, e.g. "
+            f"{sample}; their {c.display} is unknown (missing, never 0 or a category)")
+
+
+def _numbers(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~propensity.features.onelead.read_number` of each value: (float64, why each is unusable or None).
+
+    Columns of numbers only are read in one vectorised pass (then only ±inf is
+    unusable); anything else (text, bools, a mix) value by value, by the one-value rule.
+    """
+    s = pd.Series(raw, dtype=object)
+    if pd.api.types.infer_dtype(s, skipna=True) in ("integer", "floating", "mixed-integer-float", "empty"):
+        value = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        why = np.full(len(value), None, dtype=object)
+        inf = np.isinf(value)
+        if inf.any():
+            why[inf] = NOT_FINITE
+            value = np.where(inf, np.nan, value)
+        return value, why
+    pairs = [read_number(v) for v in raw]
+    return (np.fromiter((v for v, _ in pairs), dtype=np.float64, count=len(pairs)),
+            np.array([w for _, w in pairs], dtype=object))
+
+
+def _range(c: Criterion, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(match, value, why each value is unusable or None) of a ``range`` criterion over object values."""
+    value, why = _numbers(raw)
+    lo = -np.inf if c.min is None else c.min
+    hi = np.inf if c.max is None else c.max
+    with np.errstate(invalid="ignore"):
+        match = np.where(np.isnan(value), np.nan, ((value >= lo) & (value <= hi)).astype(np.float64))
+    return match, value, why
 
 
 def _distinct(column: pd.Series, numeric_ok: bool, rows_ok: bool = False) -> tuple[np.ndarray, object]:
@@ -484,13 +584,7 @@ def _criterion(c: Criterion, raw: object) -> tuple[np.ndarray, np.ndarray | None
                 value[other] = v[codes]
         return match, value
     if c.kind == "range":
-        value = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(dtype=np.float64,
-                                                                                        na_value=np.nan)
-        lo = -np.inf if c.min is None else c.min
-        hi = np.inf if c.max is None else c.max
-        with np.errstate(invalid="ignore"):
-            match = np.where(np.isnan(value), np.nan, ((value >= lo) & (value <= hi)).astype(np.float64))
-        return match, value
+        return _range(c, raw)[:2]
     value = np.array([clean_category(v) for v in raw], dtype=object)
     if c.kind == "in":
         allowed = allowed_values(c)

@@ -124,7 +124,8 @@ def _compute(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.ndarray, n_l
     col_count = col[:n_sig * n_win].reshape(n_sig, n_win)
     col_since, col_decay = col[n_sig * n_win:][:n_sig], col[n_sig * n_win + n_sig:][:n_sig]
     classes = _Classes(arrays, engagement)
-    _warn_unknown(arrays, classes.member, row_pos, n_leads)  # the pipeline's one warning, as the as-of path gives it
+    # the pipeline's one warning, as the as-of path gives it
+    _warn_unknown(arrays, classes.member, row_pos, n_leads, engagement.activity_types)
 
     half_life = np.array([float(s.half_life_days) for s in signals], dtype=np.float64)
     w_us = np.asarray(windows, dtype=np.int64) * DAY_US

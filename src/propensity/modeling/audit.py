@@ -260,6 +260,8 @@ def _static_reason(col: pd.Series, y: np.ndarray, cutoff: pd.Series, auc_thresho
     else:
         text = col.astype("string").str.strip().str.lower()
         codes, uniques = pd.factorize(text, use_na_sentinel=True)
+        if not len(uniques):  # empty on every sampled row (the missing-rate check has had its say)
+            return None
         known = codes >= 0
         counts = np.bincount(codes[known], minlength=len(uniques))
         wins = np.bincount(codes[known], weights=y[known], minlength=len(uniques))

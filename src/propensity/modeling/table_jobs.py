@@ -52,6 +52,9 @@ def train_table_file(data: Path, target: str, out: Path, id_column: str | None =
 def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0, force: bool = False) -> tuple[dict, Path]:
     """Score a labelled table with a table bundle and compare with logistic regression on the same rows.
 
+    Rows without a target value cannot be evaluated: they are left out, and
+    ``result["left_out"]`` counts them (``result["left_out_note"]`` says so, as the report does).
+
     The logistic regression has no training rows of its own here, so it is
     cross-fitted on the evaluation table (5 stratified folds, each row predicted by
     a model that did not see it): if anything, that favours the baseline.
@@ -72,6 +75,7 @@ def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0, forc
     if target not in df.columns:
         raise ValueError(f"{data}: target column {target!r} not found; evaluation needs labelled rows")
     y, _, kept = normalise_target(df[target], target, str(data))
+    left_out = int(np.count_nonzero(~kept))
     df, y = df.loc[kept].reset_index(drop=True), y[kept]
     p_model = TableScorer(bundle).predict(df, str(data))
     x = table_matrix(df, schema)
@@ -85,10 +89,15 @@ def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0, forc
         p_lr[va] = logistic_baseline(x[tr], y[tr], x[va], cat_idx, seed)
     preds = {"model": p_model, "logistic regression (cross-fitted)": p_lr}
     result = compare(y, preds, ks=(100, 500))
+    notes = ["logistic regression is cross-fitted on this table (5 folds), so it sees labelled rows "
+             "from the same period; the model saw none of them if this is new data"]
+    result["left_out"] = left_out
+    result["left_out_note"] = (f"{left_out:,} of {len(kept):,} rows have no {target!r} value and were left out; "
+                               f"the figures are over the other {len(kept) - left_out:,}") if left_out else ""
+    if left_out:
+        notes.insert(0, result["left_out_note"])
     with staged_folder(out) as tmp:
-        write_report(tmp, f"Evaluation: {Path(data).name} with {model}", y, preds, result,
-                     ["logistic regression is cross-fitted on this table (5 folds), so it sees labelled rows "
-                      "from the same period; the model saw none of them if this is new data"])
+        write_report(tmp, f"Evaluation: {Path(data).name} with {model}", y, preds, result, notes)
         write_csv(pd.DataFrame({"label": y, **preds}), tmp / "predictions.csv")
         write_marker(tmp, REPORT_KIND)
     return result, Path(out) / "report.md"

@@ -35,7 +35,8 @@ from propensity.modeling.evaluate import compare, logistic_baseline
 from propensity.modeling.tabular import infer_schema, leakage_warnings, normalise_target
 from propensity.modeling.tune import fit_final, tune_lightgbm
 from propensity.scoring.bundle import TableBundle
-from propensity.scoring.scorer import table_matrix
+from propensity.scoring.scorer import checked_table_matrix
+from propensity.scoring.table_values import warning_text
 
 __all__ = ["TableTrainResult", "split_table", "train_table"]
 
@@ -128,7 +129,9 @@ def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, tim
             shown = ", ".join(c["tokens"][:8]) + (", ..." if len(c["tokens"]) > 8 else "")
             notes.append(f"{c['name']}: free text, read as {len(c['tokens'])} word features ({shown}) "
                          "and a word count")
-    x = table_matrix(df, schema)
+    x, unreadable = checked_table_matrix(df, schema)
+    for u in unreadable:  # counted and named; the rows are the file's (before unlabelled rows were left out)
+        notes.append(warning_text(u, len(df), source, rows=np.flatnonzero(kept)))
     cat_idx = [j for j, n in enumerate(schema["features"]) if n in
                {c["name"] for c in schema["columns"] if c["kind"] == "categorical"}]
     x_tr, y_tr = x[train_idx], y[train_idx]

@@ -46,7 +46,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from propensity.scoring.scorer import BOOL_FALSE, BOOL_TRUE, table_feature_names, text_tokens
+from propensity.scoring.scorer import table_feature_names, text_tokens
+from propensity.scoring.table_values import BOOL_FALSE, BOOL_TRUE
 
 __all__ = ["MAX_TEXT_TOKENS", "infer_schema", "leakage_warnings", "normalise_target"]
 

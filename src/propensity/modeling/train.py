@@ -29,7 +29,7 @@ import pandas as pd
 from propensity import __version__
 from propensity.config import ModelConfig, ProjectConfig
 from propensity.core.native import LIGHTGBM, cores, predict
-from propensity.data.export import CrmExport
+from propensity.data.export import CrmExport, DataError
 from propensity.features.cutoffs import training_cutoffs
 from propensity.features.matrix import fit_categories, to_matrix
 from propensity.features.pipeline import build_features
@@ -42,9 +42,10 @@ from propensity.modeling.report import segment_sufficiency
 from propensity.modeling.split import time_split
 from propensity.scoring.bundle import Bundle
 
-__all__ = ["TrainResult", "fit_booster", "numeric_matrix", "policy_ks", "top_k_flat", "train"]
+__all__ = ["MAX_UNMATCHED_ACCOUNTS", "TrainResult", "fit_booster", "numeric_matrix", "policy_ks", "top_k_flat", "train"]
 
 Progress = Callable[[str], None]
+MAX_UNMATCHED_ACCOUNTS = 0.20  # share of leads whose account_id matches no account above which training refuses
 
 
 @dataclass
@@ -106,16 +107,33 @@ def _require_both_classes(y: np.ndarray, window: str) -> None:
         raise ValueError(f"the {window} window has no closed-won outcome; need more history or a longer horizon")
 
 
+def _check_accounts(export: CrmExport) -> None:
+    """Refuse an export where more than :data:`MAX_UNMATCHED_ACCOUNTS` of the leads name no known account.
+
+    Their firmographics would all be unknown: the model would learn the broken join
+    (or that "unknown" means something) instead of the accounts. A few such leads are
+    normal (an account deleted or not yet synced) and only warned about by the read.
+    """
+    n, text = export.unmatched_accounts()
+    if n > MAX_UNMATCHED_ACCOUNTS * len(export.leads):
+        raise DataError(f"{export.source}: {text}; training refuses an export where more than "
+                        f"{MAX_UNMATCHED_ACCOUNTS:.0%} of the leads match no account: fix the ids or export the "
+                        "missing accounts")
+
+
 def train(export: CrmExport, project: ProjectConfig, progress: Progress | None = None) -> TrainResult:
     """Build point-in-time rows, train, calibrate and evaluate on the newest window.
 
     Raises ``ValueError`` with a readable message when the data cannot support a
-    time-ordered split (too little history, no positive outcomes).
+    time-ordered split (too little history, no positive outcomes), or when more than
+    :data:`MAX_UNMATCHED_ACCOUNTS` (20%) of the leads have an ``account_id`` that
+    matches no account (a :class:`~propensity.data.export.DataError`).
     """
     say = progress or (lambda _msg: None)
     cfg = project.training
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    _check_accounts(export)
 
     say("building point-in-time training rows")
     cut = training_cutoffs(export, cfg.cutoffs, cfg.label.horizon_days)

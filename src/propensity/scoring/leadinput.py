@@ -20,13 +20,17 @@ another lead, or is dated after ``as_of`` (or, with no ``as_of``, after the
 current time: a clock error, not an event), or is of a type no engagement signal
 lists (noted by the scorer, see :func:`propensity.features.onelead.unknown_types_note`).
 A value of the wrong type for a numeric ICP field (text that is not a number,
-``"1,200"``, or a bool: ``True`` is not a number of employees) is unknown, with one
-note for the field. What it refuses, with a ``ValueError`` naming the field: no
+``"1,200"``, a bool: ``True`` is not a number of employees, or ``inf``) is unknown,
+with one note for the field. What it refuses, with a ``ValueError`` naming the field: no
 ``lead_id``; no readable ``created_at``; a ``created_at`` that is a bare number
 (``1735689600`` would silently be read as nanoseconds after 1970: a time must be an
 ISO-8601 string with a time zone, or a datetime); with no ``as_of``, a
 ``created_at`` in the future (more than a day after now, the export's rule for
-future timestamps: a clock or time-zone error). An activity time that is a bare
+future timestamps: a clock or time-zone error); a timestamp without a time zone
+(``created_at``, ``occurred_at`` or ``recorded_at`` written ``2025-01-31 09:00:00``,
+or a naive datetime): as in a CRM export, no zone is assumed
+(:mod:`propensity.core.timezones`). ``as_of`` is an argument, not data: a naive one
+is UTC, as for a batch. An activity time that is a bare
 number is unreadable: the activity is ignored with a note; so is one whose
 ``recorded_at`` is there but unreadable (as a lenient ``read_export`` drops it).
 """
@@ -41,10 +45,11 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import IcpConfig
+from propensity.core.timezones import has_zone
 from propensity.data.export import CrmExport
-from propensity.features.onelead import is_number
+from propensity.features.onelead import number_note, read_number
 
-__all__ = ["LeadRows", "lead_export", "lead_rows", "stamp_us"]
+__all__ = ["LeadRows", "NoZoneError", "lead_export", "lead_rows", "stamp_us"]
 
 _EMPTY_OPPS = {"opportunity_id": "object", "lead_id": "object", "created_at": "datetime64[us, UTC]",
                "closed_at": "datetime64[us, UTC]", "stage": "object"}
@@ -66,8 +71,24 @@ def _bare_number(v: object) -> bool:
     return isinstance(v, (bool, int, float, np.number)) and not _missing(v)
 
 
-def _stamp(v: object) -> pd.Timestamp | None:
-    """A UTC timestamp, or None when missing or unreadable (a bare number is unreadable)."""
+class NoZoneError(ValueError):
+    """A readable timestamp without a time zone; ``field`` and ``value`` say where (the caller names the lead)."""
+
+    def __init__(self, field: str, value: object):
+        super().__init__(field, value)
+        self.field, self.value = field, value
+
+    def message(self, lead_id: str) -> str:
+        return (f"lead {lead_id!r}: {self.field} has no time zone ({self.value!r}); expected an ISO-8601 "
+                "timestamp with its zone, e.g. 2025-01-31T09:00:00Z, or an aware datetime: no zone is assumed, "
+                "as for a CRM export")
+
+
+def _stamp(v: object, field: str = "", assume_utc: bool = False) -> pd.Timestamp | None:
+    """A UTC timestamp, or None when missing or unreadable (a bare number is unreadable).
+
+    A readable one without a zone raises :class:`NoZoneError` naming ``field``, unless ``assume_utc``.
+    """
     if _missing(v) or _bare_number(v):
         return None
     try:
@@ -76,6 +97,8 @@ def _stamp(v: object) -> pd.Timestamp | None:
         return None
     if t is pd.NaT:
         return None
+    if not assume_utc and not has_zone(v):
+        raise NoZoneError(field, v)
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
@@ -91,14 +114,29 @@ def stamp_us(t: pd.Timestamp, ceil: bool = False) -> int:
 
 
 def _value_us(v: object) -> int | None:
-    """One time value as int µs (UTC; a naive time is UTC), None when missing or unreadable."""
+    """One time value as int µs (UTC), None when missing or unreadable; :class:`NoZoneError` without a zone."""
     if type(v) is not pd.Timestamp:
         v = _stamp(v)
         if v is None:
             return None
     elif v is pd.NaT:
         return None
+    elif v.tzinfo is None:
+        raise NoZoneError("", v)
     return stamp_us(v)
+
+
+def _times_us(acts: list[dict[str, Any]], name: str, empty: list[int] | None = None) -> list[int | None]:
+    """:func:`_value_us` of field ``name`` of each activity; ``empty``: what an empty value gives, per activity
+    (None: as :func:`_value_us`). A time without a zone raises :class:`NoZoneError` naming ``activities[i].name``.
+    """
+    try:
+        if empty is None:
+            return [_value_us(a.get(name)) for a in acts]
+        return [e if _missing(v := a.get(name)) else _value_us(v) for a, e in zip(acts, empty, strict=True)]
+    except NoZoneError as exc:  # which one: found again only now, so the usual call builds no field names
+        i = next(i for i, a in enumerate(acts) if a.get(name) is exc.value)
+        raise NoZoneError(f"activities[{i}].{name}", exc.value) from None
 
 
 def _us(stamps: list[pd.Timestamp]) -> pd.Series:
@@ -117,13 +155,18 @@ def _times(acts: pd.DataFrame, col: str, n: int) -> pd.Series:
     if isinstance(c.dtype, pd.DatetimeTZDtype):
         return c.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
     if pd.api.types.is_datetime64_dtype(c.dtype):
-        return c.dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+        if c.notna().any():
+            raise NoZoneError(f"activities column '{col}'", c.dropna().iloc[0])
+        return pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]")
     if pd.api.types.is_numeric_dtype(c.dtype) or pd.api.types.is_bool_dtype(c.dtype):  # bare numbers: unreadable
         return pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]")
-    if c.dtype == object:
-        bare = np.fromiter((_bare_number(v) for v in c.tolist()), dtype=bool, count=len(c))
-        if bare.any():
-            c = c.where(~bare, None)
+    values = c.tolist()
+    bare = np.fromiter((_bare_number(v) for v in values), dtype=bool, count=len(c))
+    if bare.any():
+        c = c.where(~bare, None)
+    for v in values:  # a readable time without a zone is refused, as read_export refuses it
+        if not _missing(v) and not _bare_number(v) and not has_zone(v):
+            _stamp(v, f"activities column '{col}'")  # raises NoZoneError when readable
     return pd.to_datetime(c, utc=True, errors="coerce", format="mixed").astype("datetime64[us, UTC]")
 
 
@@ -173,7 +216,10 @@ def lead_rows(lead: dict[str, Any], account: dict[str, Any] | None,
         raise ValueError(f"lead {lead_id!r}: field 'created_at' is a bare number ({raw_created!r}); expected an "
                          "ISO-8601 timestamp with a time zone, e.g. 2025-01-31T09:00:00Z (a number's unit, "
                          "seconds or nanoseconds, would be a guess)")
-    created = _stamp(raw_created)
+    try:
+        created = _stamp(raw_created, "field 'created_at'")
+    except NoZoneError as exc:
+        raise ValueError(exc.message(lead_id)) from None
     if created is None:
         raise ValueError(f"lead {lead_id!r}: field 'created_at' is missing or not a timestamp "
                          f"(got {raw_created!r}; expected e.g. 2025-01-31T09:00:00Z)")
@@ -194,18 +240,22 @@ def lead_rows(lead: dict[str, Any], account: dict[str, Any] | None,
             if c.table == "accounts" and not account:
                 continue  # no account row: every account field is unknown, noted by the scorer
             v = row.setdefault(c.column, None)
-            if c.numeric and not _missing(v) and not is_number(v):
-                notes.append(f"{c.display}: {v!r} is not a number, treated as unknown")
-                if isinstance(v, (bool, np.bool_)):  # the features would read True as 1
+            if c.numeric and not _missing(v):
+                why = read_number(v)[1]
+                if why is not None:  # unknown for the features too (so no second note from the scorer)
+                    notes.append(number_note(c.display, v, why))
                     row[c.column] = None
 
     # an event at or after ``limit`` is late: occ >= limit, exactly, in µs (limit ceiled)
-    limit = _stamp(as_of) if as_of is not None else now
+    limit = _stamp(as_of, assume_utc=True) if as_of is not None else now
     limit_us = None if limit is None else stamp_us(limit, ceil=True)
-    if isinstance(activities, pd.DataFrame):
-        kind, occ, rec, ids = _frame_columns(activities)
-    else:
-        kind, occ, rec, ids = _dict_columns(activities)
+    try:
+        if isinstance(activities, pd.DataFrame):
+            kind, occ, rec, ids = _frame_columns(activities)
+        else:
+            kind, occ, rec, ids = _dict_columns(activities)
+    except NoZoneError as exc:
+        raise ValueError(exc.message(lead_id)) from None
     n = len(kind)
     no_type = np.array([_missing(v) for v in kind], dtype=bool)
     no_time = (occ == _NAT) | (rec == _NAT)
@@ -240,13 +290,11 @@ def _dict_columns(activities: list[dict[str, Any]]) -> tuple[list, np.ndarray, n
     acts = list(activities)
     n = len(acts)
     kind = [a.get("activity_type") for a in acts]
-    occ_l = [_value_us(a.get("occurred_at")) for a in acts]
-    rec_raw = [a.get("recorded_at") for a in acts]
-    occ = np.fromiter((_NAT if v is None else v for v in occ_l), dtype=np.int64, count=n)
+    occ = np.fromiter((_NAT if v is None else v for v in _times_us(acts, "occurred_at")), dtype=np.int64, count=n)
     # As read_export: an empty recorded_at is "recorded when it occurred"; one that is there but no
     # timestamp (text, a bare number) leaves the activity without a readable time.
-    rec = np.fromiter((o if _missing(raw) else _NAT if (v := _value_us(raw)) is None else v
-                       for raw, o in zip(rec_raw, occ.tolist(), strict=True)), dtype=np.int64, count=n)
+    rec = np.fromiter((_NAT if v is None else v for v in _times_us(acts, "recorded_at", occ.tolist())),
+                      dtype=np.int64, count=n)
     ids = [a.get("lead_id") for a in acts] if any("lead_id" in a for a in acts) else None
     return kind, occ, rec, ids
 

@@ -39,6 +39,7 @@ equal the batch path's (tests compare them lead by lead).
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any, overload
 
@@ -50,14 +51,16 @@ from propensity.core.native import predict
 from propensity.data.export import CrmExport, DataError, read_export
 from propensity.features.cutoffs import scoring_cutoffs
 from propensity.features.matrix import to_matrix
-from propensity.features.pipeline import build_features
+from propensity.features.pipeline import build_features, unusable_value_notes
 from propensity.scoring.bundle import Bundle, BundleError, load_bundle
 from propensity.features.onelead import OneLead, unknown_types_note
 from propensity.scoring.leadinput import LeadRows, lead_export, lead_rows, stamp_us
 from propensity.scoring.reasons import (ReasonGroups, assemble, family_scores, grades, probability_points,
                                         reasons_one)
+from propensity.scoring.table_values import EXPECTED, Unreadable, read_column, row_notes, warning_text
 
-__all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut", "TableScorer", "read_table", "table_matrix"]
+__all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut", "TableScorer", "checked_table_matrix", "read_table",
+           "table_matrix"]
 
 SMALL_BATCH = 32  # up to this many rows, the model matrix is built in plain Python
 PARALLEL_MIN_ROWS = 4_096  # below this, one LightGBM thread beats starting the others
@@ -240,6 +243,7 @@ class LeadScorer:
         cut = self._cutoffs(export, as_of)
         frame = build_features(export, cut, self.bundle.icp, self.bundle.engagement)
         x, notes = self._matrix(frame)
+        notes = self._value_notes(notes, export, cut)
         notes = self._type_notes(notes, self._unknown_events(export), cut)
         contrib = self._contrib(x)
         sql = self._capacity_sql(*self._rank_keys(x)) if self.bundle.tiers.capacity is not None else None
@@ -396,6 +400,7 @@ class LeadScorer:
         x, notes = self._matrix(frame)
         if extra_notes:
             notes = [_merge_notes(extra_notes, n) for n in notes]
+        notes = self._value_notes(notes, export, cut)
         notes = self._type_notes(notes, self._unknown_events(export) if unknown is False else unknown, cut)
         notes = _export_notes(notes, export, cut)
         return self._assemble(frame, self._contrib(x), notes, detail, sql_threshold, sql_leads)
@@ -448,6 +453,22 @@ class LeadScorer:
             return None
         ids = export.leads["lead_id"].to_numpy(dtype=object)[acts.lead[idx]]
         return ids, acts.occ[idx], acts.rec[idx], acts.types[acts.code[idx]], idx
+
+    def _value_notes(self, notes: list[list[str]], export: CrmExport, cut: pd.DataFrame) -> list[list[str]]:
+        """``notes`` with, first, the ICP values of the rows' leads that are no finite number, named.
+
+        The one-lead path notes them as it reads the lead (``lead_rows``); the field's
+        own "unknown" note is then left out, as there.
+        """
+        if not len(cut):
+            return notes
+        found = unusable_value_notes(export, self.bundle.icp, cut["lead_id"])
+        if not found:
+            return notes
+        notes = list(notes)
+        for i, own in found.items():
+            notes[i] = _merge_notes(own, notes[i])
+        return notes
 
     @staticmethod
     def _type_notes(notes: list[list[str]], unknown: tuple | None, cut: pd.DataFrame) -> list[list[str]]:
@@ -781,26 +802,6 @@ def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
 
 # ------------------------------------------------------------- flat tables
 
-BOOL_TRUE = frozenset({"1", "1.0", "yes", "y", "true", "t"})
-BOOL_FALSE = frozenset({"0", "0.0", "no", "n", "false", "f"})
-
-
-def _bool_values(s: pd.Series) -> np.ndarray:
-    text = s.astype("string").str.strip().str.lower()
-    out = np.full(len(s), np.nan)
-    out[text.isin(BOOL_TRUE).fillna(False).to_numpy(dtype=bool)] = 1.0
-    out[text.isin(BOOL_FALSE).fillna(False).to_numpy(dtype=bool)] = 0.0
-    return out
-
-
-def _dates(s: pd.Series) -> pd.Series:
-    if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return s.dt.tz_convert("UTC")
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return s.dt.tz_localize("UTC")
-    return pd.to_datetime(s.astype("string"), errors="coerce", utc=True, format="mixed")
-
-
 def table_matrix(df: pd.DataFrame, schema: dict) -> np.ndarray:
     """The model matrix (float64, one column per ``schema["features"]``) of a flat table.
 
@@ -812,42 +813,49 @@ def table_matrix(df: pd.DataFrame, schema: dict) -> np.ndarray:
     since 1970, month, day of week), ``text`` (free text: a 0/1 column
     ``name__has_token`` per token listed in the schema, then ``name__tokens``, the
     value's token count; tokens not listed are ignored). Missing values stay NaN
-    (LightGBM's own missing-value handling).
+    (LightGBM's own missing-value handling), and so do values the kind cannot read
+    (text in a numeric column, ``inf``, ...): :func:`checked_table_matrix` names them.
+    """
+    return checked_table_matrix(df, schema)[0]
+
+
+def checked_table_matrix(df: pd.DataFrame, schema: dict) -> tuple[np.ndarray, list[Unreadable]]:
+    """:func:`table_matrix` and, per column that has any, the present values its kind could not read.
+
+    See :mod:`propensity.scoring.table_values`: each such value is missing in the
+    matrix, and is listed here (rows and raw values) to be counted and named.
     """
     cols: list[np.ndarray] = []
+    found: list[Unreadable] = []
     for c in schema["columns"]:
         s = df[c["name"]]
         kind = c["kind"]
+        if kind == "text":
+            cols += _text_features(s, c["tokens"])
+            continue
+        if kind not in EXPECTED:
+            raise BundleError(f"table schema: column {c['name']!r} has unknown kind {kind!r}")
+        v, bad = read_column(s, c)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            found.append(Unreadable(c["name"], kind, rows, s.to_numpy(dtype=object)[rows]))
         if kind == "numeric":
-            v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             flags = []
             for sentinel in c.get("sentinels", []):
                 hit = v == sentinel
                 flags.append(np.where(np.isnan(v), np.nan, hit.astype(float)))
                 v = np.where(hit, np.nan, v)
             cols += [v, *flags]
-        elif kind == "boolean":
-            cols.append(_bool_values(s))
-        elif kind == "categorical":
-            cats = c["categories"]
-            codes = {v: float(i) for i, v in enumerate(cats)}
-            other = codes.get("__other__", np.nan)
-            text = s.astype("string").str.strip()
-            mapped = text.map(lambda v, codes=codes, other=other: codes.get(v, other), na_action="ignore")
-            cols.append(mapped.to_numpy(dtype=np.float64, na_value=np.nan))
         elif kind == "date":
-            d = _dates(s)
-            days = (d - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds() / 86400.0
+            days = (v - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds() / 86400.0
             cols += [days.to_numpy(dtype=np.float64, na_value=np.nan),
-                     d.dt.month.to_numpy(dtype=np.float64, na_value=np.nan),
-                     d.dt.day_of_week.to_numpy(dtype=np.float64, na_value=np.nan)]
-        elif kind == "text":
-            cols += _text_features(s, c["tokens"])
+                     v.dt.month.to_numpy(dtype=np.float64, na_value=np.nan),
+                     v.dt.day_of_week.to_numpy(dtype=np.float64, na_value=np.nan)]
         else:
-            raise BundleError(f"table schema: column {c['name']!r} has unknown kind {kind!r}")
+            cols.append(v)
     if not cols:
-        return np.empty((len(df), 0))
-    return np.column_stack(cols)
+        return np.empty((len(df), 0)), found
+    return np.column_stack(cols), found
 
 
 def check_table_columns(df: pd.DataFrame, schema: dict, source: str = "the table") -> None:
@@ -870,8 +878,10 @@ class TableScorer:
     """Scores a flat table with a :class:`~propensity.scoring.bundle.TableBundle`.
 
     Output keeps the input's row order: the id column (when the model has one),
-    ``probability`` (calibrated), ``score`` (0–100) and ``reasons`` (the top
-    input columns by exact SHAP log-odds, signed, per source column).
+    ``probability`` (calibrated), ``score`` (0–100), ``reasons`` (the top
+    input columns by exact SHAP log-odds, signed, per source column) and ``notes``
+    (the row's values the model could not read, each treated as missing; ``""``
+    when none).
     """
 
     def __init__(self, bundle):  # noqa: ANN001 - a TableBundle
@@ -889,13 +899,24 @@ class TableScorer:
         return cls(bundle)
 
     def predict(self, df: pd.DataFrame, source: str = "the table") -> np.ndarray:
+        """Calibrated probabilities, in row order; one warning per column with values it cannot read."""
         check_table_columns(df, self.bundle.schema, source)
-        x = table_matrix(df, self.bundle.schema)
+        x, found = checked_table_matrix(df, self.bundle.schema)
+        for u in found:
+            warnings.warn(warning_text(u, len(df), source), UserWarning, stacklevel=2)
         return self.bundle.calibrator(predict(self.bundle.booster, x, threads=_threads(len(x))))
 
     def score(self, df: pd.DataFrame, source: str = "the table", reasons: bool = True) -> pd.DataFrame:
+        """The scores table (see the class docstring), with ``notes`` naming each row's unreadable values.
+
+        A value the trained kind of its column cannot read (``"49 yrs"`` for a
+        number, ``"maybe"`` for yes/no) is scored as missing, noted on its row and
+        counted in one warning per column.
+        """
         check_table_columns(df, self.bundle.schema, source)
-        x = table_matrix(df, self.bundle.schema)
+        x, found = checked_table_matrix(df, self.bundle.schema)
+        for u in found:
+            warnings.warn(warning_text(u, len(df), source) + "; see the notes column", UserWarning, stacklevel=2)
         b = self.bundle
         out = pd.DataFrame(index=range(len(df)))
         id_col = b.schema.get("id_column")
@@ -911,6 +932,7 @@ class TableScorer:
             p = b.calibrator(predict(b.booster, x, threads=_threads(len(x)))) if len(df) else np.array([])
             out["probability"] = p
             out["score"] = np.rint(p * 100).astype(int)
+        out["notes"] = row_notes(found, len(df))
         return out
 
     def _reasons(self, df: pd.DataFrame, contrib: np.ndarray) -> list[str]:
