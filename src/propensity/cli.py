@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import time
 import warnings
 from pathlib import Path
 
+from propensity.core.errors import PropensityError
 from propensity.supervisor import CRASH_LOG_ENV, run_supervised, start_crash_log, step
 
 __all__ = ["main", "run"]
@@ -725,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if isinstance(exc, KeyError) and exc.args:
             msg = str(exc.args[0])
-        elif isinstance(exc, (ValueError, OSError, RuntimeError)):
+        elif isinstance(exc, (PropensityError, ValueError, OSError, RuntimeError)):
             msg = str(exc)
         else:
             msg = f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"

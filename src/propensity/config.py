@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from propensity.core.errors import ConfigError
 from propensity.core.validation import validation_message
 
 __all__ = [
@@ -31,10 +32,6 @@ __all__ = [
 ]
 
 _NAME = r"^[a-z][a-z0-9_]*$"
-
-
-class ConfigError(ValueError):
-    """A configuration file is missing, unreadable or invalid; the message names it."""
 
 
 class _Strict(BaseModel):

@@ -13,11 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from propensity.core.errors import TrackingError
+
 __all__ = ["TrackingError", "check_tracking", "log_report_run", "log_training", "resolve_tracking_uri"]
-
-
-class TrackingError(RuntimeError):
-    """The tracking server or registry cannot be used; the message says why."""
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:

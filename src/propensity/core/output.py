@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from propensity.core.errors import OutputError
+
 __all__ = ["LOCK_TIMEOUT_S", "MARKER", "OutputError", "check_file_output", "check_folder_output", "claim",
            "has_marker", "lock_path", "staged_file", "staged_folder", "write_marker"]
 
@@ -40,10 +42,6 @@ FORCE_HINT = "choose another output path, or pass --force to replace it"
 
 _STAGING = re.compile(r"(?:staging|old)-(\d+)-[0-9a-f]+")
 _FIXED_STAGING = ("staging", "report-staging")  # the fixed names earlier versions used; never live under the lock
-
-
-class OutputError(ValueError):
-    """An output path that must not be replaced or cannot be written; the message names it."""
 
 
 def _absolute(path: str | Path) -> Path:

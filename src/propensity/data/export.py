@@ -68,15 +68,12 @@ import numpy as np
 import pandas as pd
 
 from propensity.core.ids import folded_duplicates, near_matches
-from propensity.core.timezones import ZONE
+from propensity.core.errors import DataError
+from propensity.core.times import ZONE
 from propensity.data.activities import (NAT_US, ActivityArrays, _arrow_str, arrays_from_frame,
                                          read_activity_arrays)
 
 __all__ = ["CrmExport", "DataError", "TABLES", "read_export", "read_table"]
-
-
-class DataError(ValueError):
-    """Input data is missing or malformed; the message names the file and column."""
 
 
 REQUIRED: dict[str, list[str]] = {

@@ -67,6 +67,7 @@ from pydantic import ValidationError
 
 from propensity.config import EngagementConfig, IcpConfig, TierConfig
 from propensity.core.digests import json_sha256, sha256_hex
+from propensity.core.errors import BundleError
 from propensity.core.native import LIGHTGBM
 from propensity.core.output import check_folder_output, staged_folder
 from propensity.core.validation import validation_message
@@ -81,10 +82,6 @@ __all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "TableBundle", "Unverified
 SCHEMA_VERSION = 1
 MODEL_FILE = "model.txt"
 META_FILE = "bundle.json"
-
-
-class BundleError(ValueError):
-    """A bundle is missing, incomplete, damaged, invalid or from an incompatible version."""
 
 
 class UnverifiedBundleWarning(UserWarning):

@@ -29,7 +29,7 @@ ISO-8601 string with a time zone, or a datetime); with no ``as_of``, a
 future timestamps: a clock or time-zone error); a timestamp without a time zone
 (``created_at``, ``occurred_at`` or ``recorded_at`` written ``2025-01-31 09:00:00``,
 or a naive datetime): as in a CRM export, no zone is assumed
-(:mod:`propensity.core.timezones`). ``as_of`` is an argument, not data: a naive one
+(:mod:`propensity.core.times`). ``as_of`` is an argument, not data: a naive one
 is UTC, as for a batch. An activity time that is a bare
 number is unreadable: the activity is ignored with a note; so is one whose
 ``recorded_at`` is there but unreadable (as a lenient ``read_export`` drops it).
@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import IcpConfig
-from propensity.core.timezones import has_zone
+from propensity.core.times import has_zone
 from propensity.data.export import CrmExport
 from propensity.features.onelead import number_note, read_number
 
