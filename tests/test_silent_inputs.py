@@ -19,7 +19,7 @@ from propensity.config import default_project_dir, load_project
 from propensity.data.export import CrmExport, DataError, read_export
 from propensity.features.onelead import OneLead, read_number
 from propensity.features.pipeline import build_features, unusable_value_notes
-from propensity.modeling.audit import _static_reason
+from propensity.modeling.audit import static_column_reason
 from propensity.modeling.train import MAX_UNMATCHED_ACCOUNTS, train
 from propensity.scoring.leadinput import lead_rows
 
@@ -133,8 +133,8 @@ def test_training_refuses_when_too_many_leads_match_no_account():
 def test_the_audit_of_a_column_empty_on_every_row_does_not_crash():
     y = np.array([0, 1] * 50)
     cutoff = pd.Series(pd.Timestamp("2025-01-01", tz="UTC"), index=range(100))
-    assert _static_reason(pd.Series([None] * 100, dtype=object), y, cutoff, 0.9, 0.5, 30) is None
-    assert _static_reason(pd.Series([None] * 100, dtype="string"), y, cutoff, 0.9, 0.5, 30) is None
+    assert static_column_reason(pd.Series([None] * 100, dtype=object), y, cutoff, 0.9, 0.5, 30) is None
+    assert static_column_reason(pd.Series([None] * 100, dtype="string"), y, cutoff, 0.9, 0.5, 30) is None
 
 
 # ------------------------------------------------------------------ activity types

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from propensity.core.version import VERSION as __version__
 
 __all__ = ["LeadInput", "LeadScore", "LeadScorer", "build_features", "load_project", "read_export", "train"]
 

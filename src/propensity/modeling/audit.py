@@ -57,7 +57,7 @@ from propensity.features.matrix import fit_categories, to_matrix
 from propensity.features.spec import FeatureDef
 from propensity.modeling.split import TimeSplit
 
-__all__ = ["leakage_audit", "to_markdown"]
+__all__ = ["leakage_audit", "static_column_reason", "to_markdown"]
 
 _QUICK_PARAMS = {
     "objective": "binary", "learning_rate": 0.1, "num_leaves": 15, "max_depth": 5, "min_child_samples": 50,
@@ -233,14 +233,21 @@ def _static_columns(frame: pd.DataFrame, export: CrmExport, y: np.ndarray, idx: 
             col = df[name].iloc[np.maximum(pos, 0)].reset_index(drop=True)
             col = col.where(pd.Series(pos >= 0), None) if (pos < 0).any() else col
             checked.append(f"{table}.{name}")
-            reason = _static_reason(col, yy, cutoff, auc_threshold, missing_gap, min_support)
+            reason = static_column_reason(col, yy, cutoff, auc_threshold, missing_gap, min_support)
             if reason:
                 flagged.append({"table": table, "column": name, "reason": reason})
     return {"checked": checked, "flagged": flagged, "rows": len(idx)}
 
 
-def _static_reason(col: pd.Series, y: np.ndarray, cutoff: pd.Series, auc_threshold: float, missing_gap: float,
-                   min_support: int) -> str | None:
+def static_column_reason(col: pd.Series, y: np.ndarray, cutoff: pd.Series, auc_threshold: float,
+                         missing_gap: float, min_support: int) -> str | None:
+    """Why one lead or account column (its values on the sampled rows) looks written after the outcome, or None.
+
+    ``y`` is the rows' labels and ``cutoff`` their snapshot times. A timestamp at or
+    after the cutoff; an empty rate that differs by ``missing_gap`` between won and
+    other rows; a value seen on ``min_support`` rows that are nearly all won; or the
+    column alone ranking the label with ROC AUC strength ``auc_threshold``.
+    """
     pos = y == 1
     if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(col):
         stamps = pd.to_datetime(col, utc=True)

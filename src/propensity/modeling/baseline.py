@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import EngagementConfig, IcpConfig
+from propensity.core.names import events_in_window, fit_match
 
 __all__ = ["baseline_points"]
 
@@ -21,12 +22,12 @@ def baseline_points(frame: pd.DataFrame, icp: IcpConfig, engagement: EngagementC
     total = np.zeros(len(frame))
     for c in icp.criteria:
         if c.kind != "value" and c.points:
-            total += c.points * frame[f"fit_{c.name}"].fillna(0.0).to_numpy()
+            total += c.points * frame[fit_match(c.name)].fillna(0.0).to_numpy()
     longest = max(engagement.windows_days)
     for s in engagement.signals:
         if not s.points:
             continue
-        pts = s.points * frame[f"eng_{s.name}_{longest}d"].fillna(0.0).to_numpy()
+        pts = s.points * frame[events_in_window(s.name, longest)].fillna(0.0).to_numpy()
         if s.max_points:
             pts = np.clip(pts, -s.max_points, s.max_points)
         total += pts

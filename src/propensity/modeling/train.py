@@ -26,9 +26,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from propensity import __version__
 from propensity.config import ModelConfig, ProjectConfig
 from propensity.core.native import LIGHTGBM, cores, predict
+from propensity.core.version import VERSION
 from propensity.data.export import CrmExport, DataError
 from propensity.features.cutoffs import training_cutoffs
 from propensity.features.matrix import fit_categories, to_matrix
@@ -64,8 +64,6 @@ class TrainResult:
     top_k: dict = field(default_factory=dict)  # {"ks": {label: K}, "policy": str}
     calibration: dict = field(default_factory=dict)  # {"config", "method", "scores"}
     tuning: dict = field(default_factory=dict)  # {"budget_s", "trials", "seconds", "valid_auc", "chosen"}
-
-
 
 
 def _lgb_params(cfg: ModelConfig, spec: list[FeatureDef]) -> dict:
@@ -204,7 +202,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
         icp=project.icp, engagement=project.engagement, tiers=cfg.tiers, top_k=cfg.reasons.top_k,
         horizon_days=cfg.label.horizon_days,
         metadata={
-            "propensity_version": __version__,
+            "propensity_version": VERSION,
             "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
             "data": export.source,
             "data_end": str(export.end()),
@@ -236,7 +234,6 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
 def _minmax(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     lo, hi = float(np.min(reference)), float(np.max(reference))
     return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values, dtype=float)
-
 
 
 def numeric_matrix(x: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
