@@ -33,8 +33,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from propensity.modeling.table_train import train_table
-from propensity.scoring.scorer import TableScorer
+from propensity.tabular.scorer import TableScorer
+from propensity.tabular.train import train_table
 
 BANK = Path(__file__).resolve().parents[2] / "shared" / "data" / "bank-marketing" / "bank-additional-full.csv"
 

@@ -21,9 +21,10 @@ from propensity import LeadScorer
 from propensity.data.export import read_export
 from propensity.features.cutoffs import scoring_cutoffs
 from propensity.features.pipeline import build_features
-from propensity.modeling.table_train import train_table
 from propensity.modeling.tune import tune_lightgbm
-from propensity.scoring.scorer import PARALLEL_MIN_ROWS, TableScorer
+from propensity.scoring.predictions import PARALLEL_MIN_ROWS
+from propensity.tabular.scorer import TableScorer
+from propensity.tabular.train import train_table
 
 LEADS = 60
 

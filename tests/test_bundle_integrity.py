@@ -17,11 +17,11 @@ from _tables import lead_table
 
 from propensity.config import default_project_dir, load_project
 from propensity.features.spec import build_feature_spec
-from propensity.modeling.table_train import train_table
-from propensity.scoring.bundle import (Bundle, BundleError, UnverifiedBundleWarning, load_bundle,
-                                       save_bundle)
+from propensity.scoring.bundle import Bundle, BundleError, UnverifiedBundleWarning, save_bundle
 from propensity.scoring.calibration import Calibrator
 from propensity.scoring.model_text import layout_problem
+from propensity.tabular.bundle import load_any_bundle
+from propensity.tabular.train import train_table
 
 ISOTONIC = Calibrator("isotonic", x=[0.1, 0.5, 0.9], y=[0.05, 0.4, 0.8])
 
@@ -124,7 +124,7 @@ def test_saved_bundle_records_the_digest_of_its_model_and_of_its_metadata(bundle
     assert re.fullmatch(r"[0-9a-f]{64}", meta["content_sha256"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a verified bundle loads without a warning
-        load_bundle(bundle)
+        load_any_bundle(bundle)
 
 
 def test_same_length_leaf_edit_is_refused(bundle):
@@ -133,7 +133,7 @@ def test_same_length_leaf_edit_is_refused(bundle):
     assert (bundle / "model.txt").stat().st_size == before
     lgb.Booster(model_file=str(bundle / "model.txt"))  # LightGBM alone takes the edited model without a word
     with pytest.raises(BundleError) as err:
-        load_bundle(bundle)
+        load_any_bundle(bundle)
     msg = str(err.value)
     assert str(bundle / "model.txt") in msg and "SHA-256" in msg and "\n" not in msg
 
@@ -145,37 +145,37 @@ def test_model_from_another_save_is_refused(crm_bundle, tmp_path):
     second = save_bundle(other, tmp_path / "second")
     shutil.copyfile(second / "model.txt", first / "model.txt")  # same features, different trees
     with pytest.raises(BundleError, match=r"model\.txt: its SHA-256 does not match"):
-        load_bundle(first)
+        load_any_bundle(first)
 
 
 def test_edited_metadata_is_refused_but_reformatting_is_not(bundle):
     meta = _meta(bundle)
     (bundle / "bundle.json").write_text(json.dumps(dict(reversed(meta.items())), indent=4))  # same content
-    load_bundle(bundle)
+    load_any_bundle(bundle)
     meta["top_k"] = 5 if meta["top_k"] != 5 else 4  # valid, but not what was saved
     _write_meta(bundle, meta)
     with pytest.raises(BundleError) as err:
-        load_bundle(bundle)
+        load_any_bundle(bundle)
     assert str(bundle / "bundle.json") in str(err.value) and "content_sha256" in str(err.value)
 
 
 def test_missing_model_file_is_named(bundle):
     (bundle / "model.txt").unlink()
     with pytest.raises(BundleError, match=r"incomplete \(no model\.txt\)"):
-        load_bundle(bundle)
+        load_any_bundle(bundle)
 
 
 def test_bundle_saved_without_digests_loads_with_a_warning(bundle, tmp_path):
-    expected = load_bundle(bundle).booster.model_to_string()
+    expected = load_any_bundle(bundle).booster.model_to_string()
     _strip_digests(bundle)
     with pytest.warns(UnverifiedBundleWarning, match="no SHA-256 digests") as caught:
-        old = load_bundle(bundle)
+        old = load_any_bundle(bundle)
     assert str(bundle) in str(caught[0].message)
     assert old.booster.model_to_string() == expected
     resaved = save_bundle(old, tmp_path / "resaved")  # saving it again adds the digests
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        load_bundle(resaved)
+        load_any_bundle(resaved)
 
 
 def test_unverified_warning_can_be_made_an_error(bundle):
@@ -183,7 +183,7 @@ def test_unverified_warning_can_be_made_an_error(bundle):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnverifiedBundleWarning)
         with pytest.raises(UnverifiedBundleWarning):
-            load_bundle(bundle)
+            load_any_bundle(bundle)
 
 
 def test_digest_for_a_file_outside_the_bundle_folder_is_refused(bundle):
@@ -191,7 +191,7 @@ def test_digest_for_a_file_outside_the_bundle_folder_is_refused(bundle):
     meta["files"]["../model.txt"] = meta["files"]["model.txt"]
     _write_meta(bundle, meta)
     with pytest.raises(BundleError, match=r"files\.\.\./model\.txt"):
-        load_bundle(bundle)
+        load_any_bundle(bundle)
 
 
 # --------------------------------------------- damage that used to crash LightGBM
@@ -206,12 +206,13 @@ CRASH_CASES = {
 
 LOAD_ALL = """
 import json, sys, warnings
-from propensity.scoring.bundle import BundleError, load_bundle
+from propensity.scoring.bundle import BundleError
+from propensity.tabular.bundle import load_any_bundle
 warnings.simplefilter("ignore")
 out = {}
 for case, path in json.loads(sys.argv[1]).items():
     try:
-        load_bundle(path)
+        load_any_bundle(path)
         out[case] = "loaded"
     except BundleError as exc:
         out[case] = str(exc)
@@ -332,7 +333,7 @@ def test_invalid_bundle_json_names_the_field(crm_dir, table_dir, tmp_path, kind,
     edit(meta)
     _write_meta(folder, meta)
     with pytest.raises(BundleError) as err:
-        load_bundle(folder)
+        load_any_bundle(folder)
     msg = str(err.value)
     assert msg.startswith(f"{folder / 'bundle.json'}: ") and "\n" not in msg
     assert re.search(expected, msg), msg
@@ -341,7 +342,7 @@ def test_invalid_bundle_json_names_the_field(crm_dir, table_dir, tmp_path, kind,
 def test_bundle_json_that_is_no_object_is_named(bundle):
     _write_meta(bundle, [1, 2, 3])
     with pytest.raises(BundleError, match=r"bundle\.json: expected a JSON object at the top level, found list"):
-        load_bundle(bundle)
+        load_any_bundle(bundle)
 
 
 def test_save_refuses_a_bundle_that_could_not_be_loaded(crm_bundle, crm_dir, tmp_path):
@@ -408,7 +409,7 @@ def test_models_uri_is_verified_after_download(table_dir, tmp_path):
     """A damaged copy in the MLflow artifact store is refused by TableScorer.load("models:/...")."""
     import mlflow
 
-    from propensity.scoring.scorer import TableScorer
+    from propensity.tabular.scorer import TableScorer
     from propensity.tracking import log_report_run
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from propensity.cli import main
-from propensity.scoring.bundle import current_umask
+from propensity.scoring.bundle_files import current_umask
 
 pytestmark = pytest.mark.slow
 

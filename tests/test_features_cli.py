@@ -57,7 +57,7 @@ def test_with_as_of_it_writes_one_row_per_open_lead_at_that_time(crm, project, t
 
 def test_the_table_gets_the_mode_a_plain_file_would(crm, tmp_path):
     # Written to a temporary file (0o600) and renamed: the result must still be readable as the umask allows.
-    from propensity.scoring.bundle import current_umask
+    from propensity.scoring.bundle_files import current_umask
 
     old = os.umask(0o027)
     try:

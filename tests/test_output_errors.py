@@ -14,8 +14,8 @@ from _tables import lead_table
 from _world import bundle_dir, project, trained, world_dir  # noqa: F401  (session fixtures)
 
 from propensity.cli import main
-from propensity.modeling.table_train import train_table
 from propensity.scoring.bundle import save_bundle
+from propensity.tabular.train import train_table
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,13 @@ from _tables import lead_table
 
 import propensity.data.export
 import propensity.data.synthetic
-import propensity.modeling.table_jobs
-import propensity.scoring.scorer
+import propensity.tabular.files
+import propensity.tabular.jobs
 from propensity.cli import main
 from propensity.core.output import OutputError, check_folder_output, lock_path, staged_folder
 from propensity.modeling.evaluate import is_report_folder
-from propensity.scoring.bundle import is_bundle_folder, load_bundle, save_bundle
+from propensity.scoring.bundle import is_bundle_folder, save_bundle
+from propensity.tabular.bundle import load_table_bundle
 
 
 def _folder_with_files(path: Path) -> dict[str, str]:
@@ -44,8 +45,8 @@ def no_work(monkeypatch):
         raise AssertionError("work started before the output was checked")
 
     monkeypatch.setattr(propensity.data.export, "read_export", boom)
-    monkeypatch.setattr(propensity.scoring.scorer, "read_table", boom)
-    monkeypatch.setattr(propensity.modeling.table_jobs, "read_table", boom)
+    monkeypatch.setattr(propensity.tabular.files, "read_flat_table", boom)
+    monkeypatch.setattr(propensity.tabular.jobs, "read_flat_table", boom)
     monkeypatch.setattr(propensity.data.synthetic, "generate_world", boom)
 
 
@@ -155,7 +156,7 @@ def test_own_outputs_are_replaced_and_force_replaces_a_foreign_folder(table, tab
     assert _train_table(table, foreign) == 2
     assert _train_table(table, foreign, "--force") == 0
     assert sorted(p.name for p in foreign.iterdir()) == ["bundle.json", "model.txt", "report"]
-    load_bundle(foreign)
+    load_table_bundle(foreign)
     capsys.readouterr()
 
 
@@ -285,7 +286,7 @@ def test_two_trainings_into_one_output_never_collide(table, tmp_path):
             assert "another propensity run is writing" in err, err
         assert "No such file" not in err and "Traceback" not in err, err
     assert any(code == 0 for code, _ in results)
-    load_bundle(out)
+    load_table_bundle(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]  # no staging left behind
 
 
@@ -312,7 +313,7 @@ def test_staging_left_by_a_killed_run_is_removed_with_a_note(table, tmp_path):
         assert not s.exists()
         assert any(n.startswith(f"removed {s}, left behind by an interrupted propensity run") for n in notes), notes
     assert live.exists()
-    load_bundle(out)
+    load_table_bundle(out)
 
 
 def test_staging_names_are_per_process_and_unique(tmp_path):

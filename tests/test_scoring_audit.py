@@ -16,7 +16,8 @@ from propensity.config import TierConfig
 from propensity.data.export import CrmExport, DataError, read_export
 from propensity.features.cutoffs import scoring_cutoffs
 from propensity.features.pipeline import build_features
-from propensity.scoring.bundle import BundleError, current_umask, load_bundle, save_bundle
+from propensity.scoring.bundle import BundleError, load_bundle, save_bundle
+from propensity.scoring.bundle_files import current_umask
 from propensity.scoring.calibration import Calibrator
 
 pytestmark = pytest.mark.slow

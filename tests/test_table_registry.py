@@ -6,7 +6,7 @@ import pytest
 from _tables import lead_table
 
 from propensity.cli import main
-from propensity.scoring.scorer import TableScorer
+from propensity.tabular.scorer import TableScorer
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,12 @@ import pytest
 from _tables import BANK, lead_table
 
 from propensity.cli import main
-from propensity.modeling.tabular import infer_schema, leakage_warnings, normalise_target
-from propensity.modeling.table_train import split_table, train_table
-from propensity.scoring.bundle import TableBundle, load_bundle, save_bundle
-from propensity.scoring.scorer import TableScorer, table_matrix
+from propensity.scoring.bundle import save_bundle
+from propensity.tabular.bundle import TableBundle, load_table_bundle
+from propensity.tabular.inference import infer_schema, leakage_warnings, normalise_target
+from propensity.tabular.matrix import table_matrix
+from propensity.tabular.scorer import TableScorer
+from propensity.tabular.train import split_table, train_table
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def trained(table):
 
 
 def _kinds(schema):
-    return {c["name"]: c["kind"] for c in schema["columns"]}
+    return {c.name: c.kind for c in schema.columns}
 
 
 def test_column_kinds_are_inferred(table):
@@ -33,31 +35,31 @@ def test_column_kinds_are_inferred(table):
     assert kinds["segment"] == "categorical"
     assert kinds["newsletter"] == "boolean"
     assert kinds["created"] == "date"
-    assert "created__month" in schema["features"]
+    assert "created__month" in schema.features
 
 
 def test_constant_and_id_like_columns_are_dropped_with_a_reason():
     df = lead_table(300).drop(columns=["lead_id"]).assign(row_no=np.arange(300), code=[f"x{i}" for i in range(300)])
     schema = infer_schema(df, "converted")
-    assert "constant" in schema["dropped"]["country"]
-    assert "id-like" in schema["dropped"]["row_no"]
-    assert "id-like" in schema["dropped"]["code"]
+    assert "constant" in schema.dropped["country"]
+    assert "id-like" in schema.dropped["row_no"]
+    assert "id-like" in schema.dropped["code"]
 
 
 def test_dominant_999_is_a_sentinel_not_a_number(table):
     schema = infer_schema(table, "converted")
-    pdays = next(c for c in schema["columns"] if c["name"] == "pdays")
-    assert pdays["sentinels"] == [999.0]
+    pdays = next(c for c in schema.columns if c.name == "pdays")
+    assert pdays.sentinels == [999.0]
     x = table_matrix(table.head(50), schema)
-    j = schema["features"].index("pdays")
+    j = schema.features.index("pdays")
     is999 = table["pdays"].head(50).to_numpy() == 999
     assert np.isnan(x[is999, j]).all() and (x[is999, j + 1] == 1).all()
 
 
 def test_ordinary_small_negative_values_are_not_sentinels():
     df = pd.DataFrame({"delta": np.tile([-3, -2, -1, 0, 1, 2], 20), "y": np.tile([0, 1], 60)})
-    col = infer_schema(df, "y")["columns"][0]
-    assert col["sentinels"] == []
+    col = infer_schema(df, "y").columns[0]
+    assert col.sentinels == []
 
 
 def test_leaky_column_is_warned_by_name_and_by_auc(table):
@@ -103,7 +105,7 @@ def test_time_split_tests_on_the_newest_rows():
 
 def test_bundle_round_trip_scores_identically(trained, table, tmp_path):
     path = save_bundle(trained.bundle, tmp_path / "m")
-    loaded = load_bundle(path)
+    loaded = load_table_bundle(path)
     assert isinstance(loaded, TableBundle)
     rows = table.drop(columns=["converted"]).head(200)
     a = TableScorer(trained.bundle).score(rows)
@@ -194,8 +196,8 @@ def test_cli_scoring_columns_must_match(trained, tmp_path, capsys):
 def test_bank_table_flags_duration_and_pdays_sentinel():
     df = pd.read_csv(BANK)
     schema = infer_schema(df, "output")
-    pdays = next(c for c in schema["columns"] if c["name"] == "pdays")
-    assert pdays["sentinels"] == [999.0]
+    pdays = next(c for c in schema.columns if c.name == "pdays")
+    assert pdays.sentinels == [999.0]
     y, _, _ = normalise_target(df["output"], "output", "bank")
     warns = leakage_warnings(table_matrix(df, schema), y, schema)
     assert any(w.startswith("duration") for w in warns)

@@ -8,10 +8,12 @@ import pandas as pd
 import pytest
 from _tables import BANK
 
-from propensity.modeling.tabular import MAX_TEXT_TOKENS, infer_schema
-from propensity.modeling.table_train import train_table
-from propensity.scoring.bundle import load_bundle, save_bundle
-from propensity.scoring.scorer import TableScorer, table_matrix
+from propensity.scoring.bundle import save_bundle
+from propensity.tabular.bundle import load_table_bundle
+from propensity.tabular.inference import MAX_TEXT_TOKENS, infer_schema
+from propensity.tabular.matrix import table_matrix
+from propensity.tabular.scorer import TableScorer
+from propensity.tabular.train import train_table
 
 SENIORITY = {"intern": -2.0, "junior": -1.2, "associate": -0.6, "manager": 0.0, "senior": 0.4,
              "director": 1.0, "head": 1.4, "vp": 2.0}
@@ -64,24 +66,24 @@ def without_text(table):
 
 
 def _title(schema):
-    return next(c for c in schema["columns"] if c["name"] == "title")
+    return next(c for c in schema.columns if c.name == "title")
 
 
 def test_free_text_title_is_kept_as_word_features(table):
     assert table["title"].nunique() >= 0.9 * len(table)  # the old rule dropped it as id-like or free text
     schema = infer_schema(table, "converted", id_column="lead_id")
     title = _title(schema)
-    assert title["kind"] == "text"
-    assert set(SENIORITY) <= set(title["tokens"]) and len(title["tokens"]) <= MAX_TEXT_TOKENS
-    assert "of" not in title["tokens"]  # a stop word, in every title anyway
-    assert "title__has_vp" in schema["features"] and "title__tokens" in schema["features"]
+    assert title.kind == "text"
+    assert set(SENIORITY) <= set(title.tokens) and len(title.tokens) <= MAX_TEXT_TOKENS
+    assert "of" not in title.tokens  # a stop word, in every title anyway
+    assert "title__has_vp" in schema.features and "title__tokens" in schema.features
     rows = table.head(200)
     x = table_matrix(rows, schema)
-    assert x.shape == (200, len(schema["features"]))
+    assert x.shape == (200, len(schema.features))
     missing = rows["title"].isna().to_numpy()
     assert 0 < missing.sum() < 30
-    has_vp = x[:, schema["features"].index("title__has_vp")]
-    counts = x[:, schema["features"].index("title__tokens")]
+    has_vp = x[:, schema.features.index("title__has_vp")]
+    counts = x[:, schema.features.index("title__tokens")]
     assert np.isnan(has_vp[missing]).all() and np.isnan(counts[missing]).all()
     expected = [float("vp" in t.lower().split()) for t in rows["title"][~missing]]
     assert list(has_vp[~missing]) == expected
@@ -99,7 +101,8 @@ def test_text_features_beat_dropping_the_column(with_text, without_text):
 def test_scoring_new_rows_with_unseen_words_and_missing_titles(with_text, tmp_path):
     path = save_bundle(with_text.bundle, tmp_path / "m")
     meta = json.loads((path / "bundle.json").read_text())
-    assert _title(meta["table"])["tokens"] == _title(with_text.bundle.schema)["tokens"]
+    saved = next(c for c in meta["table"]["columns"] if c["name"] == "title")
+    assert saved["tokens"] == _title(with_text.bundle.schema).tokens
     rows = titled_table(40, seed=7).drop(columns=["converted"])
     rows.loc[[3, 11], "title"] = None
     rows.loc[5, "title"] = np.nan
@@ -107,7 +110,7 @@ def test_scoring_new_rows_with_unseen_words_and_missing_titles(with_text, tmp_pa
     rows.loc[20, "title"] = "Chief Vibes Officer of Quantum Synergy"  # no word seen in training
     rows.loc[21, "title"] = "VP"
     shuffled = rows.sample(frac=1, random_state=2).reset_index(drop=True)
-    scorer = TableScorer(load_bundle(path))
+    scorer = TableScorer(load_table_bundle(path))
     out = scorer.score(shuffled)
     assert list(out["lead_id"]) == list(shuffled["lead_id"])
     assert out["probability"].between(0, 1).all() and out["probability"].notna().all()
@@ -126,7 +129,7 @@ def test_a_text_column_gives_one_reason_named_by_the_column(with_text, table):
     # The title's reason is the sum of the SHAP values of all its word features.
     schema = bundle.schema
     contrib = bundle.booster.predict(table_matrix(rows, schema), pred_contrib=True)[:, :-1]
-    cols = [j for j, n in enumerate(schema["features"]) if n.startswith("title__")]
+    cols = [j for j, n in enumerate(schema.features) if n.startswith("title__")]
     for i, rs in enumerate(reasons):
         shown = [r for r in rs if r.startswith("title=")]
         if shown:
@@ -145,12 +148,12 @@ def test_id_like_text_is_still_dropped_with_the_same_note(table):
         spaced_code=[f"X{r.integers(100, 999)} {r.integers(100, 999)}Q{i}" for i in range(n)],
     )
     schema = infer_schema(df, "converted", id_column="lead_id")
-    kinds = {c["name"]: c["kind"] for c in schema["columns"]}
+    kinds = {c.name: c.kind for c in schema.columns}
     assert kinds["title"] == "text"
     for col in ("external_ref", "work_mail", "code", "spaced_code"):  # UUIDs, emails, one-token and random codes
-        assert schema["dropped"][col] == DISTINCT_NOTE
+        assert schema.dropped[col] == DISTINCT_NOTE
     named = infer_schema(df.rename(columns={"external_ref": "lead_uuid"}), "converted", id_column="lead_id")
-    assert "id-like" in named["dropped"]["lead_uuid"]
+    assert "id-like" in named.dropped["lead_uuid"]
 
 
 def test_people_names_are_not_read_as_free_text():
@@ -160,20 +163,20 @@ def test_people_names_are_not_read_as_free_text():
                                                              r.choice(["Smith", "Jones", "Silva"], n)))]
     df = pd.DataFrame({"full_name": names, "x": r.normal(size=n), "y": r.integers(0, 2, n)})
     schema = infer_schema(df, "y")
-    assert schema["dropped"]["full_name"] == DISTINCT_NOTE
+    assert schema.dropped["full_name"] == DISTINCT_NOTE
 
 
 def test_short_categorical_text_stays_categorical():
     r = np.random.default_rng(3)
     n = 600
     df = pd.DataFrame({"source": r.choice(["Paid Search", "Trade Show", "Web Form"], n), "y": r.integers(0, 2, n)})
-    col = infer_schema(df, "y")["columns"][0]
-    assert col["kind"] == "categorical"
+    col = infer_schema(df, "y").columns[0]
+    assert col.kind == "categorical"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not BANK.exists(), reason="../shared/data/bank-marketing is not present")
 def test_bank_table_has_no_free_text():
     schema = infer_schema(pd.read_csv(BANK), "output")
-    assert not [c["name"] for c in schema["columns"] if c["kind"] == "text"]
-    assert schema["dropped"] == {}
+    assert not [c.name for c in schema.columns if c.kind == "text"]
+    assert schema.dropped == {}

@@ -26,9 +26,10 @@ from propensity.features import snapshots
 from propensity.features.cutoffs import scoring_cutoffs, training_cutoffs
 from propensity.features.pipeline import build_features
 from propensity.modeling import folds as folds_module
-from propensity.modeling.table_train import train_table
 from propensity.modeling.tune import tune_lightgbm
-from propensity.scoring.scorer import PARALLEL_MIN_ROWS, TableScorer
+from propensity.scoring.predictions import PARALLEL_MIN_ROWS
+from propensity.tabular.scorer import TableScorer
+from propensity.tabular.train import train_table
 
 # Releasing memory: the garbage collector frees boosters and datasets from whatever thread it runs on.
 _NOT_WATCHED = frozenset({"LGBM_BoosterFree", "LGBM_DatasetFree", "LGBM_GetLastError"})

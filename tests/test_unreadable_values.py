@@ -17,9 +17,9 @@ import pytest
 from _tables import lead_table
 
 from propensity.cli import main
-from propensity.modeling.table_train import train_table
 from propensity.scoring.bundle import save_bundle
-from propensity.scoring.scorer import TableScorer
+from propensity.tabular.scorer import TableScorer
+from propensity.tabular.train import train_table
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +57,9 @@ def test_text_in_a_numeric_column_is_missing_noted_and_counted(trained, rows):
 
 def test_infinite_and_wrong_kind_values_of_every_kind_are_noted(trained, rows):
     scorer = TableScorer(trained.bundle)
-    kinds = {c["name"]: c["kind"] for c in trained.bundle.schema["columns"]}
+    kinds = {c.name: c.kind for c in trained.bundle.schema.columns}
     assert kinds["newsletter"] == "boolean" and kinds["created"] == "date" and kinds["segment"] == "categorical"
-    assert "__other__" not in next(c for c in trained.bundle.schema["columns"] if c["name"] == "segment")["categories"]
+    assert "__other__" not in next(c for c in trained.bundle.schema.columns if c.name == "segment").categories
     few = rows.head(6).copy().astype({"visits": float, "newsletter": object, "created": object, "segment": object})
     few.loc[0, "visits"] = np.inf
     few.loc[1, "newsletter"] = "maybe"

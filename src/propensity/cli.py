@@ -185,7 +185,7 @@ def cmd_train_table(args: argparse.Namespace) -> int:
 
 
 def _train_table_locked(args: argparse.Namespace, budget: float, uri: str) -> int:
-    from propensity.modeling.table_jobs import REPORT_DIR, train_table_file
+    from propensity.tabular.jobs import REPORT_DIR, train_table_file
     from propensity.tracking import check_tracking, log_report_run
 
     if not args.no_track:
@@ -210,7 +210,7 @@ def _train_table_locked(args: argparse.Namespace, budget: float, uri: str) -> in
           f"report: {out / REPORT_DIR / 'report.md'}")
     if not args.no_track:
         from propensity.config import load_project
-        from propensity.scoring.scorer import read_table
+        from propensity.tabular.files import read_flat_table as read_table
 
         tracking = load_project(args.config).training.tracking
         name = f"{tracking.registered_model}-table"
@@ -253,7 +253,8 @@ def _write_table(df, out: Path) -> None:
 
 def cmd_score_table(args: argparse.Namespace) -> int:
     from propensity.core.output import check_file_output, claim
-    from propensity.scoring.scorer import TableScorer, read_table
+    from propensity.tabular.files import read_flat_table as read_table
+    from propensity.tabular.scorer import TableScorer
 
     out = Path(args.out)
     check_file_output(out, inputs=(args.data, args.model))
@@ -317,7 +318,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_table_locked(args: argparse.Namespace, uri: str) -> int:
-    from propensity.modeling.table_jobs import evaluate_table
+    from propensity.tabular.jobs import evaluate_table
     from propensity.tracking import log_report_run
 
     result, path = evaluate_table(args.model, Path(args.data), Path(args.out), force=args.force)

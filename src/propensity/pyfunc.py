@@ -31,8 +31,8 @@ class PropensityPyfunc(mlflow.pyfunc.PythonModel):
     table = None
 
     def load_context(self, context) -> None:
-        from propensity.scoring.bundle import TableBundle, load_bundle
-        from propensity.scoring.scorer import TableScorer
+        from propensity.tabular.bundle import TableBundle, load_any_bundle as load_bundle
+        from propensity.tabular.scorer import TableScorer
 
         bundle = load_bundle(context.artifacts["bundle"])
         if isinstance(bundle, TableBundle):

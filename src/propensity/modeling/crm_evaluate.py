@@ -58,6 +58,7 @@ def evaluate_crm(model: str | Path, data: Path, out: Path, window: str = "new", 
     from propensity.features.pipeline import build_features
     from propensity.modeling.baseline import baseline_points
     from propensity.modeling.train import numeric_matrix, policy_ks, top_k_flat
+    from propensity.scoring.bundle_files import BundleKindError
     from propensity.scoring.calibration import Calibrator
     from propensity.scoring.scorer import LeadScorer
 
@@ -69,13 +70,13 @@ def evaluate_crm(model: str | Path, data: Path, out: Path, window: str = "new", 
     if not data.is_dir():
         raise ValueError(f"{data}: not a folder; a model trained on a CRM export is evaluated on a CRM export folder "
                          "(accounts, leads, activities, opportunities)")
-    if Path(str(model)).is_dir():
-        from propensity.scoring.bundle import TableBundle, load_bundle
-
-        if isinstance(load_bundle(model), TableBundle):
-            raise ValueError(f"{model}: a model trained on a flat table; evaluate it on a labelled table file "
-                             f"(--data FILE.csv), not on the folder {data}")
-    scorer = LeadScorer.load(model)
+    try:
+        scorer = LeadScorer.load(model)
+    except BundleKindError:
+        if not Path(str(model)).is_dir():
+            raise
+        raise ValueError(f"{model}: a model trained on a flat table; evaluate it on a labelled table file "
+                         f"(--data FILE.csv), not on the folder {data}") from None
     bundle = scorer.bundle
     meta = bundle.metadata
     say(f"reading {data}")

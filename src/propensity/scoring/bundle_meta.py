@@ -1,5 +1,10 @@
 """The layout of ``bundle.json`` as pydantic models: every key a bundle may hold, its type and its range.
 
+:class:`BundleMeta` holds what every kind of bundle records (calibration, reason
+count, metadata, digests); :class:`CrmMeta` is a model trained on a CRM export.
+A flat-table bundle's layout (``kind: table``) is
+:class:`propensity.tabular.bundle.TableMeta`, built on :class:`BundleMeta`.
+
 :func:`~propensity.scoring.bundle.load_bundle` validates the whole file against
 these before anything is used, and :func:`~propensity.scoring.bundle.save_bundle`
 validates what it is about to write, so a bundle that cannot be scored is never
@@ -13,13 +18,14 @@ The ICP, engagement and tier definitions are the configuration models of
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from propensity.config import EngagementConfig, IcpConfig, TierConfig
 
-__all__ = ["CalibrationMeta", "CrmMeta", "FeatureMeta", "TableColumn", "TableMeta", "TableSchema"]
+__all__ = ["BundleMeta", "CalibrationMeta", "CrmMeta", "FeatureMeta", "FileName", "Finite", "Name", "Probability",
+           "Sha256", "StrictModel", "unique_values"]
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")]  # a plain name inside the bundle folder
@@ -28,11 +34,13 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1)]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A part of ``bundle.json``: unknown keys are errors, and a loaded value is never changed."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CalibrationMeta(_Strict):
+class CalibrationMeta(StrictModel):
     """The map from raw model probability to calibrated probability (see :class:`~.calibration.Calibrator`).
 
     ``isotonic``: knots ``x`` (raw probabilities) → ``y`` (probabilities), both
@@ -65,7 +73,7 @@ class CalibrationMeta(_Strict):
         return self
 
 
-class FeatureMeta(_Strict):
+class FeatureMeta(StrictModel):
     """One entry of the feature spec (:class:`~propensity.features.spec.FeatureDef`)."""
 
     name: Name
@@ -77,8 +85,10 @@ class FeatureMeta(_Strict):
     monotone: Literal[-1, 0, 1] = 0
 
 
-class _BundleMeta(_Strict):
-    """What both kinds of bundle hold."""
+class BundleMeta(StrictModel):
+    """What every kind of bundle holds; ``KIND`` is the ``kind`` value of a subclass's files."""
+
+    KIND: ClassVar[str] = ""
 
     schema_version: Literal[1]
     calibration: CalibrationMeta
@@ -88,15 +98,17 @@ class _BundleMeta(_Strict):
     content_sha256: Sha256 | None = None
 
     @model_validator(mode="after")
-    def _both_digests(self) -> _BundleMeta:
+    def _both_digests(self) -> BundleMeta:
         if (self.files is None) != (self.content_sha256 is None):
             have, lack = ("files", "content_sha256") if self.content_sha256 is None else ("content_sha256", "files")
             raise ValueError(f"'{have}' without '{lack}': a bundle records both digests or neither")
         return self
 
 
-class CrmMeta(_BundleMeta):
+class CrmMeta(BundleMeta):
     """``bundle.json`` of a model trained on a CRM export (``kind: crm``, the default)."""
+
+    KIND: ClassVar[str] = "crm"
 
     kind: Literal["crm"] = "crm"
     features: Annotated[list[FeatureMeta], Field(min_length=1)]
@@ -108,72 +120,17 @@ class CrmMeta(_BundleMeta):
 
     @model_validator(mode="after")
     def _consistent(self) -> CrmMeta:
-        _unique([f.name for f in self.features], "features")
+        unique_values([f.name for f in self.features], "features")
         categorical = {f.name for f in self.features if f.kind == "categorical"}
         for name, values in self.categories.items():
             if name not in categorical:
                 raise ValueError(f"categories: {name!r} is not a categorical feature of the spec")
-            _unique(values, f"categories.{name}")
+            unique_values(values, f"categories.{name}")
         return self
 
 
-class TableColumn(_Strict):
-    """One input column of a flat table as the model reads it (see :func:`~.scorer.table_matrix`)."""
-
-    name: Name
-    kind: Literal["numeric", "boolean", "categorical", "date", "text"]
-    sentinels: list[Finite] | None = None
-    categories: list[str] | None = None
-    tokens: list[str] | None = None
-
-    @model_validator(mode="after")
-    def _fits_kind(self) -> TableColumn:
-        own = {"numeric": "sentinels", "categorical": "categories", "text": "tokens"}.get(self.kind)
-        for key in ("sentinels", "categories", "tokens"):
-            value = getattr(self, key)
-            if key != own and value is not None:
-                raise ValueError(f"column {self.name!r} of kind {self.kind!r} takes no '{key}'")
-        if own in ("categories", "tokens"):
-            values = getattr(self, own)
-            if not values:
-                raise ValueError(f"column {self.name!r} of kind {self.kind!r} needs a non-empty '{own}' list")
-            _unique(values, f"column {self.name!r}: {own}")
-        return self
-
-
-class TableSchema(_Strict):
-    """The table schema of a flat-table bundle (see :func:`propensity.modeling.tabular.infer_schema`)."""
-
-    target: Name
-    id_column: str | None = None
-    time_column: str | None = None
-    input_columns: list[str]
-    columns: Annotated[list[TableColumn], Field(min_length=1)]
-    dropped: dict[str, str] = Field(default_factory=dict)
-    features: Annotated[list[Name], Field(min_length=1)]
-    positive_value: str | bool | int | float | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TableSchema:
-        names = [c.name for c in self.columns]
-        _unique(names, "columns")
-        _unique(self.features, "features")
-        missing = [n for n in names if n not in self.input_columns]
-        if missing:
-            raise ValueError(f"columns {missing[:5]} are not among input_columns")
-        if self.target in self.input_columns:
-            raise ValueError(f"the target {self.target!r} is among input_columns")
-        return self
-
-
-class TableMeta(_BundleMeta):
-    """``bundle.json`` of a model trained on a flat table (``kind: table``)."""
-
-    kind: Literal["table"]
-    table: TableSchema
-
-
-def _unique(values: list[str], what: str) -> None:
+def unique_values(values: list[str], what: str) -> None:
+    """Raise ``ValueError`` naming ``what`` and the first duplicates when ``values`` repeat one."""
     seen: set[str] = set()
     dupes = sorted({v for v in values if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
     if dupes:

@@ -39,7 +39,6 @@ equal the batch path's (tests compare them lead by lead).
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Any, overload
 
@@ -47,23 +46,20 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from propensity.core.native import predict
 from propensity.data.export import CrmExport, DataError, read_export
 from propensity.features.cutoffs import scoring_cutoffs
 from propensity.features.matrix import to_matrix
-from propensity.features.pipeline import build_features, unusable_value_notes
-from propensity.scoring.bundle import Bundle, BundleError, load_bundle
 from propensity.features.onelead import OneLead, unknown_types_note
+from propensity.features.pipeline import build_features, unusable_value_notes
+from propensity.scoring.bundle import Bundle, load_bundle
+from propensity.scoring.bundle_files import BundleKindError, resolve_bundle_uri
 from propensity.scoring.leadinput import LeadRows, lead_export, lead_rows, stamp_us
-from propensity.scoring.reasons import (ReasonGroups, assemble, family_scores, grades, probability_points,
-                                        reasons_one)
-from propensity.scoring.table_values import EXPECTED, Unreadable, read_column, row_notes, warning_text
+from propensity.scoring.predictions import contributions, rank_keys
+from propensity.scoring.reasons import ReasonGroups, assemble, family_scores, grades, probability_points, reasons_one
 
-__all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut", "TableScorer", "checked_table_matrix", "read_table",
-           "table_matrix"]
+__all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut"]
 
 SMALL_BATCH = 32  # up to this many rows, the model matrix is built in plain Python
-PARALLEL_MIN_ROWS = 4_096  # below this, one LightGBM thread beats starting the others
 FEATURE_BLOCK = 500_000  # score_chunks builds features for this many leads at once (one pass over the activities)
 
 
@@ -99,27 +95,6 @@ class LeadScore(BaseModel):
     engagement_score: int = 50
     grade: str = "C"
     notes: list[str] = Field(default_factory=list)
-
-
-def _resolve(uri: str | Path) -> Path:
-    text = str(uri)
-    if text.startswith(("models:/", "runs:/", "mlflow-artifacts:/")):
-        import mlflow  # lazy: only a service that loads from the registry pays for it
-        from mlflow.exceptions import MlflowException
-
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
-        except MlflowException as exc:
-            # e.g. no such registered model, an alias with no version, a run without that path
-            first = str(exc.message if hasattr(exc, "message") else exc).splitlines()[0]
-            raise BundleError(f"{text}: cannot be loaded from MLflow at {mlflow.get_tracking_uri()} ({first})") from None
-        except OSError as exc:
-            raise BundleError(f"{text}: cannot be downloaded from MLflow ({exc})") from None
-        found = sorted(local.rglob("bundle.json"))
-        if found:
-            return found[0].parent
-        raise BundleError(f"{text}: the MLflow artifact holds no propensity bundle")
-    return Path(uri)
 
 
 class LeadScorer:
@@ -168,11 +143,11 @@ class LeadScorer:
         damage and edits; they are no signature (whoever can rewrite the files can
         rewrite the digests, and such a file still reaches LightGBM's native parser).
         """
-        bundle = load_bundle(_resolve(uri))
-        if not isinstance(bundle, Bundle):
-            raise BundleError(f"{uri}: a model trained on a flat table; score it with a table file "
-                              "(propensity score --data FILE.csv) or TableScorer")
-        return cls(bundle)
+        try:
+            return cls(load_bundle(resolve_bundle_uri(uri)))
+        except BundleKindError as exc:
+            raise BundleKindError(f"{uri}: a model trained on a flat table; score it with a table file "
+                                  "(propensity score --data FILE.csv) or TableScorer", exc.kind) from None
 
     # ------------------------------------------------------------------ inputs
 
@@ -413,10 +388,7 @@ class LeadScorer:
 
     def _rank_keys(self, x: np.ndarray | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probability, raw log-odds) per row, from ``predict``: the capacity ranking's keys."""
-        if len(x) == 0:
-            return np.empty(0), np.empty(0)
-        raw = predict(self.bundle.booster, x, threads=_threads(len(x)), raw_score=True).astype(np.float64)
-        return self.bundle.calibrator(1.0 / (1.0 + np.exp(-raw))), raw
+        return rank_keys(self.bundle.booster, self.bundle.calibrator, x)
 
     def _capacity_sql(self, p: np.ndarray, raw: np.ndarray) -> np.ndarray:
         """Which leads of one pool are SQL under the capacity policy (the module docstring's rule)."""
@@ -610,9 +582,7 @@ class LeadScorer:
 
     def _contrib(self, x: np.ndarray | pd.DataFrame) -> np.ndarray:
         """Exact TreeSHAP (``pred_contrib``): one LightGBM call, on every core for big batches."""
-        if len(x) == 0:  # LightGBM's pred_contrib fails on no rows (e.g. a lead created after as_of)
-            return np.empty((0, len(self.bundle.spec) + 1))
-        return predict(self.bundle.booster, x, threads=_threads(len(x)), pred_contrib=True)
+        return contributions(self.bundle.booster, x, len(self.bundle.spec))
 
     def _assemble(self, frame: pd.DataFrame, contrib: np.ndarray, notes: list[list[str]], detail: bool,
                   sql_threshold: float | None = None, sql_leads: np.ndarray | None = None) -> pd.DataFrame:
@@ -640,11 +610,6 @@ class LeadScorer:
         out["grade"] = grades(fit, eng)
         out["notes"] = ["; ".join(n) for n in notes]
         return out
-
-
-def _threads(rows: int) -> int:
-    """LightGBM threads for a call on ``rows`` rows: one for a few (a service's lead), else every core (0)."""
-    return 1 if rows < PARALLEL_MIN_ROWS else 0
 
 
 def _export_notes(notes: list[list[str]], export: CrmExport, cut: pd.DataFrame) -> list[list[str]]:
@@ -798,233 +763,3 @@ def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
     if t is pd.NaT or (isinstance(t, float) and math.isnan(t)):
         raise DataError("as_of: expected a timestamp; got an empty value")
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
-# ------------------------------------------------------------- flat tables
-
-def table_matrix(df: pd.DataFrame, schema: dict) -> np.ndarray:
-    """The model matrix (float64, one column per ``schema["features"]``) of a flat table.
-
-    The one transform for training and scoring. Per input column kind:
-    ``numeric`` (text coerced; each listed sentinel becomes missing plus a 0/1 flag
-    column ``name==value``), ``boolean`` (yes/no, true/false, 1/0 → 1/0),
-    ``categorical`` (category codes; a value unseen in training goes to
-    ``__other__`` when training had rare values, else missing), ``date`` (days
-    since 1970, month, day of week), ``text`` (free text: a 0/1 column
-    ``name__has_token`` per token listed in the schema, then ``name__tokens``, the
-    value's token count; tokens not listed are ignored). Missing values stay NaN
-    (LightGBM's own missing-value handling), and so do values the kind cannot read
-    (text in a numeric column, ``inf``, ...): :func:`checked_table_matrix` names them.
-    """
-    return checked_table_matrix(df, schema)[0]
-
-
-def checked_table_matrix(df: pd.DataFrame, schema: dict) -> tuple[np.ndarray, list[Unreadable]]:
-    """:func:`table_matrix` and, per column that has any, the present values its kind could not read.
-
-    See :mod:`propensity.scoring.table_values`: each such value is missing in the
-    matrix, and is listed here (rows and raw values) to be counted and named.
-    """
-    cols: list[np.ndarray] = []
-    found: list[Unreadable] = []
-    for c in schema["columns"]:
-        s = df[c["name"]]
-        kind = c["kind"]
-        if kind == "text":
-            cols += _text_features(s, c["tokens"])
-            continue
-        if kind not in EXPECTED:
-            raise BundleError(f"table schema: column {c['name']!r} has unknown kind {kind!r}")
-        v, bad = read_column(s, c)
-        if bad.any():
-            rows = np.flatnonzero(bad)
-            found.append(Unreadable(c["name"], kind, rows, s.to_numpy(dtype=object)[rows]))
-        if kind == "numeric":
-            flags = []
-            for sentinel in c.get("sentinels", []):
-                hit = v == sentinel
-                flags.append(np.where(np.isnan(v), np.nan, hit.astype(float)))
-                v = np.where(hit, np.nan, v)
-            cols += [v, *flags]
-        elif kind == "date":
-            days = (v - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds() / 86400.0
-            cols += [days.to_numpy(dtype=np.float64, na_value=np.nan),
-                     v.dt.month.to_numpy(dtype=np.float64, na_value=np.nan),
-                     v.dt.day_of_week.to_numpy(dtype=np.float64, na_value=np.nan)]
-        else:
-            cols.append(v)
-    if not cols:
-        return np.empty((len(df), 0)), found
-    return np.column_stack(cols), found
-
-
-def check_table_columns(df: pd.DataFrame, schema: dict, source: str = "the table") -> None:
-    """Refuse a table whose columns differ from the training table's (the target may be present or not)."""
-    expected = list(schema["input_columns"])
-    have = [str(c) for c in df.columns if str(c) != schema["target"]]
-    missing = [c for c in expected if c not in have]
-    extra = [c for c in have if c not in expected]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(map(repr, missing[:8]))}")
-        if extra:
-            parts.append(f"unexpected {', '.join(map(repr, extra[:8]))}")
-        raise ValueError(f"{source}: columns do not match the model's ({'; '.join(parts)}); expected the training "
-                         f"table's columns minus the target {schema['target']!r}")
-
-
-class TableScorer:
-    """Scores a flat table with a :class:`~propensity.scoring.bundle.TableBundle`.
-
-    Output keeps the input's row order: the id column (when the model has one),
-    ``probability`` (calibrated), ``score`` (0–100), ``reasons`` (the top
-    input columns by exact SHAP log-odds, signed, per source column) and ``notes``
-    (the row's values the model could not read, each treated as missing; ``""``
-    when none).
-    """
-
-    def __init__(self, bundle):  # noqa: ANN001 - a TableBundle
-        self.bundle = bundle
-        schema = bundle.schema
-        self._source = [c["name"] for c in schema["columns"] for _ in range(_width(c))]
-
-    @classmethod
-    def load(cls, uri: str | Path) -> TableScorer:
-        """Load a flat-table bundle from a folder or an MLflow URI; the same checks and trust boundary as
-        :meth:`LeadScorer.load` (only JSON and LightGBM text are read, digests verified first)."""
-        bundle = load_bundle(_resolve(uri))
-        if getattr(bundle, "schema", None) is None:
-            raise BundleError(f"{uri}: a CRM model bundle; score it with a CRM export folder")
-        return cls(bundle)
-
-    def predict(self, df: pd.DataFrame, source: str = "the table") -> np.ndarray:
-        """Calibrated probabilities, in row order; one warning per column with values it cannot read."""
-        check_table_columns(df, self.bundle.schema, source)
-        x, found = checked_table_matrix(df, self.bundle.schema)
-        for u in found:
-            warnings.warn(warning_text(u, len(df), source), UserWarning, stacklevel=2)
-        return self.bundle.calibrator(predict(self.bundle.booster, x, threads=_threads(len(x))))
-
-    def score(self, df: pd.DataFrame, source: str = "the table", reasons: bool = True) -> pd.DataFrame:
-        """The scores table (see the class docstring), with ``notes`` naming each row's unreadable values.
-
-        A value the trained kind of its column cannot read (``"49 yrs"`` for a
-        number, ``"maybe"`` for yes/no) is scored as missing, noted on its row and
-        counted in one warning per column.
-        """
-        check_table_columns(df, self.bundle.schema, source)
-        x, found = checked_table_matrix(df, self.bundle.schema)
-        for u in found:
-            warnings.warn(warning_text(u, len(df), source) + "; see the notes column", UserWarning, stacklevel=2)
-        b = self.bundle
-        out = pd.DataFrame(index=range(len(df)))
-        id_col = b.schema.get("id_column")
-        if id_col:
-            out[id_col] = df[id_col].to_numpy()
-        if reasons and len(df):
-            contrib = predict(b.booster, x, threads=_threads(len(x)), pred_contrib=True)
-            p = b.calibrator(1.0 / (1.0 + np.exp(-contrib.sum(axis=1))))
-            out["probability"] = p
-            out["score"] = np.rint(p * 100).astype(int)
-            out["reasons"] = self._reasons(df, contrib[:, :-1])
-        else:
-            p = b.calibrator(predict(b.booster, x, threads=_threads(len(x)))) if len(df) else np.array([])
-            out["probability"] = p
-            out["score"] = np.rint(p * 100).astype(int)
-        out["notes"] = row_notes(found, len(df))
-        return out
-
-    def _reasons(self, df: pd.DataFrame, contrib: np.ndarray) -> list[str]:
-        names = list(dict.fromkeys(self._source))
-        per = np.zeros((len(contrib), len(names)))
-        pos = {n: i for i, n in enumerate(names)}
-        for j, src in enumerate(self._source):
-            per[:, pos[src]] += contrib[:, j]
-        k = self.bundle.top_k
-        values = {n: df[n].astype(object).to_numpy() for n in names}
-        for c in self.bundle.schema["columns"]:
-            if c["kind"] == "text":  # free text: one short line, no reason separator inside
-                values[c["name"]] = np.array([_short_text(v) for v in values[c["name"]]], dtype=object)
-        out = []
-        for i in range(len(per)):
-            order = np.argsort(-np.abs(per[i]), kind="stable")[:k]
-            out.append(" | ".join(f"{names[j]}={values[names[j]][i]!s} ({per[i, j]:+.2f} log-odds)"
-                                  for j in order if abs(per[i, j]) > 1e-9))
-        return out
-
-
-def _width(column: dict) -> int:
-    if column["kind"] == "numeric":
-        return 1 + len(column.get("sentinels", []))
-    if column["kind"] == "text":
-        return len(column["tokens"]) + 1
-    return 3 if column["kind"] == "date" else 1
-
-
-_TOKEN = r"[^\W_]{2,}"  # runs of letters/digits, length >= 2
-
-
-def text_tokens(s: pd.Series) -> list[list[str] | None]:
-    """Lower-cased word tokens (letters/digits, length ≥ 2) of each value; ``None`` for a missing value."""
-    found = s.astype("string").str.lower().str.findall(_TOKEN)
-    return [v if isinstance(v, list) else None for v in found.astype(object)]
-
-
-def _text_features(s: pd.Series, tokens: list[str]) -> list[np.ndarray]:
-    """A free-text column's features: 0/1 per schema token, then the token count; NaN where missing."""
-    found = text_tokens(s)
-    missing = np.array([t is None for t in found], dtype=bool)
-    sets = [frozenset(t) if t is not None else frozenset() for t in found]
-    cols = []
-    for token in tokens:
-        v = np.fromiter((token in d for d in sets), dtype=np.float64, count=len(sets))
-        v[missing] = np.nan
-        cols.append(v)
-    cols.append(np.array([np.nan if t is None else float(len(t)) for t in found], dtype=np.float64))
-    return cols
-
-
-def _short_text(v: object, width: int = 40) -> object:
-    if not isinstance(v, str) and pd.isna(v):
-        return v
-    text = " ".join(str(v).split()).replace("|", "/")
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def table_feature_names(schema_columns: list[dict]) -> list[str]:
-    """Feature names of :func:`table_matrix`'s columns, in order."""
-    names = []
-    for c in schema_columns:
-        n = c["name"]
-        if c["kind"] == "numeric":
-            names += [n, *[f"{n}=={s:g}" for s in c.get("sentinels", [])]]
-        elif c["kind"] == "date":
-            names += [f"{n}__days", f"{n}__month", f"{n}__dayofweek"]
-        elif c["kind"] == "text":
-            names += [*[f"{n}__has_{t}" for t in c["tokens"]], f"{n}__tokens"]
-        else:
-            names.append(n)
-    return names
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file; a one-line ``ValueError`` when it cannot be read or is empty."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        elif path.suffix.lower() in (".csv", ".txt", ".gz"):
-            df = pd.read_csv(path, sep=None, engine="python") if path.suffix.lower() == ".txt" else pd.read_csv(path)
-        else:
-            raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        raise ValueError(f"{path}: cannot read the table ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    if len(df) == 0:
-        raise ValueError(f"{path}: the file has a header but no rows")
-    return df

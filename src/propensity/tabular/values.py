@@ -1,7 +1,7 @@
 """A flat table's columns read as the model's schema says, and the values that cannot be read so.
 
 :func:`read_column` turns one input column into the float64 values the model matrix
-holds for it (see :func:`propensity.scoring.scorer.table_matrix`) and names the
+holds for it (see :func:`propensity.tabular.matrix.table_matrix`) and names the
 present values the trained kind cannot use: text in a numeric column (``"49 yrs"``,
 ``"1,200"``), ``inf``, a yes/no column holding ``"maybe"``, a date column holding
 ``"soon"``, a category never seen in training (when training pooled no rare values
@@ -9,6 +9,10 @@ into ``__other__``). Each is missing for the model (never a category or zero) an
 counted and named: :class:`Unreadable` per column, :func:`row_notes` per row and
 :func:`warning_text` for the batch. Missing values (empty, NaN, blank text) are not
 unreadable: they are simply missing.
+
+A free-text column is read as words instead (:func:`text_tokens`,
+:func:`text_features`): a value holds a token or not, and tokens not seen in
+training are ignored, so no text value is unreadable.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["BOOL_FALSE", "BOOL_TRUE", "EXPECTED", "Unreadable", "bool_values", "dates", "read_column", "row_notes",
-           "warning_text"]
+from propensity.tabular.schema import TableColumn
+
+__all__ = ["BOOL_FALSE", "BOOL_TRUE", "EXPECTED", "TOKEN", "Unreadable", "bool_values", "dates", "read_column",
+           "row_notes", "text_features", "text_tokens", "warning_text"]
 
 BOOL_TRUE = frozenset({"1", "1.0", "yes", "y", "true", "t"})
 BOOL_FALSE = frozenset({"0", "0.0", "no", "n", "false", "f"})
@@ -75,7 +81,7 @@ def dates(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s.astype("string"), errors="coerce", utc=True, format="mixed")
 
 
-def read_column(s: pd.Series, column: dict) -> tuple[np.ndarray | pd.Series, np.ndarray]:
+def read_column(s: pd.Series, column: TableColumn) -> tuple[np.ndarray | pd.Series, np.ndarray]:
     """(the column's values as the model reads them, mask of present values it cannot read).
 
     ``numeric``: float64 (text through ``pd.to_numeric``; a bool column or ``±inf``
@@ -83,7 +89,7 @@ def read_column(s: pd.Series, column: dict) -> tuple[np.ndarray | pd.Series, np.
     ``__other__`` code for an unseen value when training pooled rare values, else
     unreadable; ``date``: UTC timestamps (a Series). Unreadable values are NaN / NaT.
     """
-    kind = column["kind"]
+    kind = column.kind
     if kind == "numeric":
         if pd.api.types.is_bool_dtype(s.dtype):  # True is not a number of anything
             return np.full(len(s), np.nan), s.notna().to_numpy(dtype=bool)
@@ -98,7 +104,7 @@ def read_column(s: pd.Series, column: dict) -> tuple[np.ndarray | pd.Series, np.
         v = bool_values(s)
         return v, np.isnan(v) & _present(s)
     if kind == "categorical":
-        codes = {v: float(i) for i, v in enumerate(column["categories"])}
+        codes = {v: float(i) for i, v in enumerate(column.categories or [])}
         other = codes.get("__other__", np.nan)
         text = s.astype("string").str.strip()
         mapped = text.map(lambda v: codes.get(v, other), na_action="ignore")
@@ -125,3 +131,26 @@ def warning_text(u: Unreadable, n: int, source: str, rows: np.ndarray | None = N
     sample = [v for v in pd.unique(pd.Series(u.values, dtype=object).astype(str))[:3]]
     return (f"{source}: column {u.column!r}: {len(u.rows):,} of {n:,} values are not {EXPECTED[u.kind]}, e.g. "
             f"{sample} (rows {at[:3].tolist()}); each is treated as missing (never as a category or zero)")
+
+
+TOKEN = r"[^\W_]{2,}"  # a word: a run of letters/digits, length >= 2
+
+
+def text_tokens(s: pd.Series) -> list[list[str] | None]:
+    """Lower-cased word tokens (letters/digits, length ≥ 2) of each value; ``None`` for a missing value."""
+    found = s.astype("string").str.lower().str.findall(TOKEN)
+    return [v if isinstance(v, list) else None for v in found.astype(object)]
+
+
+def text_features(s: pd.Series, tokens: list[str]) -> list[np.ndarray]:
+    """A free-text column's features: 0/1 per schema token, then the token count; NaN where missing."""
+    found = text_tokens(s)
+    missing = np.array([t is None for t in found], dtype=bool)
+    sets = [frozenset(t) if t is not None else frozenset() for t in found]
+    cols = []
+    for token in tokens:
+        v = np.fromiter((token in d for d in sets), dtype=np.float64, count=len(sets))
+        v[missing] = np.nan
+        cols.append(v)
+    cols.append(np.array([np.nan if t is None else float(len(t)) for t in found], dtype=np.float64))
+    return cols

@@ -8,11 +8,11 @@ The split:
 - without one, a stratified 20 % of rows is held out as the test set (seeded), and
   the other 80 % are split into 5 stratified folds.
 
-The folds serve early stopping, the parameter search (:mod:`.tune`) and the
-choice of calibration (:mod:`.calibrate`, on out-of-fold predictions); the final
-booster is refitted on all training rows. Column types are inferred on the
-training rows only (:mod:`.tabular`). The test rows are touched once, to compare
-the model with logistic regression (:mod:`.evaluate`). Then, with ``refit_all``
+The folds serve early stopping, the parameter search (:mod:`propensity.modeling.tune`)
+and the choice of calibration (:mod:`propensity.modeling.calibrate`, on out-of-fold
+predictions); the final booster is refitted on all training rows. Column types are
+inferred on the training rows only (:mod:`.inference`). The test rows are touched
+once, to compare the model with logistic regression (:mod:`propensity.modeling.evaluate`). Then, with ``refit_all``
 (the default), the shipped booster is refitted with the same parameters on all
 labelled rows (trees scaled with the row count), as AutoML tools do; the
 reported test figures are those of the recipe fitted without the test rows.
@@ -28,15 +28,15 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, TimeSeriesSplit, train_test_split
 
-from propensity import __version__
 from propensity.core.native import predict
+from propensity.core.version import VERSION
 from propensity.modeling.calibrate import choose_calibrator
 from propensity.modeling.evaluate import compare, logistic_baseline
-from propensity.modeling.tabular import infer_schema, leakage_warnings, normalise_target
 from propensity.modeling.tune import fit_final, tune_lightgbm
-from propensity.scoring.bundle import TableBundle
-from propensity.scoring.scorer import checked_table_matrix
-from propensity.scoring.table_values import warning_text
+from propensity.tabular.bundle import TableBundle
+from propensity.tabular.inference import infer_schema, leakage_warnings, normalise_target
+from propensity.tabular.matrix import checked_table_matrix
+from propensity.tabular.values import warning_text
 
 __all__ = ["TableTrainResult", "split_table", "train_table"]
 
@@ -118,22 +118,21 @@ def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, tim
 
     say(f"inferring column types on {len(train_idx):,} training rows")
     schema = infer_schema(df.iloc[train_idx], target, id_column, time_column, tuple(exclude))
-    schema["positive_value"] = positive
-    for name, why in schema["dropped"].items():
+    schema = schema.model_copy(update={"positive_value": positive})
+    for name, why in schema.dropped.items():
         notes.append(f"dropped {name}: {why}")
-    for c in schema["columns"]:
-        if c.get("sentinels"):
-            notes.append(f"{c['name']}: {', '.join(f'{s:g}' for s in c['sentinels'])} read as a sentinel "
+    for c in schema.columns:
+        if c.sentinels:
+            notes.append(f"{c.name}: {', '.join(f'{s:g}' for s in c.sentinels)} read as a sentinel "
                          "(missing, plus a flag), not a number")
-        if c["kind"] == "text":
-            shown = ", ".join(c["tokens"][:8]) + (", ..." if len(c["tokens"]) > 8 else "")
-            notes.append(f"{c['name']}: free text, read as {len(c['tokens'])} word features ({shown}) "
-                         "and a word count")
+        if c.kind == "text":
+            tokens = c.tokens or []
+            shown = ", ".join(tokens[:8]) + (", ..." if len(tokens) > 8 else "")
+            notes.append(f"{c.name}: free text, read as {len(tokens)} word features ({shown}) and a word count")
     x, unreadable = checked_table_matrix(df, schema)
     for u in unreadable:  # counted and named; the rows are the file's (before unlabelled rows were left out)
         notes.append(warning_text(u, len(df), source, rows=np.flatnonzero(kept)))
-    cat_idx = [j for j, n in enumerate(schema["features"]) if n in
-               {c["name"] for c in schema["columns"] if c["kind"] == "categorical"}]
+    cat_idx = schema.categorical_positions()
     x_tr, y_tr = x[train_idx], y[train_idx]
     warns = leakage_warnings(x_tr, y_tr, schema)
     timings = {"prepare_s": time.perf_counter() - t0}
@@ -159,7 +158,7 @@ def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, tim
               "n_rounds": tuned.n_rounds, "refit_all": refit_all, "trials": tuned.trials, "budget_s": budget_s,
               "calibration": calibrator.method}
     bundle = TableBundle(booster=booster, schema=schema, calibrator=calibrator, top_k=top_k, metadata={
-        "propensity_version": __version__, "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "propensity_version": VERSION, "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "data": source, "label": f"{target} == {positive!r}", "split": split, "params": params,
         "cv_auc": tuned.cv_auc, "calibration_scores": cal_scores,
         "metrics": {n: m["metrics"] for n, m in comparison["models"].items()},

@@ -1,8 +1,9 @@
 """Type inference for a flat lead table: what each column is and how the model sees it.
 
-:func:`infer_schema` looks at the training rows only and returns the JSON schema
-that :func:`propensity.scoring.scorer.table_matrix` turns into the model matrix,
-at training and at scoring time alike. Rules, in order, per column:
+:func:`infer_schema` looks at the training rows only and returns the table schema
+(:class:`~propensity.tabular.schema.TableSchema`) that
+:func:`propensity.tabular.matrix.table_matrix` turns into the model matrix, at
+training and at scoring time alike. Rules, in order, per column:
 
 - fewer than two distinct values: dropped (constant);
 - datetime dtype, or text that parses as dates: ``date`` (days, month, day of week);
@@ -30,7 +31,7 @@ at training and at scoring time alike. Rules, in order, per column:
     ignored at scoring time. Reasons add a text column's pieces back into one
     reason named by the column;
   - otherwise (one-word values such as codes like ``A12-9F3``, UUIDs, emails; or
-    words that do not repeat) as before: dropped as "id-like or free text (a
+    words that do not repeat) as other text is: dropped as "id-like or free text (a
     distinct value on nearly every row)" when nearly every value is distinct,
     dropped as "high-cardinality text" when no value is seen ``min_count`` times,
     else ``categorical`` with the rare values pooled.
@@ -46,8 +47,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from propensity.scoring.scorer import table_feature_names, text_tokens
-from propensity.scoring.table_values import BOOL_FALSE, BOOL_TRUE
+from propensity.tabular.schema import TableColumn, TableSchema, feature_names
+from propensity.tabular.values import BOOL_FALSE, BOOL_TRUE, text_tokens
 
 __all__ = ["MAX_TEXT_TOKENS", "infer_schema", "leakage_warnings", "normalise_target"]
 
@@ -122,27 +123,27 @@ def _sentinels(v: np.ndarray) -> list[float]:
     return found
 
 
-def _column(s: pd.Series, name: str, min_count: int) -> tuple[dict | None, str]:
+def _column(s: pd.Series, name: str, min_count: int) -> tuple[TableColumn | None, str]:
     """The schema entry for one column, or ``(None, reason)`` when it is dropped."""
     nonnull = s.dropna()
     n_unique = int(nonnull.nunique())
     if n_unique <= 1:
         return None, "constant (fewer than two distinct values)"
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return {"name": name, "kind": "date"}, ""
+        return TableColumn(name=name, kind="date"), ""
     if pd.api.types.is_bool_dtype(s.dtype):
-        return {"name": name, "kind": "boolean"}, ""
+        return TableColumn(name=name, kind="boolean"), ""
     numeric = pd.api.types.is_numeric_dtype(s.dtype)
     text = None if numeric else nonnull.astype("string").str.strip()
     if not numeric:
         lowered = set(text.str.lower().unique())
         if n_unique <= 2 and lowered <= (BOOL_TRUE | BOOL_FALSE) and lowered & BOOL_TRUE and lowered & BOOL_FALSE:
-            return {"name": name, "kind": "boolean"}, ""
+            return TableColumn(name=name, kind="boolean"), ""
         coerced = pd.to_numeric(text, errors="coerce")
         if coerced.notna().mean() >= 0.95:
             numeric = True
         elif _looks_like_dates(text):
-            return {"name": name, "kind": "date"}, ""
+            return TableColumn(name=name, kind="date"), ""
     if numeric:
         v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         known = v[~np.isnan(v)]
@@ -150,7 +151,7 @@ def _column(s: pd.Series, name: str, min_count: int) -> tuple[dict | None, str]:
         if integral and len(known) >= 50 and (n_unique == len(known) or (_ID_NAME.search(name)
                                                                         and n_unique > 0.5 * len(known))):
             return None, "id-like (a distinct integer on every row)"
-        return {"name": name, "kind": "numeric", "sentinels": _sentinels(v)}, ""
+        return TableColumn(name=name, kind="numeric", sentinels=_sentinels(v)), ""
     if _ID_NAME.search(name) and n_unique > 0.5 * len(nonnull):
         return None, "id-like (named like an id, mostly distinct values)"
     counts = text.value_counts()
@@ -168,10 +169,10 @@ def _column(s: pd.Series, name: str, min_count: int) -> tuple[dict | None, str]:
         cats.append("__other__")
     if len(keep) == 0:
         return None, f"high-cardinality text (no value seen {min_count} times)"
-    return {"name": name, "kind": "categorical", "categories": cats}, ""
+    return TableColumn(name=name, kind="categorical", categories=cats), ""
 
 
-def _free_text(text: pd.Series, name: str, min_count: int) -> dict | None:
+def _free_text(text: pd.Series, name: str, min_count: int) -> TableColumn | None:
     """The ``text`` schema entry when ``text`` (non-missing, stripped) reads as free text, else ``None``.
 
     Free text: several words per value that repeat across rows. One-word values
@@ -193,17 +194,18 @@ def _free_text(text: pd.Series, name: str, min_count: int) -> dict | None:
     if not frequent or np.mean([bool(d & frequent) for d in docs]) < 0.5:
         return None
     tokens = sorted(frequent, key=lambda t: (-df_counts[t], t))[:MAX_TEXT_TOKENS]
-    return {"name": name, "kind": "text", "tokens": tokens}
+    return TableColumn(name=name, kind="text", tokens=tokens)
 
 
 def infer_schema(df: pd.DataFrame, target: str, id_column: str | None = None, time_column: str | None = None,
-                 exclude: tuple[str, ...] = (), min_count: int = 10) -> dict:
+                 exclude: tuple[str, ...] = (), min_count: int = 10) -> TableSchema:
     """Infer column kinds from ``df`` (the training rows only).
 
     Returns the schema stored in the bundle: ``target``, ``id_column``,
     ``time_column``, ``input_columns`` (the table's columns minus the target: what
     scoring must receive), ``columns`` (kept, with kind and details), ``dropped``
     (``{column: reason}``) and ``features`` (the model matrix's column names).
+    ``positive_value`` is left for the caller, who read the target.
     """
     columns, dropped = [], {}
     for name in df.columns:
@@ -220,19 +222,19 @@ def infer_schema(df: pd.DataFrame, target: str, id_column: str | None = None, ti
     if not columns:
         raise ValueError("no usable feature columns: every column was dropped ("
                          + "; ".join(f"{k}: {v}" for k, v in list(dropped.items())[:5]) + ")")
-    return {"target": target, "id_column": id_column, "time_column": time_column,
-            "input_columns": [str(c) for c in df.columns if c != target],
-            "columns": columns, "dropped": dropped, "features": table_feature_names(columns)}
+    return TableSchema(target=target, id_column=id_column, time_column=time_column,
+                       input_columns=[str(c) for c in df.columns if c != target],
+                       columns=columns, dropped=dropped, features=feature_names(columns))
 
 
-def leakage_warnings(x: np.ndarray, y: np.ndarray, schema: dict, threshold: float = 0.95) -> list[str]:
+def leakage_warnings(x: np.ndarray, y: np.ndarray, schema: TableSchema, threshold: float = 0.95) -> list[str]:
     """Columns that look known only after the outcome: by name, or one feature alone ranking with AUC > threshold."""
     out = []
-    for c in schema["columns"]:
-        if _LEAKY_NAME.search(c["name"]):
-            out.append(f"{c['name']}: the name suggests a value known only after the outcome; "
+    for c in schema.columns:
+        if _LEAKY_NAME.search(c.name):
+            out.append(f"{c.name}: the name suggests a value known only after the outcome; "
                        "if so, leave it out (--exclude)")
-    for j, name in enumerate(schema["features"]):
+    for j, name in enumerate(schema.features):
         v = x[:, j]
         known = ~np.isnan(v)
         if known.sum() < 20 or len(set(y[known])) < 2:

@@ -18,10 +18,22 @@ import pandas as pd
 
 from propensity.core.csvsafe import write_csv
 from propensity.core.output import check_folder_output, staged_folder, write_marker
-from propensity.modeling.evaluate import REPORT_KIND, compare, is_report_folder, predictions_frame, write_report
-from propensity.modeling.table_train import TableTrainResult, train_table
-from propensity.scoring.bundle import TableBundle, is_bundle_folder, load_bundle, write_bundle
-from propensity.scoring.scorer import TableScorer, read_table, table_matrix
+from propensity.modeling.evaluate import (
+    REPORT_KIND,
+    compare,
+    is_report_folder,
+    logistic_baseline,
+    predictions_frame,
+    write_report,
+)
+from propensity.scoring.bundle import is_bundle_folder, write_bundle
+from propensity.scoring.bundle_files import BundleKindError
+from propensity.tabular.bundle import load_table_bundle
+from propensity.tabular.files import read_flat_table
+from propensity.tabular.inference import normalise_target
+from propensity.tabular.matrix import table_matrix
+from propensity.tabular.scorer import TableScorer
+from propensity.tabular.train import TableTrainResult, train_table
 
 __all__ = ["evaluate_table", "train_table_file"]
 
@@ -34,7 +46,7 @@ def train_table_file(data: Path, target: str, out: Path, id_column: str | None =
                      force: bool = False) -> TableTrainResult:
     """Read ``data``, train, save the bundle to ``out`` (atomically) with ``out/report/`` inside."""
     check_folder_output(out, owned=is_bundle_folder, inputs=(data,), force=force)
-    df = read_table(data)
+    df = read_flat_table(data)
     result = train_table(df, target, id_column, time_column, exclude, budget_s=budget_s, seed=seed,
                          source=str(data), progress=progress)
     notes = [*result.notes, *[f"leakage warning: {w}" for w in result.warnings],
@@ -61,17 +73,15 @@ def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0, forc
     """
     from sklearn.model_selection import StratifiedKFold
 
-    from propensity.modeling.evaluate import logistic_baseline
-    from propensity.modeling.tabular import normalise_target
-
     check_folder_output(out, owned=is_report_folder, inputs=(model, data), force=force)
-    bundle = load_bundle(model)
-    if not isinstance(bundle, TableBundle):
+    try:
+        bundle = load_table_bundle(model)
+    except BundleKindError:
         raise ValueError(f"{model}: a model trained on a CRM export; evaluate it on a CRM export folder "
-                         f"(--data FOLDER), not on the table {data}")
+                         f"(--data FOLDER), not on the table {data}") from None
     schema = bundle.schema
-    df = read_table(data)
-    target = schema["target"]
+    df = read_flat_table(data)
+    target = schema.target
     if target not in df.columns:
         raise ValueError(f"{data}: target column {target!r} not found; evaluation needs labelled rows")
     y, _, kept = normalise_target(df[target], target, str(data))
@@ -79,8 +89,7 @@ def evaluate_table(model: str | Path, data: Path, out: Path, seed: int = 0, forc
     df, y = df.loc[kept].reset_index(drop=True), y[kept]
     p_model = TableScorer(bundle).predict(df, str(data))
     x = table_matrix(df, schema)
-    cat_idx = [j for j, n in enumerate(schema["features"])
-               if n in {c["name"] for c in schema["columns"] if c["kind"] == "categorical"}]
+    cat_idx = schema.categorical_positions()
     p_lr = np.empty(len(y))
     n_splits = int(min(5, y.sum(), len(y) - y.sum()))
     if n_splits < 2:
