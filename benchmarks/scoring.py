@@ -146,7 +146,7 @@ def main() -> None:
         one_frames = latency(lambda d: scorer.score(d, as_of=as_of), [f for f, _ in inputs])
         one_dicts = latency(lambda d: scorer.score(d, as_of=as_of), [d for _, d in inputs])
         # the baselines on the same leads, one ready-made model row at a time
-        xn, _ = scorer._matrix(frame)  # float64, category codes: LightGBM's fastest input
+        xn, _ = scorer.encoder.encode(frame)  # float64, category codes: LightGBM's fastest input
         at = dict(zip(frame["lead_id"], range(n), strict=True))
         one_rows = [xn[at[lid]:at[lid] + 1] for lid in ids]
         one_df_rows = [x.iloc[at[lid]:at[lid] + 1] for lid in ids]

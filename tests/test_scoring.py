@@ -47,7 +47,7 @@ def test_reason_points_add_up_to_gap_from_average_lead(scorer, rows):
 
     b = scorer.bundle
     contrib = b.booster.predict(to_matrix(rows, b.spec, b.categories), pred_contrib=True)
-    p, pts = probability_points(contrib, b.calibrator, scorer._groups)
+    p, pts = probability_points(contrib, b.calibrator, scorer.groups)
     p0 = b.calibrator(1 / (1 + np.exp(-contrib[:, -1])))
     np.testing.assert_allclose(pts.sum(axis=1), (p - p0) * 100, atol=1e-9)
     out = scorer.score_features(rows)
@@ -160,20 +160,29 @@ def test_batch_output_has_fit_engagement_grade_and_notes(scorer, rows):
     assert out.loc[missing, "notes"].str.contains("Industry: unknown").all()
 
 
-def test_one_lead_fast_matrix_equals_batch_matrix(scorer, rows):
+def test_model_matrix_is_the_same_for_a_few_rows_one_lead_and_a_batch(scorer, rows):
     from propensity.features.matrix import to_matrix
 
     few = rows.head(20).copy()
     few.loc[0, "fit_industry_value"] = "underwater_basket_weaving"
     few.loc[1, "fit_employees_value"] = np.inf
-    small, small_notes = scorer._small_matrix(few)
-    frame, notes = scorer._clean(few)
-    x = to_matrix(frame, scorer.bundle.spec, scorer.bundle.categories)
+    small, small_notes = scorer.encoder.encode(few)  # a few rows: read in plain Python
+    big, big_notes = scorer.encoder.encode(pd.concat([few] * 3, ignore_index=True))  # a batch: column by column
+    np.testing.assert_array_equal(big[:20], small)
+    assert big_notes[:20] == small_notes
+    for i in range(len(few)):  # one lead's feature values
+        one, one_notes = scorer.encoder.encode_values(few.iloc[i].to_dict())
+        np.testing.assert_array_equal(one[0], small[i])
+        assert one_notes == small_notes[i]
+    # the values LightGBM reads from the training transform, the infinite value and its match flag unknown
+    clean = few.copy()
+    clean.loc[1, ["fit_employees_value", "fit_employees"]] = np.nan
+    x = to_matrix(clean, scorer.bundle.spec, scorer.bundle.categories)
     ref = np.column_stack([x[c].cat.codes.replace(-1, np.nan).to_numpy(float) if str(x[c].dtype) == "category"
                            else x[c].to_numpy(float) for c in x.columns])
     np.testing.assert_array_equal(small, ref)
-    assert small_notes == notes
-    assert any("not seen in training" in n for n in notes[0]) and any("not a finite" in n for n in notes[1])
+    assert "Industry: 'underwater_basket_weaving' not seen in training, treated as unknown" in small_notes[0]
+    assert "Company size (employees): not a finite number, treated as unknown" in small_notes[1]
 
 
 def _one_lead(export, lead_id):
@@ -250,19 +259,8 @@ def _inputs(export, lead_id):
 
 
 def _reference(scorer, data, as_of=None):
-    """The one-lead path without the fast path: a one-lead export through build_features."""
-    from propensity.scoring.leadinput import lead_export
-    from propensity.scoring.scorer import LeadInput, _account_row
-
-    icp = scorer.bundle.icp
-    if "lead" in data:
-        one = LeadInput.model_validate(data)
-        export, notes = lead_export(one.lead, one.account, one.activities, as_of, icp)
-        return scorer._score_one(export, notes, as_of)
-    lead = data["leads"].iloc[0].to_dict()
-    account = _account_row(data.get("accounts"), lead.get("account_id"))
-    export, notes = lead_export(lead, account, data.get("activities", []), as_of, icp)
-    return scorer._score_cutoffs(export, scorer._cutoffs(export, as_of), detail=False, extra_notes=notes)
+    """The one-lead path without its DataFrame-free shortcut: a one-lead export through build_features."""
+    return LeadScorer(scorer.bundle, one_lead_path=False).score(data, as_of=as_of)
 
 
 def test_one_lead_fast_path_equals_the_batch_for_many_leads(scorer, world_dir):  # noqa: F811
@@ -270,11 +268,11 @@ def test_one_lead_fast_path_equals_the_batch_for_many_leads(scorer, world_dir): 
 
     export = read_export(world_dir)
     b = scorer.bundle
-    assert scorer._fast
+    assert scorer.one_lead is not None
     batch = scorer.score(export)
     frame = build_features(export, scoring_cutoffs(export), b.icp, b.engagement)
     assert frame["lead_id"].tolist() == batch["lead_id"].tolist()
-    contrib = scorer._contrib(scorer._matrix(frame)[0])
+    contrib = b.booster.predict(scorer.encoder.encode(frame)[0], pred_contrib=True)
     as_of = batch["cutoff"].iloc[0]
     picks = batch.sort_values("probability").index.to_numpy()
     picks = np.unique(np.r_[picks[:10], picks[-10:], np.random.default_rng(0).choice(len(batch), 130, replace=False)])
@@ -290,8 +288,8 @@ def test_one_lead_fast_path_equals_the_batch_for_many_leads(scorer, world_dir): 
         assert (one.score, one.tier, one.fit_score, one.engagement_score, one.grade) == tuple(
             expect[["score", "tier", "fit_score", "engagement_score", "grade"]].iloc[0])
         assert "; ".join(one.notes) == expect["notes"].iloc[0]
-        fast = scorer._one(lead_rows(as_dict["lead"], as_dict["account"], as_dict["activities"], as_of, b.icp),
-                           as_of)
+        fast = scorer.one_lead.score(lead_rows(as_dict["lead"], as_dict["account"], as_dict["activities"], as_of,
+                                               b.icp))
         np.testing.assert_allclose(fast.contrib, contrib[i], rtol=0, atol=1e-9)
     for lead_id in batch["lead_id"].iloc[picks[:15]]:  # the full explanation: ReasonOut objects and all
         _frames, as_dict = _inputs(export, lead_id)

@@ -47,7 +47,7 @@ def _capacity_scorer(trained, n, calibrator=None, sql=0.99):  # noqa: F811
 def _raw_scores(scorer, export):
     b = scorer.bundle
     frame = build_features(export, scoring_cutoffs(export), b.icp, b.engagement)
-    return b.booster.predict(scorer._matrix(frame)[0], raw_score=True)
+    return b.booster.predict(scorer.encoder.encode(frame)[0], raw_score=True)
 
 
 # ------------------------------------------------------------------ capacity tiers
@@ -284,8 +284,8 @@ def test_leads_on_the_average_leads_step_still_get_reasons(trained, export):  # 
     b = trained.bundle
     frame = build_features(export, scoring_cutoffs(export), b.icp, b.engagement).head(2_000)
     real = LeadScorer(b)
-    contrib = real._contrib(real._matrix(frame)[0])
-    _p, _pts, lo = probability_points(contrib, b.calibrator, real._groups, with_log_odds=True)
+    contrib = b.booster.predict(real.encoder.encode(frame)[0], pred_contrib=True)
+    _p, _pts, lo = probability_points(contrib, b.calibrator, real.groups, with_log_odds=True)
     big = (np.abs(lo) >= MIN_LOG_ODDS).any(axis=1)
     assert big.mean() > 0.9
 
@@ -308,7 +308,7 @@ def test_leads_on_the_average_leads_step_still_get_reasons(trained, export):  # 
 
 def test_explain_table_prints_quiet_points_honestly(scorer, export):
     from propensity.cli import format_explanation
-    from propensity.scoring.scorer import ReasonOut
+    from propensity.scoring.schemas import ReasonOut
 
     lead = scoring_cutoffs(export)["lead_id"].iloc[0]
     with warnings.catch_warnings():

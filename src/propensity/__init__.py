@@ -20,8 +20,8 @@ __all__ = ["LeadInput", "LeadScore", "LeadScorer", "build_features", "load_proje
 
 _WHERE = {
     "LeadScorer": "propensity.scoring.scorer",
-    "LeadInput": "propensity.scoring.scorer",
-    "LeadScore": "propensity.scoring.scorer",
+    "LeadInput": "propensity.scoring.schemas",
+    "LeadScore": "propensity.scoring.schemas",
     "train": "propensity.modeling.train",
     "build_features": "propensity.features.pipeline",
     "load_project": "propensity.config",

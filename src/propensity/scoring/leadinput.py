@@ -1,17 +1,17 @@
-"""One lead as a service holds it, turned into a one-lead CRM export, fast and forgiving.
+"""One lead as a service holds it: its rows checked, forgiving, fast; and its cutoff.
 
-A service calls the scorer with one lead's rows (a ``LeadInput`` or one-row
-DataFrames). :func:`lead_export` checks them field by field and builds the
-:class:`~propensity.data.export.CrmExport` directly, which costs a fraction of the
-general ``CrmExport.from_frames`` validation. It yields the same tables (ids as
-str, timestamps ``datetime64[us, UTC]``, an absent or empty ``recorded_at`` taken
-as ``occurred_at``), so features are the same as in a batch.
-
-The scorer's one-lead fast path does not build frames at all: :func:`lead_rows`
-applies the same checks and notes and returns the lead as plain values (dicts,
-a list of activity types and int64 µs arrays of times), from which
-:class:`propensity.features.onelead.OneLead` computes the features.
-:func:`lead_export` is :func:`lead_rows` turned into the one-lead export.
+A service calls the scorer with one lead's rows (a ``LeadInput``, or a dict of
+one-row DataFrames: :func:`lead_from_frames` takes the lead's rows out of those).
+:func:`lead_rows` checks them field by field, as a lenient ``read_export`` would,
+and returns the lead as plain values (:class:`LeadRows`: dicts, a list of activity
+types and int64 µs arrays of times) together with its cutoff: the as-of time, or
+the end of the lead's data. From those
+:class:`propensity.features.onelead.OneLead` computes the features without any
+DataFrame. :func:`lead_export` turns the same rows into a one-lead
+:class:`~propensity.data.export.CrmExport` (ids as str, timestamps
+``datetime64[us, UTC]``, an absent or empty ``recorded_at`` taken as
+``occurred_at``) and :func:`lead_cutoffs` into its cutoff table, so the batch
+path's features are the same.
 
 What it forgives, with a note for the lead: a missing or unreadable ICP field
 (scored as unknown), a missing account (every account field unknown), extra
@@ -29,8 +29,8 @@ ISO-8601 string with a time zone, or a datetime); with no ``as_of``, a
 future timestamps: a clock or time-zone error); a timestamp without a time zone
 (``created_at``, ``occurred_at`` or ``recorded_at`` written ``2025-01-31 09:00:00``,
 or a naive datetime): as in a CRM export, no zone is assumed
-(:mod:`propensity.core.times`). ``as_of`` is an argument, not data: a naive one
-is UTC, as for a batch. An activity time that is a bare
+(:mod:`propensity.core.times`). ``as_of`` is an argument, not data: it is read
+once, by :func:`propensity.core.times.as_of_utc` (a naive one is UTC, as for a batch). An activity time that is a bare
 number is unreadable: the activity is ignored with a note; so is one whose
 ``recorded_at`` is there but unreadable (as a lenient ``read_export`` drops it).
 """
@@ -45,11 +45,12 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import IcpConfig
-from propensity.core.times import has_zone
+from propensity.core.times import as_of_utc, has_zone
 from propensity.data.export import CrmExport
 from propensity.features.onelead import number_note, read_number
 
-__all__ = ["LeadRows", "NoZoneError", "lead_export", "lead_rows", "stamp_us"]
+__all__ = ["LeadRows", "NoZoneError", "is_one_lead_frames", "lead_cutoffs", "lead_export", "lead_from_frames",
+           "lead_rows"]
 
 _EMPTY_OPPS = {"opportunity_id": "object", "lead_id": "object", "created_at": "datetime64[us, UTC]",
                "closed_at": "datetime64[us, UTC]", "stage": "object"}
@@ -84,10 +85,10 @@ class NoZoneError(ValueError):
                 "as for a CRM export")
 
 
-def _stamp(v: object, field: str = "", assume_utc: bool = False) -> pd.Timestamp | None:
+def _stamp(v: object, field: str = "") -> pd.Timestamp | None:
     """A UTC timestamp, or None when missing or unreadable (a bare number is unreadable).
 
-    A readable one without a zone raises :class:`NoZoneError` naming ``field``, unless ``assume_utc``.
+    A readable one without a zone raises :class:`NoZoneError` naming ``field``.
     """
     if _missing(v) or _bare_number(v):
         return None
@@ -97,7 +98,7 @@ def _stamp(v: object, field: str = "", assume_utc: bool = False) -> pd.Timestamp
         return None
     if t is pd.NaT:
         return None
-    if not assume_utc and not has_zone(v):
+    if not has_zone(v):
         raise NoZoneError(field, v)
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
@@ -105,8 +106,13 @@ def _stamp(v: object, field: str = "", assume_utc: bool = False) -> pd.Timestamp
 _UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 
-def stamp_us(t: pd.Timestamp, ceil: bool = False) -> int:
-    """A timestamp as int µs since the epoch: floored (as ``astype("datetime64[us]")``) or ceiled."""
+def _stamp_us(t: pd.Timestamp, ceil: bool = False) -> int:
+    """:func:`propensity.core.times.stamp_us`, from the Timestamp's own integer.
+
+    One lead's activity times are converted one by one, and ``Timestamp.as_unit``
+    (which the core function uses) is much slower per call for the same value
+    (docs/scoring-speed.md).
+    """
     unit = t.unit
     if unit == "ns":
         return -(-t._value // 1000) if ceil else t._value // 1000
@@ -123,7 +129,7 @@ def _value_us(v: object) -> int | None:
         return None
     elif v.tzinfo is None:
         raise NoZoneError("", v)
-    return stamp_us(v)
+    return _stamp_us(v)
 
 
 def _times_us(acts: list[dict[str, Any]], name: str, empty: list[int] | None = None) -> list[int | None]:
@@ -175,12 +181,16 @@ _NAT = np.iinfo(np.int64).min  # NaT as int64
 
 @dataclass(frozen=True)
 class LeadRows:
-    """One lead's checked rows as plain values: what :func:`lead_export` puts in frames.
+    """One lead's checked rows as plain values, and its cutoff: what :func:`lead_export` puts in frames.
 
     ``lead`` has ``lead_id`` and ``account_id`` as str and ``created_at`` as a UTC
     Timestamp; ``account`` is None when there is no account row. ``types``, ``occ``
     and ``rec`` are the kept activities (type as str, occurred and recorded times
     as int64 µs since the epoch; ``rec`` defaults to ``occ``), in input order.
+    ``cutoff`` is the time the lead is scored at, in µs: the as-of time (floored),
+    or without one the end of the lead's data plus 1 µs, as ``scoring_cutoffs``
+    puts it for any export; ``scorable`` says the lead was created before it (else
+    it has no cutoff and is not scored).
     """
 
     lead_id: str
@@ -191,6 +201,8 @@ class LeadRows:
     occ: np.ndarray
     rec: np.ndarray
     notes: list[str]
+    cutoff: int
+    scorable: bool
 
     def end(self) -> int:
         """The end of the data in µs: what ``CrmExport.end()`` gives for the one-lead export."""
@@ -199,11 +211,15 @@ class LeadRows:
 
 def lead_rows(lead: dict[str, Any], account: dict[str, Any] | None,
               activities: list[dict[str, Any]] | pd.DataFrame,
-              as_of: object, icp: IcpConfig | None = None) -> LeadRows:
-    """The lead's checked rows and the notes on what was left out or unknown.
+              as_of: pd.Timestamp | None, icp: IcpConfig | None = None) -> LeadRows:
+    """The lead's checked rows, the notes on what was left out or unknown, and its cutoff.
 
+    ``as_of``: the as-of time as :func:`~propensity.core.times.as_of_utc` reads it
+    (anything else is read so first), or None for the end of the lead's data.
     Raises ``ValueError`` naming the field when the lead cannot be scored at all.
     """
+    if as_of is not None and not isinstance(as_of, pd.Timestamp):
+        as_of = as_of_utc(as_of)
     notes: list[str] = []
     lead = dict(lead)
     account = dict(account or {})
@@ -247,8 +263,7 @@ def lead_rows(lead: dict[str, Any], account: dict[str, Any] | None,
                     row[c.column] = None
 
     # an event at or after ``limit`` is late: occ >= limit, exactly, in µs (limit ceiled)
-    limit = _stamp(as_of, assume_utc=True) if as_of is not None else now
-    limit_us = None if limit is None else stamp_us(limit, ceil=True)
+    limit_us = _stamp_us(now if as_of is None else as_of, ceil=True)
     try:
         if isinstance(activities, pd.DataFrame):
             kind, occ, rec, ids = _frame_columns(activities)
@@ -262,7 +277,7 @@ def lead_rows(lead: dict[str, Any], account: dict[str, Any] | None,
     other = np.zeros(n, dtype=bool)
     if ids is not None:
         other = np.array([not _missing(v) and str(v) != lead_id for v in ids], dtype=bool)
-    late = np.zeros(n, dtype=bool) if limit_us is None else (occ >= limit_us) & ~no_time
+    late = (occ >= limit_us) & ~no_time
     counts = {"with no type": no_type, "with no readable time": no_time & ~no_type,
               "of another lead": other & ~no_type & ~no_time}
     drop = no_type | no_time | other
@@ -281,8 +296,14 @@ def lead_rows(lead: dict[str, Any], account: dict[str, Any] | None,
         occ, rec = occ[keep], rec[keep]
     else:
         types = [str(v) for v in kind]
-    return LeadRows(lead_id=lead_id, lead=lead, account=account or None, created=stamp_us(created),
-                    types=types, occ=occ, rec=rec, notes=notes)
+    created_us = _stamp_us(created)
+    if as_of is None:  # the end of the data + 1 µs, as for any export
+        end = max(created_us, int(occ.max())) if len(occ) else created_us
+        cutoff = ceiled = end + 1
+    else:
+        cutoff, ceiled = _stamp_us(as_of), limit_us
+    return LeadRows(lead_id=lead_id, lead=lead, account=account or None, created=created_us, types=types, occ=occ,
+                    rec=rec, notes=notes, cutoff=cutoff, scorable=created_us < ceiled)
 
 
 def _dict_columns(activities: list[dict[str, Any]]) -> tuple[list, np.ndarray, np.ndarray, list | None]:
@@ -331,14 +352,8 @@ def _column_us(acts: pd.DataFrame, col: str, n: int) -> np.ndarray:
     return np.asarray(_times(acts, col, n).array.asi8, dtype=np.int64)
 
 
-def lead_export(lead: dict[str, Any], account: dict[str, Any] | None,
-                activities: list[dict[str, Any]] | pd.DataFrame,
-                as_of: object, icp: IcpConfig | None = None) -> tuple[CrmExport, list[str]]:
-    """A one-lead export (the rows of :func:`lead_rows` as frames) and the notes.
-
-    Raises ``ValueError`` naming the field when the lead cannot be scored at all.
-    """
-    r = lead_rows(lead, account, activities, as_of, icp)
+def lead_export(r: LeadRows, icp: IcpConfig | None = None) -> CrmExport:
+    """The one-lead export of the checked rows ``r``: the frames a batch read would give."""
     k = len(r.types)
     kept = pd.DataFrame({
         "lead_id": pd.Series([r.lead_id] * k, dtype=object),
@@ -346,7 +361,7 @@ def lead_export(lead: dict[str, Any], account: dict[str, Any] | None,
         "occurred_at": _series_us(r.occ),
         "recorded_at": _series_us(r.rec),
     })
-    # dtype=object: pandas' string inference costs ~0.1 ms a column and changes no value
+    # dtype=object: no string inference, which would change no value
     lead = dict(r.lead)
     created = lead.pop("created_at")
     leads = pd.DataFrame({k: [v] for k, v in lead.items()}, dtype=object)
@@ -358,4 +373,61 @@ def lead_export(lead: dict[str, Any], account: dict[str, Any] | None,
                                                 if c.table == "accounts")]
         accounts = pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
     opps = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in _EMPTY_OPPS.items()})
-    return CrmExport(accounts=accounts, leads=leads, activities=kept, opportunities=opps, source="<lead>"), r.notes
+    return CrmExport(accounts=accounts, leads=leads, activities=kept, opportunities=opps, source="<lead>")
+
+
+def lead_cutoffs(r: LeadRows) -> pd.DataFrame:
+    """The cutoff table ``scoring_cutoffs`` gives the one-lead export of ``r`` (no rows when not scorable)."""
+    ids = [r.lead_id] if r.scorable else []
+    return pd.DataFrame({"lead_id": pd.Series(ids, dtype=object),
+                         "cutoff": _series_us(np.array([r.cutoff] * len(ids), dtype=np.int64))})
+
+
+# ------------------------------------------------------------ one-row frames
+
+def is_one_lead_frames(data: dict) -> bool:
+    """Whether ``data`` is one lead as one-row DataFrames keyed like an export's tables (``leads`` one row)."""
+    leads = data.get("leads")
+    return (isinstance(leads, pd.DataFrame) and len(leads) == 1 and set(data) <= {"leads", "accounts", "activities"}
+            and all(isinstance(data.get(k), pd.DataFrame) for k in ("accounts", "activities") if k in data))
+
+
+def lead_from_frames(data: dict[str, pd.DataFrame], lead_columns: list[str] | None = None,
+                     account_columns: list[str] | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Any] | None, pd.DataFrame | list]:
+    """(lead row, its account row or None, its activities) of one lead's one-row frames.
+
+    ``lead_columns`` / ``account_columns``: the columns to take (those present), when
+    not every column is needed: a CRM row has dozens, and pandas pays per column.
+    """
+    lead = _row(data["leads"], 0, lead_columns)
+    acts = data.get("activities")
+    account = _account_row(data.get("accounts"), lead.get("account_id"), account_columns)
+    return lead, account, [] if acts is None else acts
+
+
+def _account_row(df: pd.DataFrame | None, account_id: object, columns: list[str] | None = None) -> dict | None:
+    """The lead's account row of a small accounts frame (its only row when ids are absent)."""
+    if df is None or len(df) == 0:
+        return None
+    k = 0
+    if "account_id" in df.columns and account_id is not None:
+        wanted = str(account_id)  # str() per id: ``astype(str)``'s text, without a pandas copy
+        hit = [i for i, v in enumerate(df["account_id"].to_numpy(dtype=object).tolist()) if str(v) == wanted]
+        if not hit:
+            return None
+        k = hit[0]
+    return _row(df, k, columns)
+
+
+def _row(df: pd.DataFrame, k: int, columns: list[str] | None = None) -> dict:
+    """Row ``k`` of ``df`` as a dict, of ``columns`` only (those present) when given.
+
+    ``DataFrame.iat`` per wanted column costs a fraction of ``iloc[k].to_dict()``,
+    which converts every column of the row.
+    """
+    cols = df.columns
+    if columns is None or not cols.is_unique:
+        return df.iloc[k].to_dict()
+    at, loc = df.iat, cols.get_loc
+    return {c: at[k, loc(c)] for c in columns if c in cols}
