@@ -146,3 +146,18 @@ def test_quiet_rows_show_the_log_odds_reasons_identically_in_batch_and_one_row(g
             assert all(r.points > MIN_POINTS for r in pos) and all(r.points < -MIN_POINTS for r in neg)
     assert 50 < quiet_rows < n
     assert "<0.1 pts" in " ".join(table.joined)
+
+
+def test_a_criterion_named_like_a_raw_value_column_gets_its_own_value_and_match():
+    """``deal_value`` makes ``fit_deal_value`` (the match) and ``fit_deal_value_value`` (the number): not confused."""
+    from propensity.scoring.reasons import reasons_one
+
+    p = load_project(default_project_dir() / "training" / "default.yaml")
+    renamed = [c.model_copy(update={"name": "deal_value"}) if c.name == "employees" else c for c in p.icp.criteria]
+    groups = ReasonGroups.from_spec(build_feature_spec(p.icp.model_copy(update={"criteria": renamed}), p.engagement))
+    frame = _row(groups, fit_deal_value=0.0, fit_deal_value_value=12000.0)
+    pts = np.zeros((1, len(groups.sources)))
+    pts[0, groups.sources.index("deal_value")] = -2.0
+    expected = "Company size (employees): 12,000 (outside ICP) (-2.0 pts)"
+    assert assemble(groups, frame, pts, 3).joined[0] == expected
+    assert reasons_one(groups, frame.to_dict("records")[0], pts[0], 3)[2] == expected

@@ -10,8 +10,10 @@ what each means.
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["DAYS_SINCE_ANY", "LEAD_AGE", "active_days", "decay", "days_since", "events_in_window", "fit_match",
-           "fit_value"]
+           "fit_value", "window_days"]
 
 DAYS_SINCE_ANY = "eng_days_since_any"
 LEAD_AGE = "lead_age_days"
@@ -39,3 +41,12 @@ def decay(signal: str) -> str:
 
 def active_days(days: int) -> str:
     return f"eng_active_days_{days}d"
+
+
+def window_days(name: str) -> int | None:
+    """The window ``W`` of a windowed name (:func:`events_in_window`, :func:`active_days`); None for any other."""
+    found = _WINDOWED.fullmatch(name)
+    return int(found.group(1)) if found else None
+
+
+_WINDOWED = re.compile(r"eng_.+_(\d+)d")

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from propensity.core.names import DAYS_SINCE_ANY, LEAD_AGE, days_since, fit_match, fit_value, window_days
 from propensity.features.spec import FeatureDef
 from propensity.scoring.calibration import Calibrator
 
@@ -303,22 +304,19 @@ def describe_values(source: str, groups: ReasonGroups, frame: pd.DataFrame, rows
     if head.family == "fit":
         return _fit_values(members, head, frame, rows)
     if source == "lead_age":
-        return "Lead age", "created " + _days(_num(_col(frame, "lead_age_days", rows)))
+        return "Lead age", "created " + _days(_num(_col(frame, LEAD_AGE, rows)))
     if source == "activity":
-        active = next(f for f in members if f.name.startswith("eng_active_days_"))
-        window = active.name.removeprefix("eng_active_days_").removesuffix("d")
+        active, window = _longest_window(members)
         days = np.nan_to_num(_num(_col(frame, active.name, rows))).astype(np.int64)
-        since = _num(_col(frame, "eng_days_since_any", rows))
+        since = _num(_col(frame, DAYS_SINCE_ANY, rows))
         never = np.isnan(since)
         last = np.where(never, "never active", "last activity " + _days(np.nan_to_num(since)))
         text = np.where(days == 0, f"no activity in the last {window} days",
                         "active on " + days.astype(str).astype(object) + f" of the last {window} days")
         return "Activity", np.where(never, "never active", text + ", " + last)
-    counts = [f for f in members if f.name.endswith("d") and f.name.rsplit("_", 1)[-1][:-1].isdigit()]
-    longest = max(counts, key=lambda f: int(f.name.rsplit("_", 1)[-1][:-1]))
-    window = longest.name.rsplit("_", 1)[-1][:-1]
+    longest, window = _longest_window(members)
     n = np.nan_to_num(_num(_col(frame, longest.name, rows))).astype(np.int64)
-    since_col = f"eng_{source}_days_since"
+    since_col = days_since(source)
     since = _num(_col(frame, since_col, rows)) if since_col in frame.columns else np.full(len(rows), np.nan)
     latest = _days(np.nan_to_num(since))
     display = longest.display.split(",")[0]
@@ -328,10 +326,22 @@ def describe_values(source: str, groups: ReasonGroups, frame: pd.DataFrame, rows
     return display, np.where(n == 0, none, some)
 
 
+def _longest_window(members: list[FeatureDef]) -> tuple[FeatureDef, int]:
+    """The member counting over the longest window (events in it, or active days), and that window in days."""
+    longest = max((f for f in members if window_days(f.name) is not None), key=lambda f: window_days(f.name))
+    return longest, window_days(longest.name)
+
+
+def _fit_members(members: list[FeatureDef], head: FeatureDef) -> tuple[FeatureDef | None, FeatureDef | None]:
+    """A criterion's match flag and raw value features (either may be absent)."""
+    match = next((f for f in members if f.name == fit_match(head.source)), None)
+    raw = next((f for f in members if f.name == fit_value(head.source)), None)
+    return match, raw
+
+
 def _fit_values(members: list[FeatureDef], head: FeatureDef, frame: pd.DataFrame, rows: np.ndarray
                 ) -> tuple[str, np.ndarray]:
-    match = next((f for f in members if not f.name.endswith("_value")), None)
-    raw = next((f for f in members if f.name.endswith("_value")), None)
+    match, raw = _fit_members(members, head)
     flag = _num(_col(frame, match.name, rows)) if match is not None else np.full(len(rows), np.nan)
     display = raw.display if raw is not None else head.display.removesuffix(" matches ICP")
     if raw is None:
@@ -423,21 +433,18 @@ def describe_one(source: str, groups: ReasonGroups, values: dict[str, object]) -
     if head.family == "fit":
         return _fit_value_one(members, head, values)
     if source == "lead_age":
-        return "Lead age", "created " + _days1(_num1(values["lead_age_days"]))
+        return "Lead age", "created " + _days1(_num1(values[LEAD_AGE]))
     if source == "activity":
-        active = next(f for f in members if f.name.startswith("eng_active_days_"))
-        window = active.name.removeprefix("eng_active_days_").removesuffix("d")
+        active, window = _longest_window(members)
         days = _int(_num1(values[active.name]))
-        since = _num1(values["eng_days_since_any"])
+        since = _num1(values[DAYS_SINCE_ANY])
         if since != since:
             return "Activity", "never active"
         text = f"no activity in the last {window} days" if days == 0 else f"active on {days} of the last {window} days"
         return "Activity", f"{text}, last activity {_days1(since)}"
-    counts = [f for f in members if f.name.endswith("d") and f.name.rsplit("_", 1)[-1][:-1].isdigit()]
-    longest = max(counts, key=lambda f: int(f.name.rsplit("_", 1)[-1][:-1]))
-    window = longest.name.rsplit("_", 1)[-1][:-1]
+    longest, window = _longest_window(members)
     n = _int(_num1(values[longest.name]))
-    since_col = f"eng_{source}_days_since"
+    since_col = days_since(source)
     since = _num1(values[since_col]) if since_col in values else np.nan
     latest = _days1(_nan0(since))
     display = longest.display.split(",")[0]
@@ -449,8 +456,7 @@ def describe_one(source: str, groups: ReasonGroups, values: dict[str, object]) -
 
 
 def _fit_value_one(members: list[FeatureDef], head: FeatureDef, values: dict[str, object]) -> tuple[str, str]:
-    match = next((f for f in members if not f.name.endswith("_value")), None)
-    raw = next((f for f in members if f.name.endswith("_value")), None)
+    match, raw = _fit_members(members, head)
     flag = _num1(values[match.name]) if match is not None else np.nan
     display = raw.display if raw is not None else head.display.removesuffix(" matches ICP")
     if raw is None:
