@@ -137,7 +137,8 @@ def resolve_bundle_uri(uri: str | Path) -> Path:
         except MlflowException as exc:
             # e.g. no such registered model, an alias with no version, a run without that path
             first = str(exc.message if hasattr(exc, "message") else exc).splitlines()[0]
-            raise BundleError(f"{text}: cannot be loaded from MLflow at {mlflow.get_tracking_uri()} ({first})") from None
+            where = mlflow.get_tracking_uri()
+            raise BundleError(f"{text}: cannot be loaded from MLflow at {where} ({first})") from None
         except OSError as exc:
             raise BundleError(f"{text}: cannot be downloaded from MLflow ({exc})") from None
         found = sorted(local.rglob(META_FILE))

@@ -56,8 +56,8 @@ def to_number(v: object) -> float:
 
 
 def _numbers(values: list) -> np.ndarray:
-    """:func:`to_number` of each value, as float64; plain floats (one lead's usual values) in one step."""
-    if all(type(v) is float for v in values):
+    """:func:`to_number` of each value, as float64; floats and None (one lead's usual values) in one step."""
+    if all(type(v) is float or v is None for v in values):  # NumPy reads None as NaN, as to_number does
         return np.array(values, dtype=np.float64)
     return np.fromiter(map(to_number, values), dtype=np.float64, count=len(values))
 
@@ -177,7 +177,7 @@ class ModelEncoder:
         n = len(numbers)
         m = np.empty((n, len(self.names)), dtype=np.float64)
         m[:, self._num_pos] = numbers
-        present = ~pd.isna(cats)
+        present = pd.notna(cats)
         if self._codes:
             nan = math.nan
             codes = [c.get(str(v), nan) if ok else nan

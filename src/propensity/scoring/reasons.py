@@ -44,7 +44,7 @@ D = one mid, one low; E = both low.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -102,6 +102,10 @@ class ReasonGroups:
     heads: dict[str, FeatureDef]  # the feature whose display names the source
     members: dict[str, list[FeatureDef]]
     fit_features: np.ndarray  # (n_features,) bool: family == "fit"
+    # per engagement source, the member counting over the longest window (events, or active days) and that window
+    longest: dict[str, tuple[FeatureDef, int]] = field(default_factory=dict)
+    # per fit source (an ICP criterion), its match flag and raw value features, either may be absent
+    fit_parts: dict[str, tuple[FeatureDef | None, FeatureDef | None]] = field(default_factory=dict)
 
     @classmethod
     def from_spec(cls, spec: list[FeatureDef]) -> ReasonGroups:
@@ -114,7 +118,15 @@ class ReasonGroups:
             members[f.source].append(f)
         heads = {s: fs[0] for s, fs in members.items()}
         fit = np.array([f.family == "fit" for f in spec], dtype=bool)
-        return cls(sources, m, heads, members, fit)
+        longest = {}
+        for s, fs in members.items():
+            windowed = [(f, window_days(f.name)) for f in fs if window_days(f.name) is not None]
+            if windowed:
+                longest[s] = max(windowed, key=lambda fw: fw[1])
+        fit_parts = {s: (next((f for f in fs if f.name == fit_match(s)), None),
+                         next((f for f in fs if f.name == fit_value(s)), None))
+                     for s, fs in members.items() if heads[s].family == "fit"}
+        return cls(sources, m, heads, members, fit, longest, fit_parts)
 
     def actionable(self, source: str) -> bool:
         """Fit is who the lead is: never actionable. Engagement as the catalogue says."""
@@ -299,14 +311,13 @@ def _num(values: np.ndarray) -> np.ndarray:
 def describe_values(source: str, groups: ReasonGroups, frame: pd.DataFrame, rows: np.ndarray
                     ) -> tuple[str, np.ndarray]:
     """(display name, observed value text per row) of one source for ``rows`` of ``frame``."""
-    members = groups.members[source]
     head = groups.heads[source]
     if head.family == "fit":
-        return _fit_values(members, head, frame, rows)
+        return _fit_values(groups.fit_parts[source], head, frame, rows)
     if source == "lead_age":
         return "Lead age", "created " + _days(_num(_col(frame, LEAD_AGE, rows)))
     if source == "activity":
-        active, window = _longest_window(members)
+        active, window = groups.longest[source]
         days = np.nan_to_num(_num(_col(frame, active.name, rows))).astype(np.int64)
         since = _num(_col(frame, DAYS_SINCE_ANY, rows))
         never = np.isnan(since)
@@ -314,7 +325,7 @@ def describe_values(source: str, groups: ReasonGroups, frame: pd.DataFrame, rows
         text = np.where(days == 0, f"no activity in the last {window} days",
                         "active on " + days.astype(str).astype(object) + f" of the last {window} days")
         return "Activity", np.where(never, "never active", text + ", " + last)
-    longest, window = _longest_window(members)
+    longest, window = groups.longest[source]
     n = np.nan_to_num(_num(_col(frame, longest.name, rows))).astype(np.int64)
     since_col = days_since(source)
     since = _num(_col(frame, since_col, rows)) if since_col in frame.columns else np.full(len(rows), np.nan)
@@ -326,22 +337,9 @@ def describe_values(source: str, groups: ReasonGroups, frame: pd.DataFrame, rows
     return display, np.where(n == 0, none, some)
 
 
-def _longest_window(members: list[FeatureDef]) -> tuple[FeatureDef, int]:
-    """The member counting over the longest window (events in it, or active days), and that window in days."""
-    longest = max((f for f in members if window_days(f.name) is not None), key=lambda f: window_days(f.name))
-    return longest, window_days(longest.name)
-
-
-def _fit_members(members: list[FeatureDef], head: FeatureDef) -> tuple[FeatureDef | None, FeatureDef | None]:
-    """A criterion's match flag and raw value features (either may be absent)."""
-    match = next((f for f in members if f.name == fit_match(head.source)), None)
-    raw = next((f for f in members if f.name == fit_value(head.source)), None)
-    return match, raw
-
-
-def _fit_values(members: list[FeatureDef], head: FeatureDef, frame: pd.DataFrame, rows: np.ndarray
-                ) -> tuple[str, np.ndarray]:
-    match, raw = _fit_members(members, head)
+def _fit_values(parts: tuple[FeatureDef | None, FeatureDef | None], head: FeatureDef, frame: pd.DataFrame,
+                rows: np.ndarray) -> tuple[str, np.ndarray]:
+    match, raw = parts
     flag = _num(_col(frame, match.name, rows)) if match is not None else np.full(len(rows), np.nan)
     display = raw.display if raw is not None else head.display.removesuffix(" matches ICP")
     if raw is None:
@@ -428,21 +426,20 @@ def _days1(d: float) -> str:
 
 def describe_one(source: str, groups: ReasonGroups, values: dict[str, object]) -> tuple[str, str]:
     """(display name, observed value text) of one source for one row: :func:`describe_values`'s text."""
-    members = groups.members[source]
     head = groups.heads[source]
     if head.family == "fit":
-        return _fit_value_one(members, head, values)
+        return _fit_value_one(groups.fit_parts[source], head, values)
     if source == "lead_age":
         return "Lead age", "created " + _days1(_num1(values[LEAD_AGE]))
     if source == "activity":
-        active, window = _longest_window(members)
+        active, window = groups.longest[source]
         days = _int(_num1(values[active.name]))
         since = _num1(values[DAYS_SINCE_ANY])
         if since != since:
             return "Activity", "never active"
         text = f"no activity in the last {window} days" if days == 0 else f"active on {days} of the last {window} days"
         return "Activity", f"{text}, last activity {_days1(since)}"
-    longest, window = _longest_window(members)
+    longest, window = groups.longest[source]
     n = _int(_num1(values[longest.name]))
     since_col = days_since(source)
     since = _num1(values[since_col]) if since_col in values else np.nan
@@ -455,8 +452,9 @@ def describe_one(source: str, groups: ReasonGroups, values: dict[str, object]) -
     return display, f"none in the last {window} days (latest {latest})"
 
 
-def _fit_value_one(members: list[FeatureDef], head: FeatureDef, values: dict[str, object]) -> tuple[str, str]:
-    match, raw = _fit_members(members, head)
+def _fit_value_one(parts: tuple[FeatureDef | None, FeatureDef | None], head: FeatureDef,
+                   values: dict[str, object]) -> tuple[str, str]:
+    match, raw = parts
     flag = _num1(values[match.name]) if match is not None else np.nan
     display = raw.display if raw is not None else head.display.removesuffix(" matches ICP")
     if raw is None:
