@@ -56,9 +56,18 @@ def to_number(v: object) -> float:
 
 
 def _numbers(values: list) -> np.ndarray:
-    """:func:`to_number` of each value, as float64; floats and None (one lead's usual values) in one step."""
-    if all(type(v) is float or v is None for v in values):  # NumPy reads None as NaN, as to_number does
-        return np.array(values, dtype=np.float64)
+    """:func:`to_number` of each value, as float64.
+
+    NumPy reads a list of scalars as ``float`` does (and None as NaN) in one step;
+    only when it refuses one value (text that is no number, a missing marker) is
+    each value read on its own.
+    """
+    try:
+        out = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        out = None
+    if out is not None and out.ndim == 1:
+        return out
     return np.fromiter(map(to_number, values), dtype=np.float64, count=len(values))
 
 
