@@ -1,4 +1,4 @@
-"""Point-in-time features: hand-computed cases, a slow reference, both engines."""
+"""Point-in-time features: hand-computed cases, a slow reference, every engine and the choice among them."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_engines import duckdb_engine
 
 from propensity.config import EngagementConfig, IcpConfig, default_project_dir, load_project
 from propensity.data.export import CrmExport, DataError
+from propensity.features import engines
+from propensity.features.engines import asof, pairwise, running, snapshots
 from propensity.features.pipeline import build_features
 from propensity.features.spec import build_feature_spec
 
@@ -62,9 +65,10 @@ def cut(*rows: tuple) -> pd.DataFrame:
     return pd.DataFrame({"lead_id": [r[0] for r in rows], "cutoff": pd.to_datetime([r[1] for r in rows], utc=True)})
 
 
-@pytest.fixture(params=["memory", "duckdb", "running"])
-def engine(request):
-    return request.param
+@pytest.fixture(params=["pairwise", "duckdb", "running"])
+def engine(request, monkeypatch):
+    """An engine name for build_features; "duckdb" runs the reference SQL engine in the pairwise engine's place."""
+    return duckdb_engine(monkeypatch) if request.param == "duckdb" else request.param
 
 
 # ------------------------------------------------------------------ hand-computed
@@ -125,25 +129,20 @@ def test_event_recorded_after_cutoff_is_ignored(engine):
     assert f["eng_web_7d"] == 1.0 and f["eng_web_days_since"] == 5.0
 
 
-@pytest.mark.parametrize("path", ["memory", "duckdb", "running", "asof", "snapshots"])
+@pytest.mark.parametrize("path", ["pairwise", "duckdb", "running", "asof", "snapshots"])
 def test_an_empty_recorded_at_counts_from_occurred_at_on_every_path(path, monkeypatch):
     # An empty recorded_at reads as "recorded when it occurred" (with a warning from the export), as if the
     # column were absent: before the cutoff it counts, after it it does not, on every engine alike.
-    import propensity.features.asof as asof
-    import propensity.features.snapshots as snapshots
-
     calls: list[str] = []
     for mod, name in ((asof, "engagement_asof"), (snapshots, "engagement_snapshots")):
         real = getattr(mod, name)
         monkeypatch.setattr(mod, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
-    monkeypatch.setattr(asof, "MIN_LEADS", 0 if path == "asof" else 2 ** 62)
-    monkeypatch.setattr(snapshots, "MIN_LEADS", 0 if path == "snapshots" else 2 ** 62)
+    engine = duckdb_engine(monkeypatch) if path == "duckdb" else path
     with pytest.warns(UserWarning, match=r"column 'recorded_at' has 2 empty value\(s\)"):
         export = make_export([("L1", "web_visit", T0 - 3 * DAY, None), ("L1", "web_visit", T0 + DAY, None),
                               ("L1", "web_visit", T0 - 5 * DAY, T0 - 4 * DAY)])
     rows = cut(("L1", T0), ("L1", T0 + 2 * DAY)) if path == "snapshots" else cut(("L1", T0))
-    f = build_features(export, rows, ICP, ENGAGEMENT, engine="memory" if path == "memory" else
-                       "duckdb" if path == "duckdb" else "running")
+    f = build_features(export, rows, ICP, ENGAGEMENT, engine=engine)
     assert calls == ({"asof": ["engagement_asof"], "snapshots": ["engagement_snapshots"]}.get(path, []))
     assert f.iloc[0]["eng_web_7d"] == 2.0 and f.iloc[0]["eng_web_days_since"] == 3.0
     if path == "snapshots":
@@ -377,10 +376,7 @@ def test_running_engine_with_coarse_key_buckets_matches_the_reference(world, uni
     # Large worlds key events by (lead, bucket of µs); cutoffs inside an event's bucket are resolved exactly.
     from functools import partial
 
-    import propensity.features.pipeline as pipeline
-    from propensity.features.running import engagement_running
-
-    monkeypatch.setattr(pipeline, "engagement_running", partial(engagement_running, unit_us=unit_us))
+    monkeypatch.setattr(running, "engagement_running", partial(running.engagement_running, unit_us=unit_us))
     export, cutoffs, icp, engagement, expected = world
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -393,8 +389,6 @@ def test_running_engine_in_lead_batches_matches_the_reference(world, chunk_event
                                                               monkeypatch):
     # Large inputs run in batches of leads (bounded temporaries), two at a time; results must not change,
     # also when the cutoffs name only some leads (the others' activities are skipped, not copied).
-    import propensity.features.running as running
-
     monkeypatch.setattr(running, "CHUNK_EVENTS", chunk_events)
     monkeypatch.setattr(running, "MAX_THREADS", threads)
     export, cutoffs, icp, engagement, expected = world
@@ -422,12 +416,12 @@ def test_running_engine_handles_lead_spans_too_long_for_anchored_decay():
     assert got["eng_active_days_30d"].tolist() == [2.0, 1.0, 0.0, 1.0]
 
 
-def test_auto_engine_gives_the_same_values_as_both(world):
+def test_auto_engine_gives_the_same_values_as_the_duckdb_reference(world, monkeypatch):
     export, cutoffs, icp, engagement, _ = world
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         auto = build_features(export, cutoffs, icp, engagement)
-        duck = build_features(export, cutoffs, icp, engagement, engine="duckdb")
+        duck = build_features(export, cutoffs, icp, engagement, engine=duckdb_engine(monkeypatch))
     assert_features_equal(auto, duck, build_feature_spec(icp, engagement))
 
 
@@ -452,7 +446,7 @@ def unknown_event(lead: str, activity_type: str, t: pd.Timestamp, kind: str, off
         {"occurred_at": "datetime64[us, UTC]", "recorded_at": "datetime64[us, UTC]"})
 
 
-@pytest.mark.parametrize("prop_engine", ["memory", "running"])
+@pytest.mark.parametrize("prop_engine", ["pairwise", "running"])
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(["after", "at", "backfilled"]),
@@ -485,9 +479,7 @@ def test_reference_world_has_the_edge_cases_it_claims():
 
 @pytest.fixture
 def asof_path(monkeypatch):
-    """build_features takes the as-of path whatever the number of leads; returns the cutoffs it was called with."""
-    import propensity.features.asof as asof
-
+    """The cutoffs the as-of engine was called with (build_features(engine="asof") calls it)."""
     calls: list[int] = []
     real = asof.engagement_asof
 
@@ -495,12 +487,11 @@ def asof_path(monkeypatch):
         calls.append(args[2])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(asof, "MIN_LEADS", 0)
     monkeypatch.setattr(asof, "engagement_asof", spy)
     return calls
 
 
-def assert_same_as_memory(got: pd.DataFrame, want: pd.DataFrame, spec, rtol: float = 1e-13) -> None:
+def assert_same_as_pairwise(got: pd.DataFrame, want: pd.DataFrame, spec, rtol: float = 1e-13) -> None:
     """Counts, days and active days exactly equal; decay sums equal up to summation order."""
     for f in spec:
         if f.kind == "categorical":
@@ -522,7 +513,7 @@ def asof_rows(export: CrmExport, t: pd.Timestamp, rng: np.random.Generator) -> p
 
 @pytest.mark.parametrize("when", ["middle", "at_an_event", "at_a_backfill", "window_after_an_event", "before_all",
                                   "after_all"])
-def test_asof_path_matches_the_memory_engine_and_the_reference(world, asof_path, when):
+def test_asof_path_matches_the_pairwise_engine_and_the_reference(world, asof_path, when):
     export, _, icp, engagement, _ = world
     acts = export.activities
     backfilled = acts[acts["recorded_at"] > acts["occurred_at"]]
@@ -534,9 +525,9 @@ def test_asof_path_matches_the_memory_engine_and_the_reference(world, asof_path,
          "after_all": acts["recorded_at"].max() + pd.Timedelta(microseconds=1)}[when]
     rows = asof_rows(export, t, np.random.default_rng(7))
     with pytest.warns(UserWarning, match="chat_message"):
-        got = build_features(export, rows, icp, engagement, engine="running")
+        got = build_features(export, rows, icp, engagement, engine="asof")
     assert asof_path == [int(t.value // 1000)]
-    assert_matches_memory_and_reference(got, export, rows, icp, engagement)
+    assert_matches_pairwise_and_reference(got, export, rows, icp, engagement)
     if when == "before_all":
         assert got["eng_days_since_any"].isna().all()
 
@@ -558,7 +549,7 @@ def test_asof_path_by_hand(asof_path):
     ], leads)
     rows = cut(("L3", T0), ("L1", T0), ("L2", T0), ("L1", T0))
     with pytest.warns(UserWarning, match=r"^2 activities of 1 type\(s\)"):
-        f = build_features(export, rows, ICP, ENGAGEMENT, engine="running")
+        f = build_features(export, rows, ICP, ENGAGEMENT, engine="asof")
     assert asof_path == [int(T0.value // 1000)]
     l1 = f.iloc[1]
     assert (l1["eng_web_7d"], l1["eng_web_30d"], l1["eng_pricing_7d"], l1["eng_demo_30d"]) == (3, 3, 1, 0)
@@ -574,55 +565,31 @@ def test_asof_path_by_hand(asof_path):
     assert l3["eng_days_since_any"] == 40.0 and l3["eng_active_days_30d"] == 0 and l3["eng_web_30d"] == 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert_same_as_memory(f, build_features(export, rows, ICP, ENGAGEMENT, engine="memory"),
+        assert_same_as_pairwise(f, build_features(export, rows, ICP, ENGAGEMENT, engine="pairwise"),
                               build_feature_spec(ICP, ENGAGEMENT))
 
 
-def test_asof_path_is_taken_only_for_one_cutoff_and_many_leads(world, monkeypatch):
-    import propensity.features.asof as asof
-
-    calls = []
-    real = asof.engagement_asof
-    monkeypatch.setattr(asof, "engagement_asof", lambda *a, **k: calls.append(a) or real(*a, **k))
-    export, cutoffs, icp, engagement, expected = world
-    one = cutoffs.assign(cutoff=cutoffs["cutoff"].iloc[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        build_features(export, one, icp, engagement, engine="running")  # fewer leads than asof.MIN_LEADS
-        assert calls == []
-        monkeypatch.setattr(asof, "MIN_LEADS", 0)
-        got = build_features(export, cutoffs, icp, engagement, engine="running")  # several cutoffs
-        assert calls == []
-        assert_features_equal(got, expected, build_feature_spec(icp, engagement))
-        for engine in ("memory", "duckdb"):
-            build_features(export, one, icp, engagement, engine=engine)
-        assert calls == []
-        build_features(export, one, icp, engagement, engine="running")
-        assert len(calls) == 1
-    assert asof.single_cutoff(np.zeros(0, dtype=np.int64)) is None
-
-
-def assert_matches_memory_and_reference(got: pd.DataFrame, export: CrmExport, rows: pd.DataFrame, icp: IcpConfig,
+def assert_matches_pairwise_and_reference(got: pd.DataFrame, export: CrmExport, rows: pd.DataFrame, icp: IcpConfig,
                                         engagement: EngagementConfig) -> None:
-    """``got`` (engine "running" on these rows) equals the memory engine and the row-by-row reference."""
+    """``got`` (an engine on these rows) equals the pairwise engine and the row-by-row reference."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mem = build_features(export, rows, icp, engagement, engine="memory")
+        mem = build_features(export, rows, icp, engagement, engine="pairwise")
     spec = build_feature_spec(icp, engagement)
     pd.testing.assert_frame_equal(got[["lead_id", "cutoff", "label"]], mem[["lead_id", "cutoff", "label"]])
-    assert_same_as_memory(got, mem, spec)
+    assert_same_as_pairwise(got, mem, spec)
     assert_features_equal(got, reference_features(export, rows, icp, engagement), spec)
 
 
-def assert_running_matches_memory(export: CrmExport, rows: pd.DataFrame, engagement: EngagementConfig,
-                                  path_calls: list, icp: IcpConfig = ICP) -> None:
-    """Engine "running" took the spied path once and equals the memory engine (warnings silenced)."""
+def assert_engine_matches_pairwise(engine: str, export: CrmExport, rows: pd.DataFrame, engagement: EngagementConfig,
+                                   path_calls: list, icp: IcpConfig = ICP) -> None:
+    """``engine`` (whose calls ``path_calls`` spies) ran once and equals the pairwise engine (warnings silenced)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = build_features(export, rows, icp, engagement, engine="running")
-        mem = build_features(export, rows, icp, engagement, engine="memory")
+        got = build_features(export, rows, icp, engagement, engine=engine)
+        mem = build_features(export, rows, icp, engagement, engine="pairwise")
     assert len(path_calls) == 1
-    assert_same_as_memory(got, mem, build_feature_spec(icp, engagement))
+    assert_same_as_pairwise(got, mem, build_feature_spec(icp, engagement))
 
 
 def random_engagement(rng: np.random.Generator) -> tuple[EngagementConfig, list[int], list[str]]:
@@ -685,16 +652,14 @@ def random_asof_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame,
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_asof_path_matches_the_memory_engine_on_random_worlds(seed, asof_path, monkeypatch):
+def test_asof_path_matches_the_pairwise_engine_on_random_worlds(seed, asof_path, monkeypatch):
     # Hypothesis-free: random configs (overlapping signals with different half-lives), events at and around the
     # cutoff and the window edges, backfills recorded at the cutoff, orphans; tiny chunks on 1 or 2 threads.
-    import propensity.features.asof as asof
-
     rng = np.random.default_rng(1000 + seed)
     export, rows, engagement = random_asof_case(rng)
     monkeypatch.setattr(asof, "CHUNK_EVENTS", int(rng.integers(1, 80)))
     monkeypatch.setattr(asof, "MAX_THREADS", int(rng.integers(1, 3)))
-    assert_running_matches_memory(export, rows, engagement, asof_path)
+    assert_engine_matches_pairwise("asof", export, rows, engagement, asof_path)
 
 
 def parquet_export_without_recorded_at(world, tmp_path):
@@ -716,21 +681,19 @@ def parquet_export_without_recorded_at(world, tmp_path):
 def test_asof_path_reads_a_parquet_export_without_recorded_at(world, asof_path, tmp_path):
     again, icp, engagement = parquet_export_without_recorded_at(world, tmp_path)
     rows = asof_rows(again, pd.Timestamp("2024-10-01T00:00:00Z"), np.random.default_rng(3))
-    assert_running_matches_memory(again, rows, engagement, asof_path, icp)
+    assert_engine_matches_pairwise("asof", again, rows, engagement, asof_path, icp)
 
 
 def test_asof_path_accumulates_per_class_of_types_not_per_type(asof_path, monkeypatch):
     # Exports may carry many activity types no signal lists: they share one class (one accumulator row per lead).
-    import propensity.features.asof as asof
-
     shapes = []
-    real = asof._Acc.__init__
+    real = asof._Accumulators.__init__
 
     def spy(self, *args, **kwargs):
         real(self, *args, **kwargs)
         shapes.append(self.last.shape)
 
-    monkeypatch.setattr(asof._Acc, "__init__", spy)
+    monkeypatch.setattr(asof._Accumulators, "__init__", spy)
     rng = np.random.default_rng(5)
     kinds = ["web_visit", "pricing_page_visit", "demo_request"] + [f"other_{k}" for k in range(40)]
     leads = [(f"L{i}", "A1", T0 - 100 * DAY, "VP", "web") for i in range(20)]
@@ -739,10 +702,10 @@ def test_asof_path_accumulates_per_class_of_types_not_per_type(asof_path, monkey
     rows = cut(*[(f"L{i}", T0) for i in range(20)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = build_features(export, rows, ICP, ENGAGEMENT, engine="running")
-        mem = build_features(export, rows, ICP, ENGAGEMENT, engine="memory")
+        got = build_features(export, rows, ICP, ENGAGEMENT, engine="asof")
+        mem = build_features(export, rows, ICP, ENGAGEMENT, engine="pairwise")
     assert len(asof_path) == 1 and shapes and all(s[0] == 4 for s in shapes)  # web, web+pricing, demo, none
-    assert_same_as_memory(got, mem, build_feature_spec(ICP, ENGAGEMENT))
+    assert_same_as_pairwise(got, mem, build_feature_spec(ICP, ENGAGEMENT))
 
 
 # ------------------------------------------------------------------ snapshot path (a few cutoffs at UTC midnight)
@@ -750,9 +713,7 @@ def test_asof_path_accumulates_per_class_of_types_not_per_type(asof_path, monkey
 
 @pytest.fixture
 def snapshot_path(monkeypatch):
-    """build_features takes the snapshot path whatever the number of leads; returns the distinct days it saw."""
-    import propensity.features.snapshots as snapshots
-
+    """The distinct days the snapshot engine was called with (build_features(engine="snapshots") calls it)."""
     calls: list[list[int]] = []
     real = snapshots.engagement_snapshots
 
@@ -760,7 +721,6 @@ def snapshot_path(monkeypatch):
         calls.append(sorted(set((np.asarray(row_t) // 86_400_000_000).tolist())))
         return real(arrays, row_pos, row_t, *args, **kwargs)
 
-    monkeypatch.setattr(snapshots, "MIN_LEADS", 0)
     monkeypatch.setattr(snapshots, "engagement_snapshots", spy)
     return calls
 
@@ -774,7 +734,7 @@ def snapshot_rows(export: CrmExport, days: list[pd.Timestamp], rng: np.random.Ge
     return pd.concat([rows, rows.iloc[:5]], ignore_index=True).sample(frac=1.0, random_state=1).reset_index(drop=True)
 
 
-def test_snapshot_path_matches_the_memory_engine_and_the_reference(world, snapshot_path):
+def test_snapshot_path_matches_the_pairwise_engine_and_the_reference(world, snapshot_path):
     export, _, icp, engagement, _ = world
     acts = export.activities
     backfilled = acts[acts["recorded_at"] > acts["occurred_at"]]
@@ -787,9 +747,9 @@ def test_snapshot_path_matches_the_memory_engine_and_the_reference(world, snapsh
             acts["recorded_at"].max().floor("D") + DAY]  # after every event
     rows = snapshot_rows(export, days, np.random.default_rng(11))
     with pytest.warns(UserWarning, match="chat_message"):
-        got = build_features(export, rows, icp, engagement, engine="running")
+        got = build_features(export, rows, icp, engagement, engine="snapshots")
     assert len(snapshot_path) == 1 and len(snapshot_path[0]) == len(set(days))
-    assert_matches_memory_and_reference(got, export, rows, icp, engagement)
+    assert_matches_pairwise_and_reference(got, export, rows, icp, engagement)
 
 
 def test_snapshot_path_by_hand(snapshot_path):
@@ -810,7 +770,7 @@ def test_snapshot_path_by_hand(snapshot_path):
     del T2
     rows = cut(("L1", t1), ("L1", t2), ("L2", t1), ("L2", t2), ("L3", t2), ("L1", t1))
     with pytest.warns(UserWarning, match=r"^3 activities of 1 type\(s\)"):
-        f = build_features(export, rows, ICP, ENGAGEMENT, engine="running")
+        f = build_features(export, rows, ICP, ENGAGEMENT, engine="snapshots")
     assert snapshot_path == [[int(t1.value // 86_400_000_000_000), int(t2.value // 86_400_000_000_000)]]
     a, b = f.iloc[0], f.iloc[1]
     assert (a["eng_web_7d"], a["eng_web_30d"], a["eng_pricing_7d"], a["eng_demo_30d"]) == (2, 2, 0, 0)
@@ -827,7 +787,7 @@ def test_snapshot_path_by_hand(snapshot_path):
     assert l3["eng_days_since_any"] == 43.0 and l3["eng_active_days_30d"] == 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert_same_as_memory(f, build_features(export, rows, ICP, ENGAGEMENT, engine="memory"),
+        assert_same_as_pairwise(f, build_features(export, rows, ICP, ENGAGEMENT, engine="pairwise"),
                               build_feature_spec(ICP, ENGAGEMENT))
 
 
@@ -867,57 +827,15 @@ def random_snapshot_case(rng: np.random.Generator,
 
 
 @pytest.mark.parametrize("seed", range(24))
-def test_snapshot_path_matches_the_memory_engine_on_random_worlds(seed, snapshot_path, monkeypatch):
+def test_snapshot_path_matches_the_pairwise_engine_on_random_worlds(seed, snapshot_path, monkeypatch):
     # Random configs (overlapping signals with different half-lives, 1-day windows), events at and around the
     # snapshots (at midnight, or at any time of day for a third of the seeds) and window starts, backfills across
     # snapshots or recorded at one, orphans; 1 to 5 parts of the leads per thread, on 1 or 2 threads.
-    import propensity.features.snapshots as snapshots
-
     rng = np.random.default_rng(2000 + seed)
     export, rows, engagement = random_snapshot_case(rng, midnight=seed % 3 != 2)
     monkeypatch.setattr(snapshots, "PARTS_PER_THREAD", int(rng.integers(1, 6)))
     monkeypatch.setattr(snapshots, "MAX_THREADS", int(rng.integers(1, 3)))
-    assert_running_matches_memory(export, rows, engagement, snapshot_path)
-
-
-def test_snapshot_path_is_taken_only_for_a_few_distinct_cutoffs_and_many_leads(world, monkeypatch):
-    import propensity.features.asof as asof
-    import propensity.features.snapshots as snapshots
-
-    calls = []
-    real = snapshots.engagement_snapshots
-    monkeypatch.setattr(snapshots, "engagement_snapshots", lambda *a, **k: calls.append(a) or real(*a, **k))
-    export, cutoffs, icp, engagement, expected = world
-    spec = build_feature_spec(icp, engagement)
-    days = [pd.Timestamp("2024-05-01T00:00:00Z"), pd.Timestamp("2024-07-01T00:00:00Z")]
-    midnight = snapshot_rows(export, days, np.random.default_rng(2))
-    assert 2 < cutoffs["cutoff"].nunique() <= snapshots.MAX_SNAPSHOTS  # at any time of day
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        build_features(export, midnight, icp, engagement, engine="running")  # fewer leads than MIN_LEADS
-        assert calls == []
-        monkeypatch.setattr(snapshots, "MIN_LEADS", 0)
-        monkeypatch.setattr(asof, "MIN_LEADS", 0)
-        build_features(export, midnight.assign(cutoff=midnight["cutoff"].iloc[0]), icp, engagement,
-                       engine="running")  # one cutoff: the as-of path
-        assert calls == []
-        for engine in ("memory", "duckdb"):
-            build_features(export, midnight, icp, engagement, engine=engine)
-        assert calls == []
-        monkeypatch.setattr(snapshots, "MAX_SNAPSHOTS", cutoffs["cutoff"].nunique() - 1)  # too many: running
-        assert_features_equal(build_features(export, cutoffs, icp, engagement, engine="running"), expected, spec)
-        assert calls == []
-        monkeypatch.setattr(snapshots, "MAX_SNAPSHOTS", cutoffs["cutoff"].nunique())
-        assert_features_equal(build_features(export, cutoffs, icp, engagement, engine="running"), expected, spec)
-        assert len(calls) == 1
-        build_features(export, midnight, icp, engagement, engine="running")
-        assert len(calls) == 2
-    assert snapshots.snapshot_times(np.zeros(0, dtype=np.int64)) is None
-    assert snapshots.snapshot_times(np.full(5, 86_400_000_000, dtype=np.int64)) is None
-    assert snapshots.snapshot_times(np.array([3, 1, 3, 2], dtype=np.int64)).tolist() == [1, 2, 3]
-    with pytest.raises(ValueError, match="distinct cutoffs"):
-        snapshots.engagement_snapshots(export.activity_arrays(), np.zeros(2, dtype=np.int64),
-                                       np.array([1, 1], dtype=np.int64), len(export.leads), engagement, out={})
+    assert_engine_matches_pairwise("snapshots", export, rows, engagement, snapshot_path)
 
 
 def test_snapshot_path_with_many_type_classes_no_events_and_events_decades_apart(snapshot_path):
@@ -937,18 +855,16 @@ def test_snapshot_path_with_many_type_classes_no_events_and_events_decades_apart
     rows = pd.DataFrame({"lead_id": np.repeat(lead_ids, 3), "cutoff": np.tile(snaps, len(lead_ids))})
     rows["cutoff"] = rows["cutoff"].astype("datetime64[us, UTC]")
     export = one_account_export(lead_ids, acts)
-    import propensity.features.snapshots as snapshots
-
     assert snapshots._Classes(export.activity_arrays(), engagement).dtype == np.int32  # > 256 classes
-    assert_running_matches_memory(export, rows, engagement, snapshot_path)
+    assert_engine_matches_pairwise("snapshots", export, rows, engagement, snapshot_path)
     snapshot_path.clear()
     empty = one_account_export(lead_ids, acts.iloc[:0])
-    assert_running_matches_memory(empty, rows, engagement, snapshot_path)
+    assert_engine_matches_pairwise("snapshots", empty, rows, engagement, snapshot_path)
     snapshot_path.clear()
     old = acts.assign(occurred_at=acts["occurred_at"] - pd.DateOffset(years=60),
                       recorded_at=acts["recorded_at"] - pd.DateOffset(years=60))
     far = one_account_export(lead_ids, pd.concat([acts.iloc[:1000], old.iloc[1000:]], ignore_index=True))
-    assert_running_matches_memory(far, rows, engagement, snapshot_path)
+    assert_engine_matches_pairwise("snapshots", far, rows, engagement, snapshot_path)
 
 
 def test_snapshot_path_reads_a_parquet_export_without_recorded_at(world, snapshot_path, tmp_path):
@@ -956,7 +872,7 @@ def test_snapshot_path_reads_a_parquet_export_without_recorded_at(world, snapsho
     days = [pd.Timestamp("2024-06-01T00:00:00Z"), pd.Timestamp("2024-06-08T00:00:00Z"),
             pd.Timestamp("2024-10-01T00:00:00Z")]
     rows = snapshot_rows(again, days, np.random.default_rng(4))
-    assert_running_matches_memory(again, rows, engagement, snapshot_path, icp)
+    assert_engine_matches_pairwise("snapshots", again, rows, engagement, snapshot_path, icp)
 
 
 SNAPS = [T0, T0 + 28 * DAY, T0 + 56 * DAY]
@@ -977,23 +893,93 @@ SNAP_BASE = make_export([(f"L{1 + k % 3}", t, T0 + (k * 7 - 60) * pd.Timedelta(h
 )
 def test_snapshot_path_never_lets_an_event_unknown_at_a_cutoff_change_it(snap, kind, activity_type, lead, seconds,
                                                                          micros):
-    import propensity.features.snapshots as snapshots
-
     t = SNAPS[snap]
     extra = unknown_event(lead, activity_type, t, kind, pd.Timedelta(seconds=seconds, microseconds=micros))
     grown = CrmExport(SNAP_BASE.accounts, SNAP_BASE.leads, pd.concat([SNAP_BASE.activities, extra], ignore_index=True),
                       SNAP_BASE.opportunities)
     rows = cut(*[(f"L{i}", s) for i in range(1, 4) for s in SNAPS])
-    real = snapshots.MIN_LEADS
-    snapshots.MIN_LEADS = 0  # not a fixture: hypothesis runs the body many times per fixture
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            before = build_features(SNAP_BASE, rows, ICP, ENGAGEMENT, engine="running")
-            after = build_features(grown, rows, ICP, ENGAGEMENT, engine="running")
-            mem = build_features(grown, rows, ICP, ENGAGEMENT, engine="memory")
-    finally:
-        snapshots.MIN_LEADS = real
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        before = build_features(SNAP_BASE, rows, ICP, ENGAGEMENT, engine="snapshots")
+        after = build_features(grown, rows, ICP, ENGAGEMENT, engine="snapshots")
+        mem = build_features(grown, rows, ICP, ENGAGEMENT, engine="pairwise")
     mine = (rows["cutoff"] == t).to_numpy()
     pd.testing.assert_frame_equal(before[mine], after[mine])
-    assert_same_as_memory(after, mem, build_feature_spec(ICP, ENGAGEMENT))
+    assert_same_as_pairwise(after, mem, build_feature_spec(ICP, ENGAGEMENT))
+
+
+# ------------------------------------------------------------------ the choice of engine
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """The names of the engines build_features ran, in order."""
+    calls: list[str] = []
+
+    def spy(real, name: str):
+        return lambda *a, **k: calls.append(name) or real(*a, **k)
+
+    for mod, fn in ((pairwise, "engagement_pairwise"), (asof, "engagement_asof"),
+                    (snapshots, "engagement_snapshots"), (running, "engagement_running")):
+        monkeypatch.setattr(mod, fn, spy(getattr(mod, fn), mod.__name__.rsplit(".", 1)[1]))
+    return calls
+
+
+def test_choose_engine_by_distinct_leads_and_cutoffs():
+    few, most = engines.MIN_LEADS, engines.MAX_SNAPSHOTS
+    assert [engines.choose_engine(few - 1, c) for c in (0, 1, 2, most + 1)] == ["pairwise"] * 4
+    assert [engines.choose_engine(few, c) for c in (1, 2, most, most + 1)] == ["asof", "snapshots", "snapshots",
+                                                                                "running"]
+    assert engines.distinct_cutoffs(np.array([3, 1, 3, 2], dtype=np.int64)).tolist() == [1, 2, 3]
+    assert len(engines.distinct_cutoffs(np.zeros(0, dtype=np.int64))) == 0
+
+
+def test_auto_runs_the_engine_choose_engine_names(world, engine_calls, monkeypatch):
+    export, cutoffs, icp, engagement, expected = world
+    spec = build_feature_spec(icp, engagement)
+    n_cuts = cutoffs["cutoff"].nunique()
+    one = cutoffs.assign(cutoff=cutoffs["cutoff"].iloc[0])
+    assert 2 < n_cuts <= engines.MAX_SNAPSHOTS and cutoffs["lead_id"].nunique() < engines.MIN_LEADS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_features(export, one, icp, engagement)
+        build_features(export, cutoffs, icp, engagement)
+        monkeypatch.setattr(engines, "MIN_LEADS", 0)
+        build_features(export, one, icp, engagement)
+        by_snapshots = build_features(export, cutoffs, icp, engagement)
+        monkeypatch.setattr(engines, "MAX_SNAPSHOTS", n_cuts - 1)
+        by_running = build_features(export, cutoffs, icp, engagement)
+    assert engine_calls == ["pairwise", "pairwise", "asof", "snapshots", "running"]
+    assert_features_equal(by_snapshots, expected, spec)
+    assert_features_equal(by_running, expected, spec)
+
+
+def test_an_engine_named_runs_or_is_refused(world, engine_calls):
+    export, cutoffs, icp, engagement, _ = world
+    one = cutoffs.assign(cutoff=cutoffs["cutoff"].iloc[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for rows, name in ((one, "running"), (one, "pairwise"), (cutoffs, "snapshots"), (one, "asof")):
+            build_features(export, rows, icp, engagement, engine=name)
+        assert engine_calls == ["running", "pairwise", "snapshots", "asof"]
+        for name in engines.ENGINES:  # no rows: nothing to run, every column there
+            out = build_features(export, cutoffs.iloc[:0], icp, engagement, engine=name)
+            assert len(out) == 0 and len(out.columns) == 3 + len(build_feature_spec(icp, engagement))
+        assert len(engine_calls) == 4
+        with pytest.raises(ValueError, match=r"^engine 'asof': expected one cutoff for every row; got \d+ distinct"):
+            build_features(export, cutoffs, icp, engagement, engine="asof")
+        with pytest.raises(ValueError, match=r"expected 2 or more distinct cutoffs; got 1$"):
+            build_features(export, one, icp, engagement, engine="snapshots")
+        for name in ("duckdb", "memory", "fast"):
+            with pytest.raises(ValueError, match=r"^engine: expected one of \['auto', 'pairwise', 'asof', "
+                                                 r"'snapshots', 'running'\]; got '"):
+                build_features(export, one, icp, engagement, engine=name)
+
+
+@pytest.mark.parametrize("name", ["pairwise", "asof", "snapshots", "running"])
+def test_the_unknown_type_warning_points_at_the_caller_on_every_engine(name):
+    export = make_export([("L1", "chat", T0 - DAY), ("L1", "web_visit", T0 - 2 * DAY)])
+    rows = cut(("L1", T0), ("L1", T0 + DAY)) if name == "snapshots" else cut(("L1", T0))
+    with pytest.warns(UserWarning, match=r"^1 activity of 1 type\(s\)") as caught:
+        build_features(export, rows, ICP, ENGAGEMENT, engine=name)
+    assert [w.filename for w in caught] == [__file__]
