@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from propensity.config import default_project_dir, load_project
+from propensity.core.times import to_us
 from propensity.data.export import CrmExport
 from propensity.data.synthetic import generate_world
-from propensity.core.times import to_us
 from propensity.features.onelead import OneLead
 from propensity.features.pipeline import build_features
 

@@ -21,8 +21,8 @@ import weakref
 import numpy as np
 import pandas as pd
 
-__all__ = ["FEW_IDS", "arrow_text", "few_positions", "folded_duplicates", "id_positions", "key_positions", "known_positions",
-           "near_matches", "remember_positions", "remembered_count"]
+__all__ = ["FEW_IDS", "arrow_text", "few_positions", "folded_duplicates", "id_positions", "key_positions",
+           "known_positions", "near_matches", "remember_positions", "remembered_count"]
 
 FEW_IDS = 8  # up to this many ids (one lead scored on demand) a loop of comparisons costs less than hashing
 

@@ -29,7 +29,7 @@ PARALLEL_ROWS = 100_000  # from this many rows the fit features use a second thr
 
 
 def check_icp_columns(export: CrmExport, icp: IcpConfig) -> None:
-    """Raise :class:`DataError` naming the table, column and criterion of a column the ICP reads and the export lacks."""
+    """Raise :class:`DataError` naming the table, column and criterion when the export lacks a column the ICP reads."""
     for c in icp.criteria:
         table = getattr(export, c.table)
         if c.column not in table.columns:

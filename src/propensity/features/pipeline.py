@@ -127,8 +127,8 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
     return _frame(spec, block, numeric, categorical, uniq, row_lead, cutoff_col, extras)
 
 
-def _frame(spec: list[FeatureDef], block: np.ndarray, numeric: list[str], categorical: dict[str, np.ndarray], uniq: np.ndarray,
-           row_lead: np.ndarray, cutoff_col: pd.Series, extras: dict[str, pd.Series]) -> pd.DataFrame:
+def _frame(spec: list[FeatureDef], block: np.ndarray, numeric: list[str], categorical: dict[str, np.ndarray],
+           uniq: np.ndarray, row_lead: np.ndarray, cutoff_col: pd.Series, extras: dict[str, pd.Series]) -> pd.DataFrame:
     """The feature table: lead_id, cutoff, the extra columns, then the features in spec order (no copy of ``block``)."""
     frame = pd.DataFrame(block.T, columns=numeric, copy=False)
     first = {"lead_id": pd.Series(np.take(uniq, row_lead), dtype=object, copy=False), "cutoff": cutoff_col, **extras}

@@ -56,7 +56,8 @@ def engagement_pairwise(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
         m = events.member[s_idx][pair_code] if len(pair_code) else np.zeros(0, dtype=bool)
         rows_m, age_m = pair_row[m], age[m]
         for w in windows:
-            out[names.events_in_window(s.name, w)] = np.bincount(rows_m[age_m <= w * DAY_US], minlength=n).astype(np.float64)
+            in_window = rows_m[age_m <= w * DAY_US]
+            out[names.events_in_window(s.name, w)] = np.bincount(in_window, minlength=n).astype(np.float64)
         out[names.days_since(s.name)] = _latest_days(rows_m, age_m, n)
         out[names.decay(s.name)] = np.bincount(rows_m, weights=0.5 ** (age_days[m] / s.half_life_days),
                                                  minlength=n).astype(np.float64)
