@@ -278,22 +278,22 @@ def reference_positions(ids, lead_ids) -> list[int]:
 @pytest.mark.parametrize("dtype", [str, object, "category"])
 @pytest.mark.parametrize("n_ids", [5, 3_000])  # fewer ids than leads (hashes the ids), more (hashes the leads)
 def test_lead_positions_find_the_first_lead_row(dtype, n_ids):
-    from propensity.data.export import _lead_positions
+    from propensity.core.ids import key_positions
 
     rng = np.random.default_rng(n_ids)
     leads = pd.Series([f"L{i}" for i in rng.permutation(1_000)], dtype=str)
     ids = pd.Series(np.r_[leads.to_numpy(dtype=object)[rng.integers(0, 1_000, n_ids - 2)], ["ghost", "L5"]],
                     dtype=object).astype(dtype)
-    got = _lead_positions(ids, leads)
+    got = key_positions(ids, leads)
     assert got.dtype == np.int64
     assert got.tolist() == reference_positions(ids, leads)
     if dtype != "category":  # a repeated lead id (never in a validated export): its first row, as before
         repeated = pd.concat([leads, leads.iloc[:10]], ignore_index=True).iloc[::-1].reset_index(drop=True)
-        assert _lead_positions(ids, repeated).tolist() == reference_positions(ids, repeated)
+        assert key_positions(ids, repeated).tolist() == reference_positions(ids, repeated)
 
 
 def test_early_counts_and_names_the_first_rows_across_blocks():
-    from propensity.data.export import _early
+    from propensity.data.checks import events_before_creation
 
     rng = np.random.default_rng(9)
     created = rng.integers(0, 1_000, 50)
@@ -301,5 +301,5 @@ def test_early_counts_and_names_the_first_rows_across_blocks():
     occ = rng.integers(0, 1_000, 10_000)
     want = np.flatnonzero((pos >= 0) & (occ < created[np.maximum(pos, 0)]))
     for block in (7, 1_000, 1 << 20):
-        assert _early(pos, occ, created, block=block) == (len(want), want[:3].tolist())
-    assert _early(pos, occ, created[:0]) == (0, [])
+        assert events_before_creation(pos, occ, created, block=block) == (len(want), want[:3].tolist())
+    assert events_before_creation(pos, occ, created[:0]) == (0, [])

@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from propensity.core.ids import arrow_text, key_positions
+from propensity.core.times import to_us
 from propensity.data import buffers
 from propensity.data.parquet_pages import DictionaryIndices
 
@@ -63,9 +65,7 @@ class ActivityArrays:
 
 def arrays_from_frame(acts: pd.DataFrame, lead_ids: pd.Series) -> ActivityArrays:
     """The arrays of a validated activities frame (``lead_id`` str, times datetime64[us, UTC])."""
-    from propensity.data.export import _lead_positions  # one implementation of id matching
-
-    lead = _lead_positions(acts["lead_id"], lead_ids).astype(np.int32)
+    lead = key_positions(acts["lead_id"], lead_ids).astype(np.int32)
     code, types = pd.factorize(acts["activity_type"])
     code = code.astype(np.int16 if len(types) < 2 ** 15 else np.int32)
     return ActivityArrays(lead=lead, occ=_col_us(acts["occurred_at"]), rec=_col_us(acts["recorded_at"]),
@@ -75,9 +75,7 @@ def arrays_from_frame(acts: pd.DataFrame, lead_ids: pd.Series) -> ActivityArrays
 def _col_us(col: pd.Series) -> np.ndarray:
     if isinstance(col.dtype, pd.DatetimeTZDtype) and str(col.dtype.unit) == "us":
         return np.asarray(col.array.asi8, dtype=np.int64)
-    from propensity.features.cutoffs import _us
-
-    return _us(col)
+    return to_us(col)
 
 
 def read_activity_arrays(path: Path, lead_ids: pd.Series, allow_null_times: bool = False) -> ActivityArrays | None:
@@ -383,31 +381,11 @@ def _dictionary_codes(path: Path, meta, lead_ids: pd.Series) -> tuple[np.ndarray
     return lead, code, types
 
 
-def _arrow_str(col: pd.Series):
-    """``col`` as one Arrow string array (nulls for missing values), or None when it is not all text.
-
-    Arrow-backed str columns (pandas 3) are taken without a per-value copy. The type
-    may be string or large_string: Arrow's kernels take either, and mix them.
-    """
-    import pyarrow as pa
-
-    try:
-        arr = pa.array(col.array if isinstance(col.dtype, pd.StringDtype) else col.to_numpy(dtype=object),
-                       from_pandas=True)
-    except (TypeError, ValueError):  # pyarrow's ArrowInvalid/ArrowTypeError are among these
-        return None
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        return None  # e.g. all-missing (null type) or numbers: leave them to pandas' own equality
-    return arr
-
-
 def _id_set(lead_ids: pd.Series):
     """The leads' ids as an Arrow ``string`` array (the type a dictionary page is compared with)."""
     import pyarrow as pa
 
-    arr = _arrow_str(lead_ids)
+    arr = arrow_text(lead_ids)
     if arr is None:  # a validated export's ids are text; this keeps the function total
         arr = pa.array(lead_ids.astype(str).to_numpy(dtype=object), type=pa.string())
     return arr.cast(pa.string())

@@ -47,7 +47,7 @@ import pandas as pd
 from propensity.config import IcpConfig
 from propensity.core.times import has_zone
 from propensity.data.export import CrmExport
-from propensity.features.onelead import number_note, read_number
+from propensity.features.rules import number_note, read_number
 
 __all__ = ["LeadRows", "NoZoneError", "lead_export", "lead_rows", "stamp_us"]
 

@@ -51,9 +51,11 @@ from propensity.core.native import predict
 from propensity.data.export import CrmExport, DataError, read_export
 from propensity.features.cutoffs import scoring_cutoffs
 from propensity.features.matrix import to_matrix
-from propensity.features.pipeline import build_features, unusable_value_notes
+from propensity.features.fit import unusable_value_notes
+from propensity.features.pipeline import build_features
 from propensity.scoring.bundle import Bundle, BundleError, load_bundle
-from propensity.features.onelead import OneLead, unknown_types_note
+from propensity.features.onelead import OneLead
+from propensity.features.rules import unknown_types_note
 from propensity.scoring.leadinput import LeadRows, lead_export, lead_rows, stamp_us
 from propensity.scoring.reasons import (ReasonGroups, assemble, family_scores, grades, probability_points,
                                         reasons_one)
