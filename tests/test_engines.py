@@ -571,3 +571,21 @@ def test_the_unknown_type_warning_points_at_the_caller_on_every_engine(name):
     with pytest.warns(UserWarning, match=r"^1 activity of 1 type\(s\)") as caught:
         build_features(export, rows, ICP, ENGAGEMENT, engine=name)
     assert [w.filename for w in caught] == [__file__]
+
+
+def test_build_features_leaves_no_thread_behind(monkeypatch):
+    # Numba compiles inside warnings.catch_warnings(record=True), which swaps the process's warning
+    # handler: a kernel load on a thread beside the caller swallowed the caller's warnings (a flaky
+    # test of the unknown-type warning found it). Nothing may run on after build_features returns.
+    import threading
+
+    from propensity.features import engines
+
+    monkeypatch.setattr(engines, "MIN_LEADS", 0)
+    export = make_export([("L1", "web_visit", T0 - DAY), ("L2", "chat", T0 - 2 * DAY)],
+                         [("L1", "A1", T0 - 9 * DAY, "vp", "web"), ("L2", "A1", T0 - 9 * DAY, "vp", "web")],
+                         [("A1", "software", 100)])
+    before = set(threading.enumerate())
+    with pytest.warns(UserWarning, match="chat"):
+        build_features(export, cut(("L1", T0), ("L2", T0 - DAY)), ICP, ENGAGEMENT)
+    assert set(threading.enumerate()) <= before

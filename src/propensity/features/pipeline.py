@@ -101,10 +101,9 @@ def build_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig, eng
 
     row_t = to_us(cutoff_col)
     cuts = engines.distinct_cutoffs(row_t)
-    # The rows bound the distinct leads from above: when the snapshot engine is likely, its compiled kernels
-    # load on a thread while the rows' leads are matched (Arrow, no GIL).
-    if (engine if engine != "auto" else engines.choose_engine(len(row_t), len(cuts))) == "snapshots":
-        engines.load_snapshot_kernels_in_background()
+    # The snapshot kernels load in the call that needs them, not on a thread beside it: Numba compiles
+    # inside warnings.catch_warnings(record=True), which swaps the process's warning handler, and a
+    # warning the caller's thread raised meanwhile (an unknown activity type) would be lost.
     uniq, row_lead, lead_pos = match_row_leads(lead_ids, export)
     if engine == "auto":
         engine = engines.choose_engine(len(uniq), len(cuts))

@@ -24,7 +24,6 @@ others on its case) are in ``docs/scaling.md``, section "The engines".
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pandas as pd
@@ -34,8 +33,7 @@ from propensity.data.export import CrmExport
 from propensity.features.engines import asof, pairwise, running, snapshots
 from propensity.features.engines.events import requested_events
 
-__all__ = ["ENGINES", "MAX_SNAPSHOTS", "MIN_LEADS", "choose_engine", "distinct_cutoffs", "engagement_features",
-           "load_snapshot_kernels_in_background"]
+__all__ = ["ENGINES", "MAX_SNAPSHOTS", "MIN_LEADS", "choose_engine", "distinct_cutoffs", "engagement_features"]
 
 ENGINES = ("pairwise", "asof", "snapshots", "running")
 MIN_LEADS = 2_000  # fewer distinct leads: the pairwise engine (the others pay for a pass over every activity)
@@ -62,11 +60,6 @@ def choose_engine(n_leads: int, n_cutoffs: int) -> str:
 def distinct_cutoffs(row_t: np.ndarray) -> np.ndarray:
     """The rows' distinct cutoffs (int64 µs), ascending."""
     return np.sort(pd.unique(np.asarray(row_t, dtype=np.int64)))
-
-
-def load_snapshot_kernels_in_background() -> None:
-    """Start loading the snapshot engine's compiled kernels on a thread (a head start while ids are matched)."""
-    threading.Thread(target=snapshots.warm_up, name="propensity-warm-up", daemon=True).start()
 
 
 def engagement_features(engine: str, export: CrmExport, lead_pos: np.ndarray, row_lead: np.ndarray,
