@@ -572,7 +572,7 @@ def _demo_locked(args: argparse.Namespace, root: Path) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from propensity.config import load_project
     from propensity.data.export import read_export
-    from propensity.registry import promote
+    from propensity.tracking.registry import promote
     from propensity.tracking import check_tracking, resolve_tracking_uri
 
     project = load_project(args.config)
