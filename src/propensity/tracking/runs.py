@@ -63,10 +63,10 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         params = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in result.params.items()
                   if k != "monotone_constraints"}
         mlflow.log_params(params)
-        meta = result.bundle.metadata
+        meta, test = result.bundle.metadata, result.split["test"]
         mlflow.set_tags({"label": meta["label"], "data": meta["data"], "data_end": meta["data_end"],
                          "horizon_days": str(cfg.label.horizon_days),
-                         "test_window": f"{result.split['test']['first_cutoff']}..{result.split['test']['last_cutoff']}"})
+                         "test_window": f"{test['first_cutoff']}..{test['last_cutoff']}"})
         for who, metrics in result.metrics.items():
             mlflow.log_metrics({f"{who}_{k}": v for k, v in metrics.items() if v == v})
         top_k = getattr(result, "top_k", None)
