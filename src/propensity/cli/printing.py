@@ -25,8 +25,9 @@ from propensity.jobs import (
 
 __all__ = ["TerminalProgress", "crm_evaluation", "crm_scoring", "crm_training", "demo", "error", "evaluation_run",
            "explanation", "feature_catalogue", "feature_table", "format_explanation", "format_feature_list",
-           "generated", "interrupted", "metric_table", "one_line_warning", "project_created", "promotion",
-           "say", "table_evaluation", "table_scoring", "table_training", "table_training_run"]
+           "generated", "interrupted", "metric_table", "mlflow_run", "one_line_warning", "project_created",
+           "promotion", "say", "table_evaluation", "table_scoring", "table_training", "table_training_run",
+           "training_metrics", "training_run"]
 
 # The headline metrics of a training, with the names a reader knows.
 TRAINING_METRICS = (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("log_loss", "log loss"), ("brier", "Brier"),
