@@ -11,19 +11,20 @@ towards the peak) measures:
   snapshot; what ``propensity features --data DIR --out FILE`` builds) and the
   as-of scoring table (``scoring_cutoffs``, one row per open lead; what
   ``--as-of DATE`` builds), each with ``build_features`` (engine "auto", i.e. the
-  running-totals engine for batches; ``--engine`` picks another).
+  engine ``propensity.features.engines.choose_engine`` picks; ``--engine`` names
+  another).
 
 It also times :func:`propensity.data.activities.read_activity_arrays` alone (the
 activities file into lead positions, type codes and µs times: the part of
 ``read_export`` that grows with events), for comparison with the scan.
 
 The as-of table has one cutoff for every row, so ``build_features`` computes its
-engagement features with the sort-free per-lead aggregates of
-``propensity.features.asof``; ``--asof-path off`` makes it use the sorted
-running-totals engine instead (for comparison). The training table's cutoffs are
-a few snapshot dates, so it takes the compiled lead-by-lead engine of
-``propensity.features.snapshots``; ``--snapshot-path off`` makes it use the
-running-totals engine instead. The engine's kernels are compiled by Numba on the
+engagement features with the sort-free per-lead aggregates of the ``asof`` engine;
+``--asof-path off`` makes it use the sorted ``running`` engine instead (for
+comparison). The training table's cutoffs are a few snapshot dates, so it takes the
+compiled lead-by-lead ``snapshots`` engine; ``--snapshot-path off`` makes it use
+the ``running`` engine instead (``benchmarks/engines.py`` compares every engine on
+every shape of table). The snapshot engine's kernels are compiled by Numba on the
 first run after an install and loaded from its cache afterwards: run the
 benchmark twice and read the second run (the first one's training figure
 includes the compilation, a few seconds).
@@ -121,8 +122,6 @@ def measure(folder: Path, engine: str = "auto", asof_path: str = "auto", snapsho
 
     import duckdb
 
-    import propensity.features.asof as asof
-    import propensity.features.snapshots as snapshots
     from propensity.config import default_project_dir, load_project
     from propensity.data.activities import read_activity_arrays
     from propensity.data.export import read_export
@@ -145,10 +144,9 @@ def measure(folder: Path, engine: str = "auto", asof_path: str = "auto", snapsho
     out["events"] = int(res["n"].sum())
     del res
 
-    if asof_path == "off":
-        asof.MIN_LEADS = 2 ** 62  # never: the as-of table goes to the running engine like any other
-    if snapshot_path == "off":
-        snapshots.MIN_LEADS = 2 ** 62  # never: the training table goes to the running engine
+    # "off": the table goes to the running engine instead of the engine "auto" picks for it
+    engines = {"train": "running" if snapshot_path == "off" and engine == "auto" else engine,
+               "asof": "running" if asof_path == "off" and engine == "auto" else engine}
     project = load_project(default_project_dir() / "training" / "default.yaml")
     cfg = project.training
     t0, c0 = time.perf_counter(), time.process_time()
@@ -164,7 +162,7 @@ def measure(folder: Path, engine: str = "auto", asof_path: str = "auto", snapsho
         t, c, sys0 = time.perf_counter(), time.process_time(), os.times().system
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            frame = build_features(export, cut, project.icp, project.engagement, engine=engine)
+            frame = build_features(export, cut, project.icp, project.engagement, engine=engines[name])
         out[f"{name}_features_s"] = time.perf_counter() - t
         out[f"{name}_features_cpu_s"] = time.process_time() - c  # all threads; a shared machine inflates wall
         out[f"{name}_features_sys_s"] = os.times().system - sys0  # of it, in the kernel: mostly first writes
@@ -204,7 +202,7 @@ def main() -> None:
     ap.add_argument("--leads", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", help="folder holding (or to hold) the world; kept afterwards")
-    ap.add_argument("--engine", default="auto", choices=["auto", "running", "duckdb"])
+    ap.add_argument("--engine", default="auto", choices=["auto", "pairwise", "asof", "snapshots", "running"])
     ap.add_argument("--asof-path", default="auto", choices=["auto", "off"],
                     help="off: the as-of table without the sort-free one-cutoff path (for comparison)")
     ap.add_argument("--snapshot-path", default="auto", choices=["auto", "off"],

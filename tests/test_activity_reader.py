@@ -2,7 +2,7 @@
 
 Large files (``DUCKDB_MIN_ROWS`` lowered here) are read by ``_read_duckdb``: lead ids
 and activity types through the Parquet dictionary pages (decoded by
-``_chunk_indices``), times by DuckDB in file order; other text encodings by DuckDB
+``parquet_pages.chunk_indices``), times by DuckDB in file order; other text encodings by DuckDB
 joins. Each is checked against the Arrow row-group reader and against
 ``arrays_from_frame`` on files with many row groups, pages, codecs and encodings.
 """
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import propensity.data.activities as activities
+from propensity.data import activities, parquet_pages
 from propensity.data.activities import arrays_from_frame, read_activity_arrays
 from propensity.data.export import DataError, read_export
 
@@ -157,20 +157,20 @@ def test_decoder_agrees_with_arrow_on_every_row_group(tmp_path, monkeypatch):
     acts, _ = make_activities(5_000, 40_000, seed=4, sort_by_lead=True)
     acts.loc[:9_999, "lead_id"] = "L000001"  # a run of 10,000: a header of two bytes
     long_headers = []
-    walk = activities._walk_runs
+    walk = parquet_pages._walk_runs
 
     def spy(buf, pos, end, step, bw, heads, longs):
         ok = walk(buf, pos, end, step, bw, heads, longs)
         long_headers.extend(longs)
         return ok
 
-    monkeypatch.setattr(activities, "_walk_runs", spy)
+    monkeypatch.setattr(parquet_pages, "_walk_runs", spy)
     path = write_parquet(tmp_path / "activities.parquet", acts, row_group_size=9_000, data_page_size=1_000)
     meta = pq.ParquetFile(path).metadata
-    column = activities._flat_column(meta, "lead_id")
+    column = parquet_pages.flat_column(meta, "lead_id")
     pages = set()
     for rg in range(meta.num_row_groups):
-        page, size, idx = activities._chunk_indices(path, meta, rg, column)
+        page, size, idx = parquet_pages.chunk_indices(path, meta, rg, column)
         chunk = pq.ParquetFile(path, read_dictionary=["lead_id"]).read_row_group(rg, columns=["lead_id"])
         chunk = chunk.column(0).chunk(0)
         assert size == len(chunk.dictionary)
@@ -185,9 +185,9 @@ def test_decoder_declines_what_it_does_not_know(tmp_path):
     acts.loc[3, "lead_id"] = None
     path = write_parquet(tmp_path / "nulls.parquet", acts)
     meta = pq.ParquetFile(path).metadata
-    assert activities._chunk_indices(path, meta, 0, activities._flat_column(meta, "lead_id")) is None  # a null
-    assert activities._chunk_indices(path, meta, 0, activities._flat_column(meta, "activity_type")) is not None
-    assert activities._flat_column(meta, "occurred_at") is None  # not text
+    assert parquet_pages.chunk_indices(path, meta, 0, parquet_pages.flat_column(meta, "lead_id")) is None  # a null
+    assert parquet_pages.chunk_indices(path, meta, 0, parquet_pages.flat_column(meta, "activity_type")) is not None
+    assert parquet_pages.flat_column(meta, "occurred_at") is None  # not text
 
 
 # ------------------------------------------------------------------ messages and lenient reads name file rows
@@ -278,22 +278,22 @@ def reference_positions(ids, lead_ids) -> list[int]:
 @pytest.mark.parametrize("dtype", [str, object, "category"])
 @pytest.mark.parametrize("n_ids", [5, 3_000])  # fewer ids than leads (hashes the ids), more (hashes the leads)
 def test_lead_positions_find_the_first_lead_row(dtype, n_ids):
-    from propensity.data.export import _lead_positions
+    from propensity.core.ids import key_positions
 
     rng = np.random.default_rng(n_ids)
     leads = pd.Series([f"L{i}" for i in rng.permutation(1_000)], dtype=str)
     ids = pd.Series(np.r_[leads.to_numpy(dtype=object)[rng.integers(0, 1_000, n_ids - 2)], ["ghost", "L5"]],
                     dtype=object).astype(dtype)
-    got = _lead_positions(ids, leads)
+    got = key_positions(ids, leads)
     assert got.dtype == np.int64
     assert got.tolist() == reference_positions(ids, leads)
     if dtype != "category":  # a repeated lead id (never in a validated export): its first row, as before
         repeated = pd.concat([leads, leads.iloc[:10]], ignore_index=True).iloc[::-1].reset_index(drop=True)
-        assert _lead_positions(ids, repeated).tolist() == reference_positions(ids, repeated)
+        assert key_positions(ids, repeated).tolist() == reference_positions(ids, repeated)
 
 
 def test_early_counts_and_names_the_first_rows_across_blocks():
-    from propensity.data.export import _early
+    from propensity.data.checks import events_before_creation
 
     rng = np.random.default_rng(9)
     created = rng.integers(0, 1_000, 50)
@@ -301,5 +301,5 @@ def test_early_counts_and_names_the_first_rows_across_blocks():
     occ = rng.integers(0, 1_000, 10_000)
     want = np.flatnonzero((pos >= 0) & (occ < created[np.maximum(pos, 0)]))
     for block in (7, 1_000, 1 << 20):
-        assert _early(pos, occ, created, block=block) == (len(want), want[:3].tolist())
-    assert _early(pos, occ, created[:0]) == (0, [])
+        assert events_before_creation(pos, occ, created, block=block) == (len(want), want[:3].tolist())
+    assert events_before_creation(pos, occ, created[:0]) == (0, [])

@@ -55,12 +55,12 @@ def test_a_mapping_is_released_with_its_last_view(monkeypatch):
 
 
 def test_the_snapshot_kernels_warm_up_without_raising(monkeypatch):
-    import propensity.features.snapshots as snapshots
-    from propensity.features import _leadwise
+    import propensity.features.engines.snapshots as snapshots
+    from propensity.features.engines import snapshot_kernels
 
     snapshots.warm_up()
-    assert all(len(f.signatures) >= 1 for f in (_leadwise.count_events, _leadwise.scatter_events,
-                                                _leadwise.part_rows))
+    assert all(len(f.signatures) >= 1 for f in (snapshot_kernels.count_events, snapshot_kernels.scatter_events,
+                                                snapshot_kernels.part_rows))
 
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler")
@@ -70,8 +70,8 @@ def test_the_snapshot_kernels_warm_up_without_raising(monkeypatch):
 
 
 def test_kernels_compile_without_a_place_for_numba_s_cache():
-    from propensity.features import _leadwise
+    from propensity.features.engines import snapshot_kernels
 
     space: dict = {}
     exec("def add_one(x):\n    return x + 1\n", space)  # no source file: Numba has nowhere to cache it
-    assert _leadwise._compiled(space["add_one"])(41) == 42
+    assert snapshot_kernels._compiled(space["add_one"])(41) == 42

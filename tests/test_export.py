@@ -252,3 +252,18 @@ def test_blank_text_is_an_empty_value_not_an_unreadable_one():
     acts.loc[1, "occurred_at"] = ""
     with pytest.raises(DataError, match=r"column 'occurred_at' has 1 empty value\(s\)"):
         CrmExport.from_frames(frames(activities=acts))
+
+
+def test_a_one_lead_export_says_so_and_no_other_does():
+    f = frames()
+    one = CrmExport.of_one_lead(f["accounts"], f["leads"].iloc[:1], f["activities"].iloc[:2],
+                                f["opportunities"].iloc[:0])
+    assert one.one_lead and one.source == "<lead>" and len(one.leads) == 1
+    assert not CrmExport.from_frames(f, exported_at=T).one_lead
+    assert not CrmExport(f["accounts"], f["leads"], f["activities"], f["opportunities"], source="<lead>").one_lead
+
+
+@pytest.mark.parametrize("exported_at", ["not a time", 1740787200, ""])
+def test_an_unreadable_exported_at_names_the_field(exported_at):
+    with pytest.raises(DataError, match=r"^exported_at: expected"):
+        CrmExport.from_frames(frames(), exported_at=exported_at)

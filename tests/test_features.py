@@ -1,4 +1,4 @@
-"""Point-in-time features: hand-computed cases, a slow reference, both engines."""
+"""Point-in-time features: the definitions by hand, against a slow reference and a DuckDB one, on every engine."""
 
 from __future__ import annotations
 
@@ -8,63 +8,23 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _feature_cases import (DAY, ENGAGEMENT, ICP, T0, TYPES, assert_features_equal, cut, make_export, random_world,
+                            unknown_event, world_case)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_engines import duckdb_engine
 
-from propensity.config import EngagementConfig, IcpConfig, default_project_dir, load_project
+from propensity.config import IcpConfig
 from propensity.data.export import CrmExport, DataError
+from propensity.features.engines import asof, snapshots
 from propensity.features.pipeline import build_features
 from propensity.features.spec import build_feature_spec
 
-T0 = pd.Timestamp("2025-03-01T00:00:00Z")
-DAY = pd.Timedelta(days=1)
 
-ICP = IcpConfig.model_validate({"criteria": [
-    {"name": "industry", "table": "accounts", "column": "industry", "display": "Industry",
-     "kind": "in", "values": ["Software", "healthcare"]},
-    {"name": "employees", "table": "accounts", "column": "employees", "display": "Employees",
-     "kind": "range", "min": 200, "max": 5000},
-    {"name": "seniority", "table": "leads", "column": "seniority", "display": "Seniority",
-     "kind": "in", "values": ["vp"], "raw": False},
-    {"name": "source", "table": "leads", "column": "lead_source", "display": "Source", "kind": "value"},
-]})
-ENGAGEMENT = EngagementConfig.model_validate({
-    "windows_days": [30, 7],
-    "signals": [
-        {"name": "web", "activity_types": ["web_visit", "pricing_page_visit"], "display": "Web",
-         "half_life_days": 10},
-        {"name": "pricing", "activity_types": ["pricing_page_visit"], "display": "Pricing",
-         "half_life_days": 5},
-        {"name": "demo", "activity_types": ["demo_request"], "display": "Demo", "half_life_days": 21},
-    ],
-})
-
-
-def make_export(events: list[tuple], leads: list[tuple] | None = None,
-                accounts: list[tuple] | None = None) -> CrmExport:
-    """events: (lead_id, type, occurred_at[, recorded_at]); leads: (id, account, created, seniority, source)."""
-    leads = leads or [("L1", "A1", T0 - 100 * DAY, "VP", "web")]
-    accounts = accounts or [("A1", " software ", 1000)]
-    acts = pd.DataFrame({
-        "lead_id": [e[0] for e in events],
-        "activity_type": [e[1] for e in events],
-        "occurred_at": pd.to_datetime([e[2] for e in events], utc=True),
-        "recorded_at": pd.to_datetime([e[3] if len(e) > 3 else e[2] for e in events], utc=True),
-    })
-    return CrmExport.from_frames({
-        "accounts": pd.DataFrame(accounts, columns=["account_id", "industry", "employees"]),
-        "leads": pd.DataFrame(leads, columns=["lead_id", "account_id", "created_at", "seniority", "lead_source"]),
-        "activities": acts,
-    })
-
-
-def cut(*rows: tuple) -> pd.DataFrame:
-    return pd.DataFrame({"lead_id": [r[0] for r in rows], "cutoff": pd.to_datetime([r[1] for r in rows], utc=True)})
-
-
-@pytest.fixture(params=["memory", "duckdb", "running"])
-def engine(request):
-    return request.param
+@pytest.fixture(params=["pairwise", "duckdb", "running"])
+def engine(request, monkeypatch):
+    """An engine name for build_features; "duckdb" runs the reference SQL engine in the pairwise engine's place."""
+    return duckdb_engine(monkeypatch) if request.param == "duckdb" else request.param
 
 
 # ------------------------------------------------------------------ hand-computed
@@ -125,25 +85,20 @@ def test_event_recorded_after_cutoff_is_ignored(engine):
     assert f["eng_web_7d"] == 1.0 and f["eng_web_days_since"] == 5.0
 
 
-@pytest.mark.parametrize("path", ["memory", "duckdb", "running", "asof", "snapshots"])
+@pytest.mark.parametrize("path", ["pairwise", "duckdb", "running", "asof", "snapshots"])
 def test_an_empty_recorded_at_counts_from_occurred_at_on_every_path(path, monkeypatch):
     # An empty recorded_at reads as "recorded when it occurred" (with a warning from the export), as if the
     # column were absent: before the cutoff it counts, after it it does not, on every engine alike.
-    import propensity.features.asof as asof
-    import propensity.features.snapshots as snapshots
-
     calls: list[str] = []
     for mod, name in ((asof, "engagement_asof"), (snapshots, "engagement_snapshots")):
         real = getattr(mod, name)
         monkeypatch.setattr(mod, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
-    monkeypatch.setattr(asof, "MIN_LEADS", 0 if path == "asof" else 2 ** 62)
-    monkeypatch.setattr(snapshots, "MIN_LEADS", 0 if path == "snapshots" else 2 ** 62)
+    engine = duckdb_engine(monkeypatch) if path == "duckdb" else path
     with pytest.warns(UserWarning, match=r"column 'recorded_at' has 2 empty value\(s\)"):
         export = make_export([("L1", "web_visit", T0 - 3 * DAY, None), ("L1", "web_visit", T0 + DAY, None),
                               ("L1", "web_visit", T0 - 5 * DAY, T0 - 4 * DAY)])
     rows = cut(("L1", T0), ("L1", T0 + 2 * DAY)) if path == "snapshots" else cut(("L1", T0))
-    f = build_features(export, rows, ICP, ENGAGEMENT, engine="memory" if path == "memory" else
-                       "duckdb" if path == "duckdb" else "running")
+    f = build_features(export, rows, ICP, ENGAGEMENT, engine=engine)
     assert calls == ({"asof": ["engagement_asof"], "snapshots": ["engagement_snapshots"]}.get(path, []))
     assert f.iloc[0]["eng_web_7d"] == 2.0 and f.iloc[0]["eng_web_days_since"] == 3.0
     if path == "snapshots":
@@ -231,123 +186,12 @@ def test_empty_cutoffs_give_an_empty_frame_with_all_columns(engine):
     assert len(out) == 0 and len(out.columns) == 2 + len(build_feature_spec(ICP, ENGAGEMENT))
 
 
-# ------------------------------------------------------------------ reference implementation
-
-
-def reference_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig,
-                       engagement: EngagementConfig) -> pd.DataFrame:
-    """The definitions, written plainly: loop over rows, then over every activity."""
-    leads = {r.lead_id: r for r in export.leads.itertuples(index=False)}
-    accounts = {r["account_id"]: r for r in export.accounts.to_dict("records")}
-    acts = list(export.activities.itertuples(index=False))
-    longest = max(engagement.windows_days)
-    out = []
-    for row in cutoffs.itertuples(index=False):
-        t = row.cutoff
-        lead = leads[row.lead_id]
-        feats: dict[str, object] = {}
-        for c in icp.criteria:
-            source = lead._asdict() if c.table == "leads" else accounts.get(lead.account_id, {})
-            v = source.get(c.column)
-            missing = v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""
-            if c.kind == "range":
-                value = math.nan if missing else float(v)
-                lo = -math.inf if c.min is None else c.min
-                hi = math.inf if c.max is None else c.max
-                match = math.nan if math.isnan(value) else float(lo <= value <= hi)
-            else:
-                value = None if missing else str(v).strip()
-                match = math.nan if value is None else float(value.lower() in [x.lower() for x in c.values or []])
-            if c.kind != "value":
-                feats[f"fit_{c.name}"] = match
-            if c.raw:
-                feats[f"fit_{c.name}_value"] = value
-        seen = [a for a in acts if a.lead_id == row.lead_id and a.occurred_at < t and a.recorded_at < t]
-        for s in engagement.signals:
-            mine = [a for a in seen if a.activity_type in s.activity_types]
-            for w in engagement.windows_days:
-                feats[f"eng_{s.name}_{w}d"] = float(sum(t - pd.Timedelta(days=w) <= a.occurred_at for a in mine))
-            feats[f"eng_{s.name}_days_since"] = (
-                (t - max(a.occurred_at for a in mine)).total_seconds() / 86400 if mine else math.nan)
-            feats[f"eng_{s.name}_decay"] = sum(
-                0.5 ** ((t - a.occurred_at).total_seconds() / 86400 / s.half_life_days) for a in mine)
-        dates = {a.occurred_at.date() for a in seen if t - pd.Timedelta(days=longest) <= a.occurred_at}
-        feats[f"eng_active_days_{longest}d"] = float(len(dates))
-        feats["eng_days_since_any"] = (
-            (t - max(a.occurred_at for a in seen)).total_seconds() / 86400 if seen else math.nan)
-        feats["lead_age_days"] = (t - lead.created_at).total_seconds() / 86400
-        out.append(feats)
-    names = [f.name for f in build_feature_spec(icp, engagement)]
-    return pd.DataFrame(out, columns=names)
-
-
-def random_world(seed: int = 0, n_leads: int = 50, n_events: int = 2000) -> tuple[CrmExport, pd.DataFrame]:
-    rng = np.random.default_rng(seed)
-    start = pd.Timestamp("2024-01-01T00:00:00Z")
-    span_us = 400 * 86_400_000_000
-    industries = ["software", " Healthcare ", "retail", "SOFTWARE", None, "  "]
-    accounts = pd.DataFrame({
-        "account_id": [f"A{i}" for i in range(12)],
-        "industry": rng.choice(np.array(industries, dtype=object), 12),
-        "employees": np.where(rng.random(12) < 0.2, np.nan, rng.choice([50, 200, 1000, 5000, 5001], 12)),
-        "annual_revenue": rng.uniform(1e6, 2e9, 12),
-        "country": rng.choice(np.array(["us", "DE ", "BR", None], dtype=object), 12),
-    })
-    lead_ids = [f"L{i:03d}" for i in range(n_leads)]
-    account_of = [f"A{rng.integers(0, 12)}" for _ in range(n_leads)]
-    account_of[3] = "A_not_in_accounts"
-    leads = pd.DataFrame({
-        "lead_id": lead_ids,
-        "account_id": account_of,
-        "created_at": start + pd.to_timedelta(rng.integers(0, span_us // 2, n_leads), unit="us"),
-        "seniority": rng.choice(np.array(["VP", "director", "intern", None], dtype=object), n_leads),
-        "department": rng.choice(np.array(["Sales", "it", None], dtype=object), n_leads),
-        "email_domain": rng.choice(np.array(["gmail.com", "acme.com"], dtype=object), n_leads),
-        "lead_source": rng.choice(np.array(["web", "event", None], dtype=object), n_leads),
-    })
-    types = sorted(load_project().engagement.activity_types) + ["chat_message"]
-    occ = start + pd.to_timedelta(rng.integers(0, span_us, n_events), unit="us")
-    lag = np.where(rng.random(n_events) < 0.2, rng.integers(0, 20 * 86_400_000_000, n_events), 0)
-    activities = pd.DataFrame({
-        "lead_id": rng.choice(lead_ids, n_events),
-        "activity_type": rng.choice(types, n_events),
-        "occurred_at": occ,
-        "recorded_at": occ + pd.to_timedelta(lag, unit="us"),
-    })
-    with warnings.catch_warnings():  # events before their lead's creation are part of the edge cases
-        warnings.filterwarnings("ignore", message=".*before their lead's created_at")
-        export = CrmExport.from_frames({"accounts": accounts, "leads": leads, "activities": activities})
-    # Cutoffs at random times, plus ones exactly at an event and exactly a window after one.
-    n_cut = 150
-    cut_lead = rng.choice(lead_ids, n_cut)
-    cut_t = start + pd.to_timedelta(rng.integers(span_us // 4, span_us, n_cut), unit="us")
-    pick = rng.integers(0, n_events, 40)
-    edge_lead = activities["lead_id"].to_numpy()[pick]
-    shift = rng.choice([0, 7, 30, 90], 40) * 86_400_000_000
-    edge_t = activities["occurred_at"].iloc[pick] + pd.to_timedelta(shift, unit="us")
-    cutoffs = pd.DataFrame({"lead_id": np.r_[cut_lead, edge_lead],
-                            "cutoff": pd.to_datetime(np.r_[cut_t.to_numpy(), edge_t.to_numpy()], utc=True)})
-    cutoffs["label"] = rng.integers(0, 2, len(cutoffs)).astype(np.int8)
-    return export, cutoffs
-
-
-def assert_features_equal(got: pd.DataFrame, want: pd.DataFrame, spec) -> None:
-    for f in spec:
-        if f.kind == "categorical":
-            def norm(col):
-                return [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in col]
-            assert norm(got[f.name]) == norm(want[f.name]), f.name
-        else:
-            np.testing.assert_allclose(got[f.name].to_numpy(np.float64), want[f.name].to_numpy(np.float64),
-                                       rtol=1e-9, atol=0, equal_nan=True, err_msg=f.name)
+# ------------------------------------------------------------------ against the references
 
 
 @pytest.fixture(scope="module")
 def world():
-    export, cutoffs = random_world()
-    project = load_project(default_project_dir() / "training" / "default.yaml")
-    expected = reference_features(export, cutoffs, project.icp, project.engagement)
-    return export, cutoffs, project.icp, project.engagement, expected
+    return world_case()
 
 
 def test_engines_match_the_reference_on_a_random_world(world, engine):
@@ -372,87 +216,30 @@ def test_engines_give_the_same_rows_for_shuffled_inputs(world, engine):
     assert_features_equal(got, expected.iloc[order].reset_index(drop=True), build_feature_spec(icp, engagement))
 
 
-@pytest.mark.parametrize("unit_us", [1_000, 7_777_777, 86_400_000_000])
-def test_running_engine_with_coarse_key_buckets_matches_the_reference(world, unit_us, monkeypatch):
-    # Large worlds key events by (lead, bucket of µs); cutoffs inside an event's bucket are resolved exactly.
-    from functools import partial
-
-    import propensity.features.pipeline as pipeline
-    from propensity.features.running import engagement_running
-
-    monkeypatch.setattr(pipeline, "engagement_running", partial(engagement_running, unit_us=unit_us))
-    export, cutoffs, icp, engagement, expected = world
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = build_features(export, cutoffs, icp, engagement, engine="running")
-    assert_features_equal(got, expected, build_feature_spec(icp, engagement))
-
-
-@pytest.mark.parametrize("chunk_events,threads,some_leads", [(50, 1, False), (300, 2, False), (70, 2, True)])
-def test_running_engine_in_lead_batches_matches_the_reference(world, chunk_events, threads, some_leads,
-                                                              monkeypatch):
-    # Large inputs run in batches of leads (bounded temporaries), two at a time; results must not change,
-    # also when the cutoffs name only some leads (the others' activities are skipped, not copied).
-    import propensity.features.running as running
-
-    monkeypatch.setattr(running, "CHUNK_EVENTS", chunk_events)
-    monkeypatch.setattr(running, "MAX_THREADS", threads)
-    export, cutoffs, icp, engagement, expected = world
-    assert len(export.activities) > 4 * chunk_events
-    if some_leads:
-        sel = cutoffs["lead_id"].isin(export.leads["lead_id"].iloc[::3]).to_numpy()
-        assert 0 < sel.sum() < len(sel)
-        cutoffs, expected = cutoffs[sel].reset_index(drop=True), expected[sel].reset_index(drop=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = build_features(export, cutoffs, icp, engagement, engine="running")
-    assert_features_equal(got, expected, build_feature_spec(icp, engagement))
-
-
-def test_running_engine_handles_lead_spans_too_long_for_anchored_decay():
-    # 5000 days at a 5-day half-life would overflow 2 ** (age / half-life): such leads take the exact path.
-    leads = [("L1", "A1", T0 - 6000 * DAY, "vp", "web"), ("L2", "A1", T0 - 100 * DAY, "vp", "web")]
-    export = make_export([("L1", "pricing_page_visit", T0 - 5000 * DAY), ("L1", "pricing_page_visit", T0 - DAY),
-                          ("L1", "web_visit", T0 - 2 * DAY, T0 - DAY), ("L2", "web_visit", T0 - 3 * DAY),
-                          ("L2", "web_visit", T0 - 3 * DAY, T0 - 2 * DAY)], leads)
-    cutoffs = cut(("L1", T0), ("L2", T0), ("L1", T0 - 4000 * DAY), ("L2", T0 - 2 * DAY))
-    got = build_features(export, cutoffs, ICP, ENGAGEMENT, engine="running")
-    want = reference_features(export, cutoffs, ICP, ENGAGEMENT)
-    assert_features_equal(got, want, build_feature_spec(ICP, ENGAGEMENT))
-    assert got["eng_active_days_30d"].tolist() == [2.0, 1.0, 0.0, 1.0]
-
-
-def test_auto_engine_gives_the_same_values_as_both(world):
+def test_auto_engine_gives_the_same_values_as_the_duckdb_reference(world, monkeypatch):
     export, cutoffs, icp, engagement, _ = world
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         auto = build_features(export, cutoffs, icp, engagement)
-        duck = build_features(export, cutoffs, icp, engagement, engine="duckdb")
+        duck = build_features(export, cutoffs, icp, engagement, engine=duckdb_engine(monkeypatch))
     assert_features_equal(auto, duck, build_feature_spec(icp, engagement))
+
+
+def test_reference_world_has_the_edge_cases_it_claims():
+    export, cutoffs = random_world()
+    assert (export.activities["recorded_at"] > export.activities["occurred_at"]).any()
+    assert not export.leads["account_id"].isin(export.accounts["account_id"]).all()
+    assert cutoffs["cutoff"].isin(export.activities["occurred_at"]).any()
 
 
 # ------------------------------------------------------------------ property
 
 
-TYPES = ["web_visit", "pricing_page_visit", "demo_request", "chat"]
 BASE = make_export([("L1", t, T0 - k * pd.Timedelta(hours=13), T0 - k * pd.Timedelta(hours=11))
                     for k, t in enumerate(TYPES * 5, start=1)])
 
 
-def unknown_event(lead: str, activity_type: str, t: pd.Timestamp, kind: str, offset: pd.Timedelta) -> pd.DataFrame:
-    """One activity unknown at cutoff ``t``: after it, at it (recorded later), or before it but recorded at or after."""
-    if kind == "after":
-        occurred, recorded = t + offset, t + offset
-    elif kind == "at":
-        occurred, recorded = t, t + offset
-    else:  # happened before the cutoff, but the CRM learned of it at or after the cutoff
-        occurred, recorded = t - offset - pd.Timedelta(microseconds=1), t + offset
-    return pd.DataFrame({"lead_id": [lead], "activity_type": [activity_type],
-                         "occurred_at": [occurred], "recorded_at": [recorded]}).astype(
-        {"occurred_at": "datetime64[us, UTC]", "recorded_at": "datetime64[us, UTC]"})
-
-
-@pytest.mark.parametrize("prop_engine", ["memory", "running"])
+@pytest.mark.parametrize("prop_engine", ["pairwise", "running"])
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(["after", "at", "backfilled"]),
@@ -471,529 +258,3 @@ def test_adding_an_event_unknown_at_the_cutoff_never_changes_its_features(prop_e
         before = build_features(BASE, cutoffs, ICP, ENGAGEMENT, engine=prop_engine)
         after = build_features(grown, cutoffs, ICP, ENGAGEMENT, engine=prop_engine)
     pd.testing.assert_frame_equal(before, after)
-
-
-def test_reference_world_has_the_edge_cases_it_claims():
-    export, cutoffs = random_world()
-    assert (export.activities["recorded_at"] > export.activities["occurred_at"]).any()
-    assert not export.leads["account_id"].isin(export.accounts["account_id"]).all()
-    assert cutoffs["cutoff"].isin(export.activities["occurred_at"]).any()
-
-
-# ------------------------------------------------------------------ as-of path (one cutoff for every row)
-
-
-@pytest.fixture
-def asof_path(monkeypatch):
-    """build_features takes the as-of path whatever the number of leads; returns the cutoffs it was called with."""
-    import propensity.features.asof as asof
-
-    calls: list[int] = []
-    real = asof.engagement_asof
-
-    def spy(*args, **kwargs):
-        calls.append(args[2])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(asof, "MIN_LEADS", 0)
-    monkeypatch.setattr(asof, "engagement_asof", spy)
-    return calls
-
-
-def assert_same_as_memory(got: pd.DataFrame, want: pd.DataFrame, spec, rtol: float = 1e-13) -> None:
-    """Counts, days and active days exactly equal; decay sums equal up to summation order."""
-    for f in spec:
-        if f.kind == "categorical":
-            continue
-        a, b = got[f.name].to_numpy(np.float64), want[f.name].to_numpy(np.float64)
-        if f.name.endswith("_decay"):
-            np.testing.assert_allclose(a, b, rtol=rtol, atol=0, err_msg=f.name)
-        else:
-            np.testing.assert_array_equal(a, b, err_msg=f.name)
-
-
-def asof_rows(export: CrmExport, t: pd.Timestamp, rng: np.random.Generator) -> pd.DataFrame:
-    """Every lead at cutoff ``t``, shuffled, a few of them twice, with a label column carried along."""
-    ids = export.leads["lead_id"].to_numpy(dtype=object)
-    ids = np.r_[ids, ids[:3]][rng.permutation(len(ids) + 3)]
-    return pd.DataFrame({"lead_id": ids, "cutoff": pd.Series([t] * len(ids)).astype("datetime64[us, UTC]"),
-                         "label": rng.integers(0, 2, len(ids)).astype(np.int8)})
-
-
-@pytest.mark.parametrize("when", ["middle", "at_an_event", "at_a_backfill", "window_after_an_event", "before_all",
-                                  "after_all"])
-def test_asof_path_matches_the_memory_engine_and_the_reference(world, asof_path, when):
-    export, _, icp, engagement, _ = world
-    acts = export.activities
-    backfilled = acts[acts["recorded_at"] > acts["occurred_at"]]
-    t = {"middle": pd.Timestamp("2024-09-14T13:00:00Z"),
-         "at_an_event": acts["occurred_at"].iloc[17],
-         "at_a_backfill": backfilled["recorded_at"].iloc[3],
-         "window_after_an_event": acts["occurred_at"].iloc[29] + 30 * DAY,
-         "before_all": acts["occurred_at"].min(),
-         "after_all": acts["recorded_at"].max() + pd.Timedelta(microseconds=1)}[when]
-    rows = asof_rows(export, t, np.random.default_rng(7))
-    with pytest.warns(UserWarning, match="chat_message"):
-        got = build_features(export, rows, icp, engagement, engine="running")
-    assert asof_path == [int(t.value // 1000)]
-    assert_matches_memory_and_reference(got, export, rows, icp, engagement)
-    if when == "before_all":
-        assert got["eng_days_since_any"].isna().all()
-
-
-def test_asof_path_by_hand(asof_path):
-    leads = [(f"L{i}", "A1", T0 - 100 * DAY, "VP", "web") for i in range(1, 5)]
-    h = pd.Timedelta(hours=1)
-    export = make_export([
-        ("L1", "web_visit", T0 - DAY),  # counted
-        ("L1", "pricing_page_visit", T0),  # at the cutoff: not before it
-        ("L1", "web_visit", T0 - 2 * DAY, T0),  # recorded at the cutoff: not known before it
-        ("L1", "web_visit", T0 - 3 * DAY, T0 - h),  # backfilled, but known in time: counted
-        ("L1", "pricing_page_visit", T0 - 7 * DAY),  # exactly at the start of the 7-day window: inside
-        ("L1", "demo_request", T0 - 30 * DAY - pd.Timedelta(microseconds=1)),  # just outside the 30 days
-        ("L1", "chat", T0 - 5 * DAY),  # a type no signal lists: only active days and days since any
-        ("L1", "web_visit", T0 + DAY),  # after the cutoff
-        ("L3", "chat", T0 - 40 * DAY),
-        ("L4", "chat", T0 - 2 * DAY),  # L4 is not asked for: its chat is not counted in the warning
-    ], leads)
-    rows = cut(("L3", T0), ("L1", T0), ("L2", T0), ("L1", T0))
-    with pytest.warns(UserWarning, match=r"^2 activities of 1 type\(s\)"):
-        f = build_features(export, rows, ICP, ENGAGEMENT, engine="running")
-    assert asof_path == [int(T0.value // 1000)]
-    l1 = f.iloc[1]
-    assert (l1["eng_web_7d"], l1["eng_web_30d"], l1["eng_pricing_7d"], l1["eng_demo_30d"]) == (3, 3, 1, 0)
-    assert l1["eng_web_days_since"] == 1.0 and l1["eng_pricing_days_since"] == 7.0
-    assert l1["eng_demo_days_since"] == pytest.approx(30.0, abs=1e-9) and l1["eng_demo_days_since"] > 30.0
-    assert l1["eng_web_decay"] == pytest.approx(0.5 ** 0.1 + 0.5 ** 0.3 + 0.5 ** 0.7, rel=1e-14)
-    assert l1["eng_pricing_decay"] == pytest.approx(0.5 ** (7 / 5), rel=1e-14)
-    assert l1["eng_active_days_30d"] == 4.0 and l1["eng_days_since_any"] == 1.0
-    assert f.iloc[3][f.columns[2:]].equals(l1[f.columns[2:]])
-    l2, l3 = f.iloc[2], f.iloc[0]
-    assert l2["eng_web_30d"] == 0 and np.isnan(l2["eng_web_days_since"]) and l2["eng_web_decay"] == 0
-    assert np.isnan(l2["eng_days_since_any"]) and l2["eng_active_days_30d"] == 0
-    assert l3["eng_days_since_any"] == 40.0 and l3["eng_active_days_30d"] == 0 and l3["eng_web_30d"] == 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert_same_as_memory(f, build_features(export, rows, ICP, ENGAGEMENT, engine="memory"),
-                              build_feature_spec(ICP, ENGAGEMENT))
-
-
-def test_asof_path_is_taken_only_for_one_cutoff_and_many_leads(world, monkeypatch):
-    import propensity.features.asof as asof
-
-    calls = []
-    real = asof.engagement_asof
-    monkeypatch.setattr(asof, "engagement_asof", lambda *a, **k: calls.append(a) or real(*a, **k))
-    export, cutoffs, icp, engagement, expected = world
-    one = cutoffs.assign(cutoff=cutoffs["cutoff"].iloc[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        build_features(export, one, icp, engagement, engine="running")  # fewer leads than asof.MIN_LEADS
-        assert calls == []
-        monkeypatch.setattr(asof, "MIN_LEADS", 0)
-        got = build_features(export, cutoffs, icp, engagement, engine="running")  # several cutoffs
-        assert calls == []
-        assert_features_equal(got, expected, build_feature_spec(icp, engagement))
-        for engine in ("memory", "duckdb"):
-            build_features(export, one, icp, engagement, engine=engine)
-        assert calls == []
-        build_features(export, one, icp, engagement, engine="running")
-        assert len(calls) == 1
-    assert asof.single_cutoff(np.zeros(0, dtype=np.int64)) is None
-
-
-def assert_matches_memory_and_reference(got: pd.DataFrame, export: CrmExport, rows: pd.DataFrame, icp: IcpConfig,
-                                        engagement: EngagementConfig) -> None:
-    """``got`` (engine "running" on these rows) equals the memory engine and the row-by-row reference."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mem = build_features(export, rows, icp, engagement, engine="memory")
-    spec = build_feature_spec(icp, engagement)
-    pd.testing.assert_frame_equal(got[["lead_id", "cutoff", "label"]], mem[["lead_id", "cutoff", "label"]])
-    assert_same_as_memory(got, mem, spec)
-    assert_features_equal(got, reference_features(export, rows, icp, engagement), spec)
-
-
-def assert_running_matches_memory(export: CrmExport, rows: pd.DataFrame, engagement: EngagementConfig,
-                                  path_calls: list, icp: IcpConfig = ICP) -> None:
-    """Engine "running" took the spied path once and equals the memory engine (warnings silenced)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = build_features(export, rows, icp, engagement, engine="running")
-        mem = build_features(export, rows, icp, engagement, engine="memory")
-    assert len(path_calls) == 1
-    assert_same_as_memory(got, mem, build_feature_spec(icp, engagement))
-
-
-def random_engagement(rng: np.random.Generator) -> tuple[EngagementConfig, list[int], list[str]]:
-    """A random engagement config (1-3 windows, 1-4 signals whose types may overlap), its windows, a type pool."""
-    windows = sorted(rng.choice([1, 3, 7, 30, 90], size=rng.integers(1, 4), replace=False).tolist())
-    pool = ["web_visit", "pricing_page_visit", "demo_request", "email_open", "chat", "call"]
-    signals = []
-    for k in range(rng.integers(1, 5)):
-        kinds = rng.choice(pool[:4], size=rng.integers(1, 3), replace=False).tolist()  # types may overlap
-        signals.append({"name": f"s{k}", "activity_types": kinds, "display": f"S{k}",
-                        "half_life_days": float(rng.choice([0.5, 5, 10, 21, 180]))})
-    return EngagementConfig.model_validate({"windows_days": windows, "signals": signals}), windows, pool
-
-
-def one_account_export(lead_ids: list[str], acts: pd.DataFrame) -> CrmExport:
-    """An export of these leads (one account, created long before) and activities; warnings silenced."""
-    leads = pd.DataFrame({"lead_id": lead_ids, "account_id": "A1",
-                          "created_at": pd.Timestamp("2024-01-01T00:00:00Z"), "seniority": "vp",
-                          "lead_source": "web"})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return CrmExport.from_frames({"accounts": pd.DataFrame({"account_id": ["A1"], "industry": ["software"],
-                                                                "employees": [10]}),
-                                      "leads": leads, "activities": acts})
-
-
-def random_leads_export(rng: np.random.Generator, lead_ids: list[str], pool: list[str], occ: np.ndarray,
-                        rec: np.ndarray) -> CrmExport:
-    """One account's export whose activities have these times (µs), each of a random lead (or an orphan) and type."""
-    n_ev = len(occ)
-    acts = pd.DataFrame({
-        "lead_id": rng.choice(lead_ids + ["ORPHAN"], n_ev),
-        "activity_type": rng.choice(pool, n_ev),
-        "occurred_at": pd.to_datetime(occ, unit="us", utc=True),
-        "recorded_at": pd.to_datetime(rec, unit="us", utc=True),
-    })
-    return one_account_export(lead_ids, acts)
-
-
-def random_asof_case(rng: np.random.Generator) -> tuple[CrmExport, pd.DataFrame, EngagementConfig]:
-    """A small random world, engagement config and one cutoff, with the edge cases dense."""
-    t = pd.Timestamp("2025-02-10T06:00:00Z") + pd.Timedelta(microseconds=int(rng.integers(0, 86_400_000_000)))
-    t_us = t.value // 1000
-    engagement, windows, pool = random_engagement(rng)
-    n_leads = int(rng.integers(1, 30))
-    lead_ids = [f"L{i}" for i in range(n_leads)]
-    n_ev = int(rng.integers(0, 600))
-    day = 86_400_000_000
-    # Times: random over 200 days around t, exactly at t, exactly a window before t, a µs either side.
-    edges = np.array([0] + [w * day for w in windows] + [w * day + 1 for w in windows] + [w * day - 1 for w in windows])
-    age = np.where(rng.random(n_ev) < 0.4, rng.choice(edges, n_ev), rng.integers(-20 * day, 180 * day, n_ev))
-    occ = t_us - age
-    lag = np.where(rng.random(n_ev) < 0.3, rng.integers(0, 10 * day, n_ev), 0)
-    lag = np.where(rng.random(n_ev) < 0.1, t_us - occ, lag)  # recorded exactly at the cutoff
-    rec = np.maximum(occ + lag, occ)
-    export = random_leads_export(rng, lead_ids, pool, occ, rec)
-    asked = rng.choice(lead_ids, int(rng.integers(1, 2 * n_leads + 1)))
-    rows = pd.DataFrame({"lead_id": asked, "cutoff": pd.Series([t] * len(asked)).astype("datetime64[us, UTC]")})
-    return export, rows, engagement
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_asof_path_matches_the_memory_engine_on_random_worlds(seed, asof_path, monkeypatch):
-    # Hypothesis-free: random configs (overlapping signals with different half-lives), events at and around the
-    # cutoff and the window edges, backfills recorded at the cutoff, orphans; tiny chunks on 1 or 2 threads.
-    import propensity.features.asof as asof
-
-    rng = np.random.default_rng(1000 + seed)
-    export, rows, engagement = random_asof_case(rng)
-    monkeypatch.setattr(asof, "CHUNK_EVENTS", int(rng.integers(1, 80)))
-    monkeypatch.setattr(asof, "MAX_THREADS", int(rng.integers(1, 3)))
-    assert_running_matches_memory(export, rows, engagement, asof_path)
-
-
-def parquet_export_without_recorded_at(world, tmp_path):
-    """The world's export written as Parquet without recorded_at and read back (the fast reader then shares one
-    array for occurred_at and recorded_at), with its ICP and engagement configs."""
-    from propensity.data.export import read_export
-
-    export, _, icp, engagement, _ = world
-    for name in ("accounts", "leads", "opportunities"):
-        getattr(export, name).to_parquet(tmp_path / f"{name}.parquet")
-    export.activities.drop(columns="recorded_at").to_parquet(tmp_path / "activities.parquet")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        again = read_export(tmp_path, exported_at="2026-01-01T00:00:00Z")
-    assert again.activity_arrays().rec is again.activity_arrays().occ
-    return again, icp, engagement
-
-
-def test_asof_path_reads_a_parquet_export_without_recorded_at(world, asof_path, tmp_path):
-    again, icp, engagement = parquet_export_without_recorded_at(world, tmp_path)
-    rows = asof_rows(again, pd.Timestamp("2024-10-01T00:00:00Z"), np.random.default_rng(3))
-    assert_running_matches_memory(again, rows, engagement, asof_path, icp)
-
-
-def test_asof_path_accumulates_per_class_of_types_not_per_type(asof_path, monkeypatch):
-    # Exports may carry many activity types no signal lists: they share one class (one accumulator row per lead).
-    import propensity.features.asof as asof
-
-    shapes = []
-    real = asof._Acc.__init__
-
-    def spy(self, *args, **kwargs):
-        real(self, *args, **kwargs)
-        shapes.append(self.last.shape)
-
-    monkeypatch.setattr(asof._Acc, "__init__", spy)
-    rng = np.random.default_rng(5)
-    kinds = ["web_visit", "pricing_page_visit", "demo_request"] + [f"other_{k}" for k in range(40)]
-    leads = [(f"L{i}", "A1", T0 - 100 * DAY, "VP", "web") for i in range(20)]
-    export = make_export([(f"L{rng.integers(0, 20)}", str(rng.choice(kinds)),
-                           T0 - pd.Timedelta(seconds=int(rng.integers(0, 60 * 86400)))) for _ in range(400)], leads)
-    rows = cut(*[(f"L{i}", T0) for i in range(20)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        got = build_features(export, rows, ICP, ENGAGEMENT, engine="running")
-        mem = build_features(export, rows, ICP, ENGAGEMENT, engine="memory")
-    assert len(asof_path) == 1 and shapes and all(s[0] == 4 for s in shapes)  # web, web+pricing, demo, none
-    assert_same_as_memory(got, mem, build_feature_spec(ICP, ENGAGEMENT))
-
-
-# ------------------------------------------------------------------ snapshot path (a few cutoffs at UTC midnight)
-
-
-@pytest.fixture
-def snapshot_path(monkeypatch):
-    """build_features takes the snapshot path whatever the number of leads; returns the distinct days it saw."""
-    import propensity.features.snapshots as snapshots
-
-    calls: list[list[int]] = []
-    real = snapshots.engagement_snapshots
-
-    def spy(arrays, row_pos, row_t, *args, **kwargs):
-        calls.append(sorted(set((np.asarray(row_t) // 86_400_000_000).tolist())))
-        return real(arrays, row_pos, row_t, *args, **kwargs)
-
-    monkeypatch.setattr(snapshots, "MIN_LEADS", 0)
-    monkeypatch.setattr(snapshots, "engagement_snapshots", spy)
-    return calls
-
-
-def snapshot_rows(export: CrmExport, days: list[pd.Timestamp], rng: np.random.Generator, n: int = 400) -> pd.DataFrame:
-    """Random (lead, snapshot) rows, some of them twice, shuffled, with a label column carried along."""
-    ids = export.leads["lead_id"].to_numpy(dtype=object)
-    lead = rng.choice(ids, n)
-    t = pd.Series(pd.DatetimeIndex(days).as_unit("us")[rng.integers(0, len(days), n)])
-    rows = pd.DataFrame({"lead_id": lead, "cutoff": t, "label": rng.integers(0, 2, n).astype(np.int8)})
-    return pd.concat([rows, rows.iloc[:5]], ignore_index=True).sample(frac=1.0, random_state=1).reset_index(drop=True)
-
-
-def test_snapshot_path_matches_the_memory_engine_and_the_reference(world, snapshot_path):
-    export, _, icp, engagement, _ = world
-    acts = export.activities
-    backfilled = acts[acts["recorded_at"] > acts["occurred_at"]]
-    days = [pd.Timestamp("2024-03-01T00:00:00Z"), pd.Timestamp("2024-06-04T00:00:00Z"),
-            pd.Timestamp("2024-06-05T00:00:00Z"),  # one day apart: a 1-day step of every window
-            acts["occurred_at"].iloc[17].floor("D"),  # the midnight of an event's day
-            backfilled["recorded_at"].iloc[3].floor("D") + DAY,  # just after a backfill was recorded
-            acts["occurred_at"].iloc[29].floor("D") + 30 * DAY,  # an event on the first day of a 30-day window
-            acts["occurred_at"].min().floor("D"),  # before every event
-            acts["recorded_at"].max().floor("D") + DAY]  # after every event
-    rows = snapshot_rows(export, days, np.random.default_rng(11))
-    with pytest.warns(UserWarning, match="chat_message"):
-        got = build_features(export, rows, icp, engagement, engine="running")
-    assert len(snapshot_path) == 1 and len(snapshot_path[0]) == len(set(days))
-    assert_matches_memory_and_reference(got, export, rows, icp, engagement)
-
-
-def test_snapshot_path_by_hand(snapshot_path):
-    t1, t2 = T0, T0 + 3 * DAY
-    leads = [(f"L{i}", "A1", T0 - 100 * DAY, "VP", "web") for i in range(1, 4)]
-    export = make_export([
-        ("L1", "web_visit", T0 - DAY),  # counted at both
-        ("L1", "pricing_page_visit", T0),  # at t1 itself: only at t2
-        ("L1", "web_visit", T0 - 2 * DAY, T0 + DAY),  # recorded after t1: only at t2 (a backfill across t1)
-        ("L1", "web_visit", T0 - 7 * DAY),  # first day of t1's 7-day window; out of t2's
-        ("L1", "demo_request", T0 - 30 * DAY - pd.Timedelta(microseconds=1)),  # just outside t1's 30 days
-        ("L1", "chat", T0 - 5 * DAY),  # a type no signal lists: active days and days since any
-        ("L1", "chat", T0 - 5 * DAY + pd.Timedelta(hours=3)),  # the same day again: one active day
-        ("L1", "web_visit", T2 := t2 + DAY),  # after both
-        ("L2", "web_visit", T0 - 2 * DAY, t2 + DAY),  # L2's only event: recorded after both cutoffs
-        ("L3", "chat", T0 - 40 * DAY),
-    ], leads)
-    del T2
-    rows = cut(("L1", t1), ("L1", t2), ("L2", t1), ("L2", t2), ("L3", t2), ("L1", t1))
-    with pytest.warns(UserWarning, match=r"^3 activities of 1 type\(s\)"):
-        f = build_features(export, rows, ICP, ENGAGEMENT, engine="running")
-    assert snapshot_path == [[int(t1.value // 86_400_000_000_000), int(t2.value // 86_400_000_000_000)]]
-    a, b = f.iloc[0], f.iloc[1]
-    assert (a["eng_web_7d"], a["eng_web_30d"], a["eng_pricing_7d"], a["eng_demo_30d"]) == (2, 2, 0, 0)
-    assert (b["eng_web_7d"], b["eng_web_30d"], b["eng_pricing_7d"], b["eng_demo_30d"]) == (3, 4, 1, 0)
-    assert a["eng_web_days_since"] == 1.0 and b["eng_web_days_since"] == 3.0 and b["eng_pricing_days_since"] == 3.0
-    assert a["eng_web_decay"] == pytest.approx(0.5 ** 0.1 + 0.5 ** 0.7, rel=1e-14)
-    assert b["eng_web_decay"] == pytest.approx(0.5 ** 0.4 + 0.5 ** 0.3 + 0.5 ** 0.5 + 0.5 ** 1.0, rel=1e-14)
-    assert a["eng_active_days_30d"] == 3.0 and b["eng_active_days_30d"] == 5.0
-    assert a["eng_days_since_any"] == 1.0 and b["eng_days_since_any"] == 3.0
-    assert f.iloc[5][f.columns[2:]].equals(a[f.columns[2:]])
-    l2a, l2b, l3 = f.iloc[2], f.iloc[3], f.iloc[4]
-    assert l2a["eng_web_30d"] == 0 and np.isnan(l2a["eng_web_days_since"]) and l2b["eng_web_30d"] == 0
-    assert np.isnan(l2b["eng_days_since_any"]) and l2b["eng_active_days_30d"] == 0
-    assert l3["eng_days_since_any"] == 43.0 and l3["eng_active_days_30d"] == 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert_same_as_memory(f, build_features(export, rows, ICP, ENGAGEMENT, engine="memory"),
-                              build_feature_spec(ICP, ENGAGEMENT))
-
-
-def random_snapshot_case(rng: np.random.Generator,
-                         midnight: bool = True) -> tuple[CrmExport, pd.DataFrame, EngagementConfig]:
-    """A small random world, engagement config and snapshot rows, with the edge cases around cutoffs dense.
-
-    ``midnight``: every cutoff at UTC midnight (as the training table's), else each at its own time of day.
-    """
-    day = 86_400_000_000
-    first = pd.Timestamp("2025-01-06T00:00:00Z").value // 1000
-    n_snap = int(rng.integers(2, 8))
-    snaps = first + np.sort(rng.choice(120, n_snap, replace=False)) * day
-    if not midnight:
-        snaps = snaps + rng.integers(0, day, n_snap)
-    engagement, windows, pool = random_engagement(rng)
-    n_leads = int(rng.integers(1, 30))
-    lead_ids = [f"L{i}" for i in range(n_leads)]
-    n_ev = int(rng.integers(0, 800))
-    # Times: random over the snapshots' span and 100 days before, or exactly at / a window before a snapshot's
-    # midnight, or a µs either side.
-    edges = np.array([0] + [w * day for w in windows] + [w * day + 1 for w in windows] + [w * day - 1 for w in windows]
-                     + [-1, 1])
-    at_edge = snaps[rng.integers(0, n_snap, n_ev)] - rng.choice(edges, n_ev)
-    occ = np.where(rng.random(n_ev) < 0.4, at_edge, rng.integers(first - 100 * day, snaps[-1] + 10 * day, n_ev))
-    lag = np.where(rng.random(n_ev) < 0.3, rng.integers(0, 40 * day, n_ev), 0)  # many backfills cross a snapshot
-    rec = occ + lag
-    at_snap = rng.random(n_ev) < 0.1  # recorded exactly at a snapshot's midnight (or a µs before)
-    rec = np.where(at_snap, np.maximum(occ, snaps[rng.integers(0, n_snap, n_ev)] - rng.integers(0, 2, n_ev)), rec)
-    export = random_leads_export(rng, lead_ids, pool, occ, rec)
-    n_rows = int(rng.integers(2, 3 * n_leads * n_snap + 3))
-    t = pd.to_datetime(snaps[rng.integers(0, n_snap, n_rows)], unit="us", utc=True)
-    t = pd.Series(t).astype("datetime64[us, UTC]")
-    t.iloc[:2] = pd.to_datetime(snaps[[0, -1]], unit="us", utc=True)  # at least two distinct snapshots
-    rows = pd.DataFrame({"lead_id": rng.choice(lead_ids, n_rows), "cutoff": t})
-    return export, rows, engagement
-
-
-@pytest.mark.parametrize("seed", range(24))
-def test_snapshot_path_matches_the_memory_engine_on_random_worlds(seed, snapshot_path, monkeypatch):
-    # Random configs (overlapping signals with different half-lives, 1-day windows), events at and around the
-    # snapshots (at midnight, or at any time of day for a third of the seeds) and window starts, backfills across
-    # snapshots or recorded at one, orphans; 1 to 5 parts of the leads per thread, on 1 or 2 threads.
-    import propensity.features.snapshots as snapshots
-
-    rng = np.random.default_rng(2000 + seed)
-    export, rows, engagement = random_snapshot_case(rng, midnight=seed % 3 != 2)
-    monkeypatch.setattr(snapshots, "PARTS_PER_THREAD", int(rng.integers(1, 6)))
-    monkeypatch.setattr(snapshots, "MAX_THREADS", int(rng.integers(1, 3)))
-    assert_running_matches_memory(export, rows, engagement, snapshot_path)
-
-
-def test_snapshot_path_is_taken_only_for_a_few_distinct_cutoffs_and_many_leads(world, monkeypatch):
-    import propensity.features.asof as asof
-    import propensity.features.snapshots as snapshots
-
-    calls = []
-    real = snapshots.engagement_snapshots
-    monkeypatch.setattr(snapshots, "engagement_snapshots", lambda *a, **k: calls.append(a) or real(*a, **k))
-    export, cutoffs, icp, engagement, expected = world
-    spec = build_feature_spec(icp, engagement)
-    days = [pd.Timestamp("2024-05-01T00:00:00Z"), pd.Timestamp("2024-07-01T00:00:00Z")]
-    midnight = snapshot_rows(export, days, np.random.default_rng(2))
-    assert 2 < cutoffs["cutoff"].nunique() <= snapshots.MAX_SNAPSHOTS  # at any time of day
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        build_features(export, midnight, icp, engagement, engine="running")  # fewer leads than MIN_LEADS
-        assert calls == []
-        monkeypatch.setattr(snapshots, "MIN_LEADS", 0)
-        monkeypatch.setattr(asof, "MIN_LEADS", 0)
-        build_features(export, midnight.assign(cutoff=midnight["cutoff"].iloc[0]), icp, engagement,
-                       engine="running")  # one cutoff: the as-of path
-        assert calls == []
-        for engine in ("memory", "duckdb"):
-            build_features(export, midnight, icp, engagement, engine=engine)
-        assert calls == []
-        monkeypatch.setattr(snapshots, "MAX_SNAPSHOTS", cutoffs["cutoff"].nunique() - 1)  # too many: running
-        assert_features_equal(build_features(export, cutoffs, icp, engagement, engine="running"), expected, spec)
-        assert calls == []
-        monkeypatch.setattr(snapshots, "MAX_SNAPSHOTS", cutoffs["cutoff"].nunique())
-        assert_features_equal(build_features(export, cutoffs, icp, engagement, engine="running"), expected, spec)
-        assert len(calls) == 1
-        build_features(export, midnight, icp, engagement, engine="running")
-        assert len(calls) == 2
-    assert snapshots.snapshot_times(np.zeros(0, dtype=np.int64)) is None
-    assert snapshots.snapshot_times(np.full(5, 86_400_000_000, dtype=np.int64)) is None
-    assert snapshots.snapshot_times(np.array([3, 1, 3, 2], dtype=np.int64)).tolist() == [1, 2, 3]
-    with pytest.raises(ValueError, match="distinct cutoffs"):
-        snapshots.engagement_snapshots(export.activity_arrays(), np.zeros(2, dtype=np.int64),
-                                       np.array([1, 1], dtype=np.int64), len(export.leads), engagement, out={})
-
-
-def test_snapshot_path_with_many_type_classes_no_events_and_events_decades_apart(snapshot_path):
-    # 9 signals over 300 types, type k in the signals of k's bits: more than 256 type classes (int32 classes);
-    # then an export whose leads have no activity at all; then events 60 years apart (a long day axis).
-    rng = np.random.default_rng(42)
-    types = [f"t{k}" for k in range(300)]
-    signals = [{"name": f"s{b}", "activity_types": [t for k, t in enumerate(types) if k >> b & 1] or ["none"],
-                "display": f"S{b}", "half_life_days": float(b + 1)} for b in range(9)]
-    engagement = EngagementConfig.model_validate({"windows_days": [3, 30], "signals": signals})
-    lead_ids = [f"L{i}" for i in range(12)]
-    snaps = pd.to_datetime(["2025-02-01T00:00:00Z", "2025-03-01T07:30:00Z", "2025-03-20T00:00:00Z"], utc=True)
-    n = 2_000
-    occ = snaps[0] - pd.to_timedelta(rng.integers(-50 * 86_400, 60 * 86_400, n), unit="s")
-    acts = pd.DataFrame({"lead_id": rng.choice(lead_ids, n), "activity_type": rng.choice(types, n),
-                         "occurred_at": occ, "recorded_at": occ + pd.to_timedelta(rng.integers(0, 3, n), unit="D")})
-    rows = pd.DataFrame({"lead_id": np.repeat(lead_ids, 3), "cutoff": np.tile(snaps, len(lead_ids))})
-    rows["cutoff"] = rows["cutoff"].astype("datetime64[us, UTC]")
-    export = one_account_export(lead_ids, acts)
-    import propensity.features.snapshots as snapshots
-
-    assert snapshots._Classes(export.activity_arrays(), engagement).dtype == np.int32  # > 256 classes
-    assert_running_matches_memory(export, rows, engagement, snapshot_path)
-    snapshot_path.clear()
-    empty = one_account_export(lead_ids, acts.iloc[:0])
-    assert_running_matches_memory(empty, rows, engagement, snapshot_path)
-    snapshot_path.clear()
-    old = acts.assign(occurred_at=acts["occurred_at"] - pd.DateOffset(years=60),
-                      recorded_at=acts["recorded_at"] - pd.DateOffset(years=60))
-    far = one_account_export(lead_ids, pd.concat([acts.iloc[:1000], old.iloc[1000:]], ignore_index=True))
-    assert_running_matches_memory(far, rows, engagement, snapshot_path)
-
-
-def test_snapshot_path_reads_a_parquet_export_without_recorded_at(world, snapshot_path, tmp_path):
-    again, icp, engagement = parquet_export_without_recorded_at(world, tmp_path)
-    days = [pd.Timestamp("2024-06-01T00:00:00Z"), pd.Timestamp("2024-06-08T00:00:00Z"),
-            pd.Timestamp("2024-10-01T00:00:00Z")]
-    rows = snapshot_rows(again, days, np.random.default_rng(4))
-    assert_running_matches_memory(again, rows, engagement, snapshot_path, icp)
-
-
-SNAPS = [T0, T0 + 28 * DAY, T0 + 56 * DAY]
-MANY = [(f"L{i}", "A1", T0 - 100 * DAY, "VP", "web") for i in range(1, 4)]
-SNAP_BASE = make_export([(f"L{1 + k % 3}", t, T0 + (k * 7 - 60) * pd.Timedelta(hours=23),
-                          T0 + (k * 7 - 60) * pd.Timedelta(hours=23) + (k % 4) * pd.Timedelta(days=9))
-                         for k, t in enumerate(TYPES * 8)], MANY)
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    snap=st.integers(min_value=0, max_value=2),
-    kind=st.sampled_from(["after", "at", "backfilled"]),
-    activity_type=st.sampled_from(TYPES),
-    lead=st.sampled_from(["L1", "L2", "L3"]),
-    seconds=st.integers(min_value=0, max_value=120 * 86400),
-    micros=st.integers(min_value=0, max_value=999_999),
-)
-def test_snapshot_path_never_lets_an_event_unknown_at_a_cutoff_change_it(snap, kind, activity_type, lead, seconds,
-                                                                         micros):
-    import propensity.features.snapshots as snapshots
-
-    t = SNAPS[snap]
-    extra = unknown_event(lead, activity_type, t, kind, pd.Timedelta(seconds=seconds, microseconds=micros))
-    grown = CrmExport(SNAP_BASE.accounts, SNAP_BASE.leads, pd.concat([SNAP_BASE.activities, extra], ignore_index=True),
-                      SNAP_BASE.opportunities)
-    rows = cut(*[(f"L{i}", s) for i in range(1, 4) for s in SNAPS])
-    real = snapshots.MIN_LEADS
-    snapshots.MIN_LEADS = 0  # not a fixture: hypothesis runs the body many times per fixture
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            before = build_features(SNAP_BASE, rows, ICP, ENGAGEMENT, engine="running")
-            after = build_features(grown, rows, ICP, ENGAGEMENT, engine="running")
-            mem = build_features(grown, rows, ICP, ENGAGEMENT, engine="memory")
-    finally:
-        snapshots.MIN_LEADS = real
-    mine = (rows["cutoff"] == t).to_numpy()
-    pd.testing.assert_frame_equal(before[mine], after[mine])
-    assert_same_as_memory(after, mem, build_feature_spec(ICP, ENGAGEMENT))

@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 
 from propensity.config import CutoffConfig, EngagementConfig, IcpConfig
-from propensity.data.export import CrmExport, _id_positions
+from propensity.core.ids import id_positions, known_positions, remembered_count
+from propensity.data.export import CrmExport
 from propensity.features.cutoffs import scoring_cutoffs, snapshot_dates, training_cutoffs
-from propensity.features.onelead import criterion_value
-from propensity.features.pipeline import _fit_features
+from propensity.features.fit import fit_features
+from propensity.features.rules import criterion_value, criterion_values
 from propensity.features.spec import build_feature_spec
 
 DAY = pd.Timedelta(days=1)
@@ -127,11 +128,11 @@ def test_scoring_cutoffs_match_the_definition(shuffle):
 def test_id_positions_either_side_smaller(dtype):
     ids = pd.Series(["b", "a", "é", "c", "d"], dtype=dtype)
     few = pd.Series(["é", "x", None, "a", "a"], dtype=dtype)
-    np.testing.assert_array_equal(_id_positions(few, ids), [2, -1, -1, 1, 1])
+    np.testing.assert_array_equal(id_positions(few, ids), [2, -1, -1, 1, 1])
     many = pd.Series(["d", "zz", "b", None, "c", "c", "a", "q"], dtype=dtype)
-    np.testing.assert_array_equal(_id_positions(many, ids), [4, -1, 0, -1, 3, 3, 1, -1])
-    np.testing.assert_array_equal(_id_positions(pd.Series([1, 2], dtype=object), ids), [-1, -1])  # not text
-    assert len(_id_positions(few.iloc[:0], ids)) == 0
+    np.testing.assert_array_equal(id_positions(many, ids), [4, -1, 0, -1, 3, 3, 1, -1])
+    np.testing.assert_array_equal(id_positions(pd.Series([1, 2], dtype=object), ids), [-1, -1])  # not text
+    assert len(id_positions(few.iloc[:0], ids)) == 0
 
 
 # ------------------------------------------------------------------ fit features
@@ -202,7 +203,7 @@ def test_fit_features_equal_the_one_value_definition(text_dtype, n_leads):
     spec = build_feature_spec(ICP, _ENGAGEMENT)
     numeric = [f.name for f in spec if f.family == "fit" and f.kind == "numeric"]
     cols = {name: np.full(len(row_lead), -7.0) for name in numeric}
-    got = _fit_features(export, ICP, lead_pos, row_lead, cols)
+    got = fit_features(export, ICP, lead_pos, row_lead, cols)
     want = expected_fit(export, ICP, lead_pos, row_lead)
     assert sorted(got) == sorted(f.name for f in spec if f.kind == "categorical")
     for name in numeric:
@@ -220,7 +221,7 @@ def test_fit_features_on_a_table_without_account_criteria():
     export, lead_pos, row_lead = fit_case(1, 300, "str")
     icp = IcpConfig.model_validate({"criteria": [c.model_dump() for c in ICP.criteria if c.table == "leads"]})
     cols = {"fit_free_email": np.empty(len(row_lead)), "fit_seniority": np.empty(len(row_lead))}
-    got = _fit_features(export, icp, lead_pos, row_lead, cols)
+    got = fit_features(export, icp, lead_pos, row_lead, cols)
     want = expected_fit(export, icp, lead_pos, row_lead)
     np.testing.assert_array_equal(cols["fit_free_email"], want["fit_free_email"])
     assert got["fit_domain_value"].tolist() == want["fit_domain_value"]
@@ -230,11 +231,9 @@ def test_fit_features_on_a_table_without_account_criteria():
 def test_arrow_criterion_equals_the_python_one(criterion):
     import pyarrow as pa
 
-    from propensity.features.pipeline import _criterion
-
     values = DOMAINS + INDUSTRIES + ["VP", " vp\x0b", "\x85vp"]
-    got_match, got_value = _criterion(criterion, pa.array(values, type=pa.string()))
-    want_match, want_value = _criterion(criterion, np.array(values, dtype=object))
+    got_match, got_value = criterion_values(criterion, pa.array(values, type=pa.string()))
+    want_match, want_value = criterion_values(criterion, np.array(values, dtype=object))
     np.testing.assert_array_equal(got_match, want_match)
     if criterion.raw:
         assert got_value.tolist() == want_value.tolist()
@@ -249,29 +248,26 @@ def test_arrow_criterion_equals_the_python_one(criterion):
 def test_cutoff_tables_remember_their_lead_positions_until_the_column_changes(shuffle):
     import gc
 
-    import propensity.data.export as export_mod
-    from propensity.data.export import _known_positions
-
     export = random_case(7, 40, 25, shuffle)
     ids = export.leads["lead_id"]
     config = CutoffConfig(every_days=7, max_lead_age_days=120)
     tables = [training_cutoffs(export, config, horizon_days=30), scoring_cutoffs(export)]
     for table in tables:
         col = table["lead_id"]
-        known = _known_positions(col, ids)
+        known = known_positions(col, ids)
         assert known is not None and not known.flags.writeable
-        np.testing.assert_array_equal(known, _id_positions(col.astype(object), ids))  # object ids: hashed
-        assert _id_positions(col, ids) is known
+        np.testing.assert_array_equal(known, id_positions(col.astype(object), ids))  # object ids: hashed
+        assert id_positions(col, ids) is known
         edited = table.copy()
         edited.loc[0, "lead_id"] = ids.iloc[-1]  # a new Arrow array: not remembered
-        assert _known_positions(edited["lead_id"], ids) is None
-        assert _id_positions(edited["lead_id"], ids)[0] == len(ids) - 1
-        assert _known_positions(col.iloc[1:], ids) is None  # filtered: a new array
-        assert _known_positions(col, ids.astype(object).astype(ids.dtype)) is None  # other ids, same values
-    n = len(export_mod._KNOWN)
+        assert known_positions(edited["lead_id"], ids) is None
+        assert id_positions(edited["lead_id"], ids)[0] == len(ids) - 1
+        assert known_positions(col.iloc[1:], ids) is None  # filtered: a new array
+        assert known_positions(col, ids.astype(object).astype(ids.dtype)) is None  # other ids, same values
+    n = remembered_count()
     del tables, table, col, edited, known
     gc.collect()
-    assert len(export_mod._KNOWN) == n - 2  # forgotten with their columns
+    assert remembered_count() == n - 2  # forgotten with their columns
 
 
 def test_build_features_on_an_edited_cutoff_table_matches_fresh_ids():

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from propensity.config import default_project_dir, load_project
+from propensity.core.times import to_us
 from propensity.data.export import CrmExport
 from propensity.data.synthetic import generate_world
-from propensity.features.cutoffs import _us
 from propensity.features.onelead import OneLead
 from propensity.features.pipeline import build_features
 
@@ -35,23 +35,23 @@ def _one_lead_values(ol: OneLead, export: CrmExport, lead_id: str, cutoff: pd.Ti
     hit = export.accounts[export.accounts["account_id"] == lead["account_id"]]
     account = hit.iloc[0].to_dict() if len(hit) else None
     acts = export.activities[export.activities["lead_id"] == lead_id]
-    return ol.features(lead, account, acts["activity_type"].tolist(), _us(acts["occurred_at"]),
-                       _us(acts["recorded_at"]), int(_us(pd.Series([cutoff]))[0]),
-                       int(_us(pd.Series([lead["created_at"]]))[0]))
+    return ol.features(lead, account, acts["activity_type"].tolist(), to_us(acts["occurred_at"]),
+                       to_us(acts["recorded_at"]), int(to_us(pd.Series([cutoff]))[0]),
+                       int(to_us(pd.Series([lead["created_at"]]))[0]))
 
 
 def _check(ol: OneLead, export: CrmExport, cut: pd.DataFrame, icp, engagement) -> int:
-    """Compare every feature of every cutoff row; exact against the memory engine."""
+    """Compare every feature of every cutoff row; exact against the pairwise engine."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the unknown activity type's warning
-        memory = build_features(export, cut, icp, engagement, engine="memory")
+        pairwise = build_features(export, cut, icp, engagement, engine="pairwise")
         running = build_features(export, cut, icp, engagement, engine="running")
     checked = 0
     for i, (lead_id, cutoff) in enumerate(zip(cut["lead_id"], cut["cutoff"], strict=True)):
         values = _one_lead_values(ol, export, lead_id, cutoff)
         assert list(values) == ol.names
         for name, v in values.items():
-            ref = memory[name].iloc[i]
+            ref = pairwise[name].iloc[i]
             assert _same(v, ref), (lead_id, cutoff, name, v, ref)
             r = running[name].iloc[i]
             if isinstance(v, float) and not math.isnan(v):

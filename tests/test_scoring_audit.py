@@ -307,7 +307,7 @@ def test_leads_on_the_average_leads_step_still_get_reasons(trained, export):  # 
 
 
 def test_explain_table_prints_quiet_points_honestly(scorer, export):
-    from propensity.cli import format_explanation
+    from propensity.cli.printing import format_explanation
     from propensity.scoring.schemas import ReasonOut
 
     lead = scoring_cutoffs(export)["lead_id"].iloc[0]

@@ -17,8 +17,10 @@ import pytest
 
 from propensity.config import default_project_dir, load_project
 from propensity.data.export import CrmExport, DataError, read_export
-from propensity.features.onelead import OneLead, read_number
-from propensity.features.pipeline import build_features, unusable_value_notes
+from propensity.features.fit import unusable_value_notes
+from propensity.features.onelead import OneLead
+from propensity.features.pipeline import build_features
+from propensity.features.rules import read_number
 from propensity.modeling.audit import static_column_reason
 from propensity.modeling.train import MAX_UNMATCHED_ACCOUNTS, train
 from propensity.scoring.leadinput import lead_rows
@@ -268,6 +270,6 @@ def test_training_on_an_export_with_a_few_broken_joins_and_odd_values_works_and_
 
 
 def test_notes_show_numpy_values_as_a_reader_would():
-    from propensity.features.onelead import NOT_FINITE, number_note
+    from propensity.features.rules import NOT_FINITE, number_note
 
     assert number_note("Size", np.float64("inf"), NOT_FINITE) == "Size: inf is not a finite number, treated as unknown"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from propensity.supervisor import crash_message, run_supervised
+from propensity.cli.supervisor import crash_message, run_supervised
 
 # Loaded by the command's child process before anything else: its first lightgbm.train reads address 0,
 # a real segmentation fault, as a bug in LightGBM's native code would give.

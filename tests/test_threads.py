@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from propensity import LeadScorer
 from propensity.data.export import read_export
-from propensity.features import snapshots
+from propensity.features.engines import snapshots
 from propensity.features.cutoffs import scoring_cutoffs, training_cutoffs
 from propensity.features.pipeline import build_features
 from propensity.modeling import folds as folds_module

@@ -219,3 +219,24 @@ def test_uri_pointing_at_something_else_is_refused(server, trained):
     mlflow.set_tracking_uri(server)
     with pytest.raises(BundleError, match="holds no propensity bundle"):
         LeadScorer.load(f"runs:/{run_id}/charts")
+
+
+_OLD_ENTRY = Path(__file__).with_name("_entry_0_1.py")
+
+
+def test_models_logged_before_the_tracking_package_still_load():
+    # The entry file MLflow copied into models logged by propensity 0.1 imports propensity.pyfunc.
+    import runpy
+
+    import mlflow.models
+
+    seen = []
+    real = mlflow.models.set_model
+    mlflow.models.set_model = seen.append
+    try:
+        runpy.run_path(str(_OLD_ENTRY))
+    finally:
+        mlflow.models.set_model = real
+    from propensity.tracking.pyfunc import PropensityPyfunc
+
+    assert len(seen) == 1 and isinstance(seen[0], PropensityPyfunc)

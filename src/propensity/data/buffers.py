@@ -3,17 +3,13 @@
 NumPy asks Linux for transparent huge pages on every large array it allocates
 (``madvise(MADV_HUGEPAGE)``). On the 2-core VMs this project is measured on, the
 first write of such memory is slow unless another process freed huge pages a
-moment before: writing 4 GB took 9.7 s in huge pages against 4.2 s in ordinary
-pages after a minute idle, and 0.7 s against 1.4 s right after another process
-freed as much (``/tmp`` script, one fresh process per figure). A pipeline
-allocates long after anything was freed: ``read_export`` at 1M leads took
-2.26-2.65 s with these arrays against 2.50-3.48 s with ``np.empty``. The feature
-table's block, the snapshot engine's copy of the events and the activity arrays
-are written once, in scattered order, and read a few times, so they gain little
-from huge pages. They come from here: an anonymous private mapping that follows
-the system's setting (huge pages where ``transparent_hugepage`` is ``always``),
-released when the last view of it goes. Elsewhere (other platforms, small
-arrays) this is ``np.empty``.
+moment before, and a pipeline allocates long after anything was freed (the
+figures: ``docs/scaling.md``, "Fresh memory"). The feature table's block, the
+snapshot engine's copy of the events and the activity arrays are written once, in
+scattered order, and read a few times, so they gain little from huge pages. They
+come from here: an anonymous private mapping that follows the system's setting
+(huge pages where ``transparent_hugepage`` is ``always``), released when the last
+view of it goes. Elsewhere (other platforms, small arrays) this is ``np.empty``.
 """
 
 from __future__ import annotations

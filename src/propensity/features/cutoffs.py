@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import CutoffConfig
-from propensity.data.activities import _arrow_str
-from propensity.data.export import CrmExport, DataError, _id_positions, remember_positions
+from propensity.core.ids import arrow_text, id_positions, remember_positions
+from propensity.core.times import DAY_US, as_of_utc, from_us, to_us
+from propensity.data.export import CrmExport
 
 __all__ = ["scoring_cutoffs", "snapshot_dates", "training_cutoffs"]
-
-_DAY_US = 86_400_000_000
 
 
 def snapshot_dates(export: CrmExport, cutoffs: CutoffConfig, horizon_days: int) -> pd.DatetimeIndex:
@@ -60,16 +59,16 @@ def training_cutoffs(export: CrmExport, cutoffs: CutoffConfig, horizon_days: int
     ``label`` (int8), sorted by cutoff then lead_id, index 0..n-1.
     """
     dates = snapshot_dates(export, cutoffs, horizon_days)
-    dates_us = _us(pd.Series(dates))
+    dates_us = to_us(pd.Series(dates))
     ids = export.leads["lead_id"]
     # Everything below works on integer "ranks": a lead's place in lead_id order.
     order = _id_order(ids)  # None: the leads are already in lead_id order (rank = position)
-    created = _us(export.leads["created_at"])
-    opp_pos = _id_positions(export.opportunities["lead_id"], ids)  # each opportunity's lead (-1: none)
+    created = to_us(export.leads["created_at"])
+    opp_pos = id_positions(export.opportunities["lead_id"], ids)  # each opportunity's lead (-1: none)
     first_opp = _first_opportunity_us(export, opp_pos)
     if order is not None:
         created, first_opp = created[order], first_opp[order]
-    max_age = cutoffs.max_lead_age_days * _DAY_US
+    max_age = cutoffs.max_lead_age_days * DAY_US
 
     # Per snapshot, its rows' ranks (ascending: lead_id order).
     parts = [np.flatnonzero((created < t) & (created >= t - max_age) & (first_opp >= t)) for t in dates_us]
@@ -81,12 +80,12 @@ def training_cutoffs(export: CrmExport, cutoffs: CutoffConfig, horizon_days: int
     won = (export.opportunities["stage"] == "closed_won").to_numpy(dtype=bool, na_value=False) & \
         export.opportunities["closed_at"].notna().to_numpy(dtype=bool) & (opp_pos >= 0)
     if won.any() and len(ranks):
-        closed = _us(export.opportunities["closed_at"][won])
+        closed = to_us(export.opportunities["closed_at"][won])
         won_rank = opp_pos[won] if order is None else _inverse(order)[opp_pos[won]]
         by_rank = np.argsort(won_rank, kind="stable")  # sorted needles: cache-friendly binary searches
         won_rank, closed = won_rank[by_rank], closed[by_rank]
         # Snapshot k sees the opportunity when dates[k] <= closed < dates[k] + horizon.
-        first_k = np.searchsorted(dates_us, closed - horizon_days * _DAY_US, side="right")
+        first_k = np.searchsorted(dates_us, closed - horizon_days * DAY_US, side="right")
         end_k = np.searchsorted(dates_us, closed, side="right")
         offset = np.cumsum(counts) - counts  # where each snapshot's rows start
         for k, part in enumerate(parts):  # the won leads among the snapshot's rows, by binary search
@@ -100,7 +99,7 @@ def training_cutoffs(export: CrmExport, cutoffs: CutoffConfig, horizon_days: int
     remember_positions(lead_id, ids, pos)  # build_features need not match these ids again
     return pd.DataFrame({
         "lead_id": lead_id,
-        "cutoff": pd.Series(_stamps(np.repeat(dates_us, counts))),
+        "cutoff": pd.Series(from_us(np.repeat(dates_us, counts))),
         "label": label,
     })
 
@@ -120,45 +119,22 @@ def scoring_cutoffs(export: CrmExport, as_of: pd.Timestamp | None = None) -> pd.
     """
     if as_of is None:
         as_of = export.end() + pd.Timedelta(microseconds=1)
-    as_of = _utc(as_of)
-    t = int(_us(pd.Series([as_of]))[0])
+    as_of = as_of_utc(as_of)
+    t = int(to_us(pd.Series([as_of]))[0])
     ids = export.leads["lead_id"]
-    first_opp = _first_opportunity_us(export, _id_positions(export.opportunities["lead_id"], ids))
-    keep = (_us(export.leads["created_at"]) < t) & (first_opp >= t)
+    first_opp = _first_opportunity_us(export, id_positions(export.opportunities["lead_id"], ids))
+    keep = (to_us(export.leads["created_at"]) < t) & (first_opp >= t)
     order = _id_order(ids)
     pos = np.flatnonzero(keep) if order is None else order[keep[order]]
     lead_id = _take_ids(ids, pos)
     remember_positions(lead_id, ids, pos)  # build_features need not match these ids again
     return pd.DataFrame({
         "lead_id": lead_id,
-        "cutoff": pd.Series(_stamps(np.full(len(pos), t, dtype=np.int64))),
+        "cutoff": pd.Series(from_us(np.full(len(pos), t, dtype=np.int64))),
     })
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _utc(ts: object) -> pd.Timestamp:
-    try:
-        stamp = pd.Timestamp(ts)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"as_of: expected a timestamp, e.g. 2025-01-31T09:00:00Z; got {ts!r} ({exc})") from None
-    if pd.isna(stamp):
-        raise DataError("as_of: expected a timestamp; got an empty value")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _us(col: pd.Series) -> np.ndarray:
-    """Microseconds since the epoch as int64 (the exact integer time axis used throughout)."""
-    col = pd.Series(col)
-    if isinstance(col.dtype, pd.DatetimeTZDtype):
-        col = col.dt.tz_convert("UTC").dt.tz_localize(None)
-    return col.astype("datetime64[us]").to_numpy().view(np.int64)
-
-
-def _stamps(us: np.ndarray) -> pd.DatetimeIndex:
-    # Naive µs read as UTC wall times: the same instants as tz_localize("UTC"), without its pass.
-    return pd.DatetimeIndex(np.asarray(us, dtype=np.int64).view("datetime64[us]"), dtype="datetime64[us, UTC]")
 
 
 def _first_opportunity_us(export: CrmExport, opp_pos: np.ndarray) -> np.ndarray:
@@ -170,7 +146,7 @@ def _first_opportunity_us(export: CrmExport, opp_pos: np.ndarray) -> np.ndarray:
     created = export.opportunities["created_at"]
     use = created.notna().to_numpy(dtype=bool) & (opp_pos >= 0)
     if use.any():
-        np.minimum.at(out, opp_pos[use], _us(created[use]))
+        np.minimum.at(out, opp_pos[use], to_us(created[use]))
     return out
 
 
@@ -182,7 +158,7 @@ def _inverse(order: np.ndarray) -> np.ndarray:
 
 def _id_order(ids: pd.Series) -> np.ndarray | None:
     """Positions of the (unique) ids in sorted order; None when they already are (the usual export)."""
-    arr = _arrow_str(ids) if len(ids) > 1 else None
+    arr = arrow_text(ids) if len(ids) > 1 else None
     if arr is not None and arr.null_count == 0:
         import pyarrow.compute as pc
 

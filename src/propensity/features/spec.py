@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from propensity.config import EngagementConfig, IcpConfig
+from propensity.core import names
 
 __all__ = ["FeatureDef", "build_feature_spec"]
 
@@ -49,23 +50,23 @@ def build_feature_spec(icp: IcpConfig, engagement: EngagementConfig) -> list[Fea
     spec: list[FeatureDef] = []
     for c in icp.criteria:
         if c.kind != "value":
-            spec.append(FeatureDef(f"fit_{c.name}", "fit", "numeric", f"{c.display} matches ICP", c.name))
+            spec.append(FeatureDef(names.fit_match(c.name), "fit", "numeric", f"{c.display} matches ICP", c.name))
         if c.raw:
-            spec.append(FeatureDef(f"fit_{c.name}_value", "fit", "numeric" if c.numeric else "categorical",
+            spec.append(FeatureDef(names.fit_value(c.name), "fit", "numeric" if c.numeric else "categorical",
                                    c.display, c.name))
     longest = max(engagement.windows_days)
     for s in engagement.signals:
         mono = _MONOTONE[s.monotone]
         for w in engagement.windows_days:
-            spec.append(FeatureDef(f"eng_{s.name}_{w}d", "engagement", "numeric",
+            spec.append(FeatureDef(names.events_in_window(s.name, w), "engagement", "numeric",
                                    f"{s.display}, last {w} days", s.name, s.actionable, mono))
-        spec.append(FeatureDef(f"eng_{s.name}_days_since", "engagement", "numeric",
+        spec.append(FeatureDef(names.days_since(s.name), "engagement", "numeric",
                                f"{s.display}: days since last", s.name, s.actionable))
-        spec.append(FeatureDef(f"eng_{s.name}_decay", "engagement", "numeric",
+        spec.append(FeatureDef(names.decay(s.name), "engagement", "numeric",
                                f"{s.display}, recency-weighted", s.name, s.actionable, mono))
-    spec.append(FeatureDef(f"eng_active_days_{longest}d", "engagement", "numeric",
+    spec.append(FeatureDef(names.active_days(longest), "engagement", "numeric",
                            f"Active days, last {longest} days", "activity", True))
-    spec.append(FeatureDef("eng_days_since_any", "engagement", "numeric",
+    spec.append(FeatureDef(names.DAYS_SINCE_ANY, "engagement", "numeric",
                            "Days since last activity", "activity", True))
-    spec.append(FeatureDef("lead_age_days", "engagement", "numeric", "Days since lead was created", "lead_age"))
+    spec.append(FeatureDef(names.LEAD_AGE, "engagement", "numeric", "Days since lead was created", "lead_age"))
     return spec

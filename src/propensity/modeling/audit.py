@@ -52,7 +52,8 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 from propensity.core.native import LIGHTGBM
-from propensity.data.export import ID_COLUMNS, TIMESTAMPS, CrmExport
+from propensity.data.export import CrmExport
+from propensity.data.tables import ID_COLUMNS, TIMESTAMPS
 from propensity.features.matrix import fit_categories, to_matrix
 from propensity.features.spec import FeatureDef
 from propensity.modeling.split import TimeSplit

@@ -13,6 +13,16 @@ the model ranks apart (a capacity tier cannot pick N of them, and a lead on the
 average lead's step gets no reasons at all). The centred version keeps the same
 block levels, is strictly increasing between the outer knots, so the model's
 ranking survives calibration, and is typically as well calibrated or better.
+
+What scikit-learn does and what is done here: the PAV fit is scikit-learn's
+``IsotonicRegression``. Its own map (``predict``) interpolates through both ends of
+every block, so it is flat across a block; centred isotonic regression is not in
+scikit-learn, and deriving its knots from the fitted levels is one ``np.unique``
+and one ``np.bincount``. ``python benchmarks/calibration.py`` (2026-12-05; 200,000
+rows, 3.2% positive, fitted on one sample and judged on another): scikit-learn's
+map gave the 200,000 distinct held-out scores 122 distinct probabilities, the
+centred map 197,765 (the rest lie beyond its outer knots), at log loss 0.12884
+against 0.12881 and calibration error 0.00106 against 0.00104.
 """
 
 from __future__ import annotations

@@ -1,4 +1,12 @@
-"""Probability calibration stored as plain numbers (no pickle) in the bundle."""
+"""Probability calibration stored as plain numbers (no pickle) in the bundle.
+
+The isotonic map is ``np.interp`` through the stored knots. That is what
+scikit-learn's ``IsotonicRegression.predict`` computes through its thresholds
+(linear interpolation after clipping to the outer ones; ``benchmarks/calibration.py``
+checks the two agree exactly), so applying a fitted estimator instead would add a
+scikit-learn object rebuilt from its fitted attributes and nothing else; the knots
+themselves are centred isotonic regression's (:mod:`propensity.modeling.calibrate`).
+"""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ import pandas as pd
 
 from propensity.config import EngagementConfig, IcpConfig
 from propensity.data.export import CrmExport
-from propensity.features.onelead import unknown_types_note
-from propensity.features.pipeline import unusable_value_notes
+from propensity.features.fit import unusable_value_notes
+from propensity.features.rules import unknown_types_note
 
 __all__ = ["UnlistedEvents", "export_notes", "merge_notes", "type_notes", "unlisted_events", "value_notes",
            "with_error_rows"]

@@ -18,7 +18,7 @@ What it forgives, with a note for the lead: a missing or unreadable ICP field
 fields (ignored), an activity that lacks a type or a readable time, belongs to
 another lead, or is dated after ``as_of`` (or, with no ``as_of``, after the
 current time: a clock error, not an event), or is of a type no engagement signal
-lists (noted by the scorer, see :func:`propensity.features.onelead.unknown_types_note`).
+lists (noted by the scorer, see :func:`propensity.features.rules.unknown_types_note`).
 A value of the wrong type for a numeric ICP field (text that is not a number,
 ``"1,200"``, a bool: ``True`` is not a number of employees, or ``inf``) is unknown,
 with one note for the field. What it refuses, with a ``ValueError`` naming the field: no
@@ -47,7 +47,7 @@ import pandas as pd
 from propensity.config import IcpConfig
 from propensity.core.times import as_of_utc, has_zone
 from propensity.data.export import CrmExport
-from propensity.features.onelead import number_note, read_number
+from propensity.features.rules import number_note, read_number
 
 __all__ = ["LeadRows", "NoZoneError", "is_one_lead_frames", "lead_cutoffs", "lead_export", "lead_from_frames",
            "lead_rows"]
@@ -373,7 +373,7 @@ def lead_export(r: LeadRows, icp: IcpConfig | None = None) -> CrmExport:
                                                 if c.table == "accounts")]
         accounts = pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
     opps = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in _EMPTY_OPPS.items()})
-    return CrmExport(accounts=accounts, leads=leads, activities=kept, opportunities=opps, source="<lead>")
+    return CrmExport.of_one_lead(accounts, leads, kept, opps)
 
 
 def lead_cutoffs(r: LeadRows) -> pd.DataFrame:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from propensity.features.onelead import OneLead, unknown_types_note
+from propensity.features.onelead import OneLead
+from propensity.features.rules import unknown_types_note
 from propensity.scoring.bundle import Bundle
 from propensity.scoring.encoding import ModelEncoder
 from propensity.scoring.lead_notes import merge_notes

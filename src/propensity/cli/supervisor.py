@@ -5,7 +5,7 @@ extension) kills the process at once: no exception, no message, exit code 139.
 The console entry point therefore starts the real command as a child process
 (``python -m propensity.cli ...``, same arguments, same terminal) and waits. The
 child writes every progress step to a crash log and has :mod:`faulthandler` dump
-its Python stack there on a fatal signal. When the child ends normally its exit
+its Python stack there on a fatal signal (:mod:`propensity.cli.crashlog`). When the child ends normally its exit
 code is passed on and the log deleted; when a signal killed it, the parent prints
 
     error: propensity train crashed (SIGSEGV, a fault in native code) while 'tuning LightGBM ...';
@@ -20,43 +20,17 @@ Ctrl-C and SIGTERM are passed on to that group. ``main(argv)`` called from Pytho
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO
 
-__all__ = ["CRASH_LOG_ENV", "crash_message", "run_supervised", "start_crash_log", "step"]
+from propensity.cli.crashlog import CRASH_LOG_ENV, STEP_PREFIX
+from propensity.cli.printing import error
 
-CRASH_LOG_ENV = "PROPENSITY_CRASH_LOG"
-_STEP = "step: "
-_log: IO[str] | None = None
-
-
-def start_crash_log() -> None:
-    """In the child: open the crash log named by the parent and dump the stack there on a fatal signal."""
-    global _log
-    path = os.environ.pop(CRASH_LOG_ENV, None)  # not inherited by processes this one starts
-    if not path or _log is not None:
-        return
-    try:
-        _log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open until the process ends
-    except OSError:
-        return
-    faulthandler.enable(file=_log, all_threads=True)
-
-
-def step(message: str) -> None:
-    """Record what the command is doing now, for the crash line (no-op outside a supervised child)."""
-    if _log is not None:
-        try:
-            _log.write(f"{_STEP}{message}\n")
-            _log.flush()
-        except (OSError, ValueError):
-            pass
+__all__ = ["crash_message", "run_supervised"]
 
 
 def run_supervised(argv: list[str], child: list[str] | None = None) -> int:
@@ -86,7 +60,7 @@ def run_supervised(argv: list[str], child: list[str] | None = None) -> int:
     if code >= 0 or -code in (signal.SIGINT, signal.SIGTERM):
         Path(log_path).unlink(missing_ok=True)
         return 128 - code if code < 0 else code
-    print(f"error: {crash_message(command, -code, Path(log_path))}", file=sys.stderr, flush=True)
+    error(crash_message(command, -code, Path(log_path)))
     return 128 - code
 
 
@@ -109,7 +83,7 @@ def crash_message(command: str, signum: int, log_path: Path) -> str:
     last = ""
     try:
         lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        last = next((ln[len(_STEP):] for ln in reversed(lines) if ln.startswith(_STEP)), "")
+        last = next((ln[len(STEP_PREFIX):] for ln in reversed(lines) if ln.startswith(STEP_PREFIX)), "")
         has_stack = any(ln.startswith("Fatal Python error") for ln in lines)
     except OSError:
         has_stack = False

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import CutoffConfig
+from propensity.core.errors import TrackingError
 from propensity.data.export import CrmExport
 from propensity.features.cutoffs import training_cutoffs
 from propensity.features.pipeline import build_features
 from propensity.modeling.metrics import expected_calibration_error
-from propensity.tracking import TrackingError
 
 __all__ = ["holdout_metrics", "promote"]
 

@@ -2,6 +2,6 @@
 
 import mlflow.models
 
-from propensity.pyfunc import PropensityPyfunc
+from propensity.tracking.pyfunc import PropensityPyfunc
 
 mlflow.models.set_model(PropensityPyfunc())

@@ -1,11 +1,15 @@
 """The as-of engagement engine: every row has the same cutoff ``T``; no sort at all.
 
+Fastest for: many leads at one cutoff (the as-of scoring table): 5.7-7.0x faster
+than the runner-up (the running engine) on the 200k-lead world's as-of table
+(``benchmarks/engines.py``, 2026-12-05; ``docs/scaling.md``, "The engines").
+
 The as-of scoring table (:func:`propensity.features.cutoffs.scoring_cutoffs`, what
 ``propensity features --as-of DATE`` builds) has one row per open lead, all at one
 cutoff ``T``. Then every engagement feature is a plain aggregate per lead over the
-eligible events (``occurred_at < T`` and ``recorded_at < T``; see ``pipeline.py``
-for the definitions), and the running engine's sort of every event by (lead, time)
-is not needed:
+eligible events (``occurred_at < T`` and ``recorded_at < T``; see
+:func:`propensity.features.pipeline.build_features` for the definitions), and the
+running engine's sort of every event by (lead, time) is not needed:
 
 - events are grouped by ``type class * (n_leads + 1) + lead position + 1``, a
   small integer (lead -1, an unknown lead, falls in slot 0 of a class, never
@@ -15,7 +19,7 @@ is not needed:
   catalogue, not with the export's types;
 - per group, ``ufunc.at`` (NumPy >= 2 has a fast path for it) accumulates the
   latest ``occurred_at`` (``np.maximum.at``), the decay terms
-  ``0.5 ** (age_days / half_life_days)`` (written as the memory engine writes them,
+  ``0.5 ** (age_days / half_life_days)`` (written as the pairwise engine writes them,
   so each term is bit-identical; only the summation order differs; a type in
   several signals with different half-lives gets one term per half-life) and the
   count per smallest window holding the event (``T - W days <= occurred_at``);
@@ -27,12 +31,9 @@ is not needed:
 Events are processed in chunks of ``CHUNK_EVENTS`` (bounded temporaries), up to
 ``MAX_THREADS`` threads at once, each with its own accumulators, merged at the end.
 Work is O(E + L x types) for E events and L leads in the export, whatever the
-number of rows; memory is a few arrays of L x types per thread (~0.4 GB at 1M
-leads and 10 types). :func:`propensity.features.pipeline.build_features` takes
-this path (engine ``"auto"`` or ``"running"``) when every row has the same cutoff
-and there are at least ``MIN_LEADS`` distinct leads.
+number of rows; memory is a few arrays of L x types per thread.
 
-Values equal the memory engine's: counts, days and active days exactly, decay sums
+Values equal the pairwise engine's: counts, days and active days exactly, decay sums
 up to float rounding (~1e-15 relative: the same terms summed in another order).
 """
 
@@ -44,23 +45,16 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from propensity.config import EngagementConfig
+from propensity.core import names
+from propensity.core.times import DAY_US
 from propensity.data.activities import ActivityArrays
-from propensity.features.memory import DAY_US
+from propensity.features.rules import signal_membership
 
-__all__ = ["MIN_LEADS", "engagement_asof", "single_cutoff"]
+__all__ = ["engagement_asof"]
 
-MIN_LEADS = 2_000  # build_features takes this path for one shared cutoff and at least this many distinct leads
-CHUNK_EVENTS = 1 << 19  # events per chunk: bounds the temporaries (a few 4 MB arrays, cache-friendly)
+CHUNK_EVENTS = 1 << 19  # events per chunk: bounds the temporaries (a few MB each, cache-friendly)
 MAX_THREADS = 2  # chunks computed at once, each thread with its own accumulators
 _NONE = np.iinfo(np.int64).min  # "no eligible event" in the latest-time accumulator
-
-
-def single_cutoff(row_t: np.ndarray) -> int | None:
-    """The cutoff shared by every row (µs), or None if there are none or several."""
-    if not len(row_t):
-        return None
-    t = int(row_t[0])
-    return t if bool((row_t == t).all()) else None
 
 
 def engagement_asof(arrays: ActivityArrays, row_pos: np.ndarray, t: int, n_leads: int,
@@ -74,13 +68,10 @@ def engagement_asof(arrays: ActivityArrays, row_pos: np.ndarray, t: int, n_leads
     """
     signals = engagement.signals
     windows = sorted(set(engagement.windows_days))
-    nw = len(windows)
+    n_windows = len(windows)
     longest = windows[-1]
     types = arrays.types
-    member = np.array([[ty in set(s.activity_types) for ty in types] for s in signals],
-                      dtype=bool).reshape(len(signals), len(types))
-
-    _warn_unknown(arrays, member, row_pos, n_leads, engagement.activity_types)
+    member = signal_membership(types, engagement)
 
     # Types that belong to the same signals are one class (all unlisted types one class, say): the
     # accumulators grow with the classes (at most the listed types + 1), not with every type of the export.
@@ -89,38 +80,38 @@ def engagement_asof(arrays: ActivityArrays, row_pos: np.ndarray, t: int, n_leads
         classes, inverse = np.unique(member.T, axis=0, return_inverse=True)
         if len(classes) < len(types):
             member, type_class = classes.T, np.asarray(inverse, dtype=np.intp).ravel()
-    nt = max(member.shape[1], 1)
+    n_classes = max(member.shape[1], 1)
 
     # Decay "layers": a class in several signals with different half-lives needs one term per half-life.
     halves: list[list[float]] = [sorted({float(s.half_life_days) for s_idx, s in enumerate(signals)
                                          if member[s_idx, c]}) for c in range(member.shape[1])]
     n_layers = max([len(h) for h in halves] + [1])
-    layer_h = np.full((n_layers, nt), np.nan)
+    layer_h = np.full((n_layers, n_classes), np.nan)
     for c, hs in enumerate(halves):
         layer_h[:len(hs), c] = hs
 
-    d0 = (t - longest * DAY_US) // DAY_US  # first UTC day that the longest window touches
-    n_days = (t - 1) // DAY_US - d0 + 1  # days from d0 to the day before t (<= longest + 1)
+    first_day = (t - longest * DAY_US) // DAY_US  # first UTC day that the longest window touches
+    n_days = (t - 1) // DAY_US - first_day + 1  # days from first_day to the day before t (<= longest + 1)
     w_us = np.array([w * DAY_US for w in windows], dtype=np.int64)
-    ctx = _Context(arrays, t, nt, nw, n_days, d0, w_us, layer_h, n_leads, type_class)
+    plan = _Plan(arrays, t, n_classes, n_windows, n_days, first_day, w_us, layer_h, n_leads, type_class)
 
     n_ev = len(arrays.lead)
     bounds = list(range(0, n_ev, CHUNK_EVENTS)) + [n_ev]
     chunks = list(zip(bounds[:-1], bounds[1:]))
     workers = max(1, min(MAX_THREADS, os.cpu_count() or 1, len(chunks)))
-    accs = [_Acc(n_leads, ctx, n_ev) for _ in range(workers)]
+    accs = [_Accumulators(n_leads, plan, n_ev) for _ in range(workers)]
     if workers == 1:
         for lo, hi in chunks:
-            ctx.chunk(accs[0], lo, hi)
+            plan.add_chunk(accs[0], lo, hi)
     else:  # NumPy releases the GIL in most of the steps: on an idle machine the threads' chunks run side by side
         per = -(-len(chunks) // workers)
 
-        def run(k: int) -> None:
+        def add_chunks(k: int) -> None:
             for lo, hi in chunks[k * per:(k + 1) * per]:
-                ctx.chunk(accs[k], lo, hi)
+                plan.add_chunk(accs[k], lo, hi)
 
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, range(workers)))
+            list(pool.map(add_chunks, range(workers)))
     acc = accs[0]
     for other in accs[1:]:
         acc.merge(other)
@@ -129,49 +120,33 @@ def engagement_asof(arrays: ActivityArrays, row_pos: np.ndarray, t: int, n_leads
     # Per signal, in lead space (each type's accumulators are contiguous rows of length n_leads + 1),
     # then one gather per feature into the caller's rows.
     p = np.asarray(row_pos, dtype=np.int64) + 1
-    nl = n_leads + 1
-    tmp = np.empty(nl)
-    latest = np.empty(nl, dtype=np.int64)
+    n_slots = n_leads + 1
+    tmp = np.empty(n_slots)
+    latest = np.empty(n_slots, dtype=np.int64)
     for s_idx, s in enumerate(signals):
         mine = np.flatnonzero(member[s_idx]).tolist()
         tmp.fill(0.0)
         for j, w in enumerate(windows):  # windows ascending: add the next bucket to the running count
             for c in mine:
                 np.add(tmp, acc.cnt[j, c], out=tmp)
-            np.take(tmp, p, out=out[f"eng_{s.name}_{w}d"], mode="clip")
+            np.take(tmp, p, out=out[names.events_in_window(s.name, w)], mode="clip")
         latest.fill(_NONE)
         for c in mine:
             np.maximum(latest, acc.last[c], out=latest)
-        _days(t, latest, p, out[f"eng_{s.name}_days_since"])
+        _days(t, latest, p, out[names.days_since(s.name)])
         tmp.fill(0.0)
         h = float(s.half_life_days)
         for c in mine:
             np.add(tmp, acc.decay[halves[c].index(h), c], out=tmp)
-        np.take(tmp, p, out=out[f"eng_{s.name}_decay"], mode="clip")
+        np.take(tmp, p, out=out[names.decay(s.name)], mode="clip")
     del acc.cnt, acc.decay
     np.maximum.reduce(acc.last, axis=0, out=latest)
-    _days(t, latest, p, out["eng_days_since_any"])
+    _days(t, latest, p, out[names.DAYS_SINCE_ANY])
     del acc.last, latest
     # Active days: the day rows of the bitmap summed per lead (a small integer type holds up to n_days).
     active = np.add.reduce(acc.flags.view(np.uint8), axis=0, dtype=np.uint8 if n_days < 256 else np.int32)
-    np.copyto(out[f"eng_active_days_{longest}d"], active[p], casting="unsafe")
+    np.copyto(out[names.active_days(longest)], active[p], casting="unsafe")
     return out
-
-
-def _warn_unknown(arrays: ActivityArrays, member: np.ndarray, row_pos: np.ndarray, n_leads: int,
-                  listed: set[str]) -> None:
-    """The pipeline's one warning about activity types no signal lists (counted over the requested leads).
-
-    ``listed``: every type the engagement config lists (for the suggested mapping of near misses).
-    """
-    if member.any(axis=0).all():  # the usual case: no pass over the activities at all
-        return
-    from propensity.features.pipeline import _warn_unknown_types  # not at import: pipeline imports this module
-
-    wanted = np.zeros(n_leads + 1, dtype=bool)  # slot 0: unknown lead (-1)
-    wanted[np.asarray(row_pos, dtype=np.int64) + 1] = True
-    keep = wanted[arrays.lead.astype(np.int64) + 1]
-    _warn_unknown_types(arrays.code, arrays.types, member, None if keep.all() else keep, listed)
 
 
 def _days(t: int, latest: np.ndarray, p: np.ndarray, out: np.ndarray) -> None:
@@ -184,20 +159,28 @@ def _days(t: int, latest: np.ndarray, p: np.ndarray, out: np.ndarray) -> None:
     out[none] = np.nan
 
 
-class _Context:
-    """The constants of one call and the per-chunk step."""
+class _Plan:
+    """The constants of one call and the per-chunk step.
 
-    def __init__(self, arrays: ActivityArrays, t: int, nt: int, nw: int, n_days: int, d0: int,
+    ``n_classes`` type classes, ``n_windows`` windows (``w_us``: their lengths in µs,
+    ascending), ``n_days`` days of the bitmap from UTC day number ``first_day``,
+    ``layer_h[k, class]``: the half-life of decay layer ``k`` (NaN: none),
+    ``type_class``: each type's class (None: each type is its own). Accumulators
+    have ``n_slots = n_leads + 1`` columns: slot 0 for unknown leads, then one per lead.
+    """
+
+    def __init__(self, arrays: ActivityArrays, t: int, n_classes: int, n_windows: int, n_days: int, first_day: int,
                  w_us: np.ndarray, layer_h: np.ndarray, n_leads: int, type_class: np.ndarray | None) -> None:
-        self.arrays, self.t, self.nt, self.nw, self.n_days, self.d0 = arrays, t, nt, nw, n_days, d0
+        self.arrays, self.t = arrays, t
+        self.n_classes, self.n_windows, self.n_days, self.first_day = n_classes, n_windows, n_days, first_day
         self.w_us, self.layer_h, self.type_class = w_us, layer_h, type_class
-        self.nl = n_leads + 1
+        self.n_slots = n_leads + 1
         self.longest_us = int(w_us[-1])
         self.single_layer = layer_h.shape[0] == 1
 
-    def chunk(self, acc: _Acc, lo: int, hi: int) -> None:
+    def add_chunk(self, acc: _Accumulators, lo: int, hi: int) -> None:
         """Add the events ``lo:hi`` of the export to ``acc``."""
-        a, t, nl = self.arrays, self.t, self.nl
+        a, t, n_slots = self.arrays, self.t, self.n_slots
         lead, occ, code = a.lead[lo:hi], a.occ[lo:hi], a.code[lo:hi]
         if not len(lead):
             return
@@ -214,12 +197,12 @@ class _Context:
         if self.type_class is not None:
             code = self.type_class[code]
         # Group (type, lead): code * (n_leads + 1) + lead + 1; an unknown lead (-1) lands in slot 0, never read.
-        g = np.multiply(code, nl, dtype=np.int64)
+        g = np.multiply(code, n_slots, dtype=np.int64)
         g += lead
         g += 1
         age = np.subtract(t, occ)
         np.maximum.at(acc.last.reshape(-1), g, occ)
-        # Decay terms exactly as the memory engine writes them: 0.5 ** ((age / DAY_US) / half_life).
+        # Decay terms exactly as the pairwise engine writes them: 0.5 ** ((age / DAY_US) / half_life).
         age_days = age / DAY_US
         for k in range(self.layer_h.shape[0]):
             h = self.layer_h[k][code]
@@ -238,31 +221,32 @@ class _Context:
         if len(iw):
             age_w = age[iw]
             cell = g[iw]
-            step = self.nt * nl
+            step = self.n_classes * n_slots
             for w in self.w_us[:-1]:
                 cell += (age_w > w) * step
             flat = acc.cnt.reshape(-1)
-            np.add.at(flat, cell, flat.dtype.type(1))  # a Python int would need a cast: ~20x slower
+            np.add.at(flat, cell, flat.dtype.type(1))  # a Python int takes NumPy's slow path (a cast per element)
             del cell, age_w
             day = occ[iw] // DAY_US
-            day -= self.d0
-            day *= nl
+            day -= self.first_day
+            day *= n_slots
             day += lead[iw]
             day += 1
             acc.flags.reshape(-1)[day] = True
 
 
-class _Acc:
+class _Accumulators:
     """One thread's accumulators: per (class, lead + 1), counts also per window; the bitmap per (day, lead + 1)."""
 
-    def __init__(self, n_leads: int, ctx: _Context, n_events: int) -> None:
-        nl = n_leads + 1
-        self.last = np.full((ctx.nt, nl), _NONE, dtype=np.int64)
-        self.cnt = np.zeros((ctx.nw, ctx.nt, nl), dtype=np.int32 if n_events < 2 ** 31 else np.int64)
-        self.decay = np.zeros((ctx.layer_h.shape[0], ctx.nt, nl))
-        self.flags = np.zeros((ctx.n_days, nl), dtype=bool)
+    def __init__(self, n_leads: int, plan: _Plan, n_events: int) -> None:
+        n_slots = n_leads + 1
+        self.last = np.full((plan.n_classes, n_slots), _NONE, dtype=np.int64)
+        self.cnt = np.zeros((plan.n_windows, plan.n_classes, n_slots),
+                            dtype=np.int32 if n_events < 2 ** 31 else np.int64)
+        self.decay = np.zeros((plan.layer_h.shape[0], plan.n_classes, n_slots))
+        self.flags = np.zeros((plan.n_days, n_slots), dtype=bool)
 
-    def merge(self, other: _Acc) -> None:
+    def merge(self, other: _Accumulators) -> None:
         np.maximum(self.last, other.last, out=self.last)
         self.cnt += other.cnt
         self.decay += other.decay

@@ -1,50 +1,32 @@
-"""The in-memory engagement engine: NumPy only, for one lead or a few.
+"""The pairwise engagement engine: every (row, event) pair of a lead, in NumPy.
 
-Used by :func:`propensity.features.pipeline.build_features` for small requests
-(scoring a lead on demand) so that no database is started. It computes the same
-engagement values as the batch engines; see ``pipeline.py`` for the definitions
-and the time contract (an event counts only if it occurred *and* was recorded
-strictly before the cutoff).
+Every (row, event) pair of a lead is expanded, filtered by the time contract (an
+event counts only if it occurred *and* was recorded strictly before the cutoff; see
+:func:`propensity.features.pipeline.build_features` for the definitions) and
+aggregated with ``bincount``. Memory grows with rows x events per lead. It is the
+plainest engine: :class:`~propensity.features.onelead.OneLead` equals it bit for
+bit, and the tests compare every other engine with it.
 
-Every (row, event) pair of a lead is expanded in NumPy, filtered by the time
-contract and aggregated with ``bincount``; memory grows with rows x events per
-lead, which is why large batches go to the running-totals engine (``running.py``).
+Fastest for: few leads (fewer than ``engines.MIN_LEADS``), e.g. a batch of a few
+leads scored on demand: 3.1-5.7x faster than the runner-up for 1 to 1,999 leads at
+one cutoff, 1.4-1.5x for 1,999 leads at 14 cutoffs (the 200k-lead world,
+``benchmarks/engines.py``, 2026-12-05; ``docs/scaling.md``, "The engines").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from propensity.config import EngagementConfig
+from propensity.core import names
+from propensity.core.times import DAY_US
+from propensity.features.engines.events import Events
 
-__all__ = ["DAY_US", "Events", "engagement_memory"]
-
-DAY_US = 86_400_000_000  # microseconds in a day; every time is int64 µs since the epoch
-
-
-@dataclass(frozen=True)
-class Events:
-    """The activities of the requested leads, as arrays.
-
-    ``lead`` indexes the engine's list of distinct leads; ``code`` indexes
-    ``types`` (the distinct activity types seen); ``member[s, code]`` says whether
-    type ``code`` belongs to signal ``s``. Times are int64 µs since the epoch;
-    ``day`` is the UTC calendar day number of ``occurred_at``.
-    """
-
-    lead: np.ndarray
-    occ: np.ndarray
-    rec: np.ndarray
-    code: np.ndarray
-    day: np.ndarray
-    types: np.ndarray
-    member: np.ndarray
+__all__ = ["engagement_pairwise"]
 
 
-def engagement_memory(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
-                      engagement: EngagementConfig) -> dict[str, np.ndarray]:
+def engagement_pairwise(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
+                        engagement: EngagementConfig) -> dict[str, np.ndarray]:
     """Engagement features per row, in spec order (without ``lead_age_days``).
 
     ``row_lead`` indexes the distinct leads (as ``events.lead`` does) and ``row_t``
@@ -74,9 +56,10 @@ def engagement_memory(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
         m = events.member[s_idx][pair_code] if len(pair_code) else np.zeros(0, dtype=bool)
         rows_m, age_m = pair_row[m], age[m]
         for w in windows:
-            out[f"eng_{s.name}_{w}d"] = np.bincount(rows_m[age_m <= w * DAY_US], minlength=n).astype(np.float64)
-        out[f"eng_{s.name}_days_since"] = _latest_days(rows_m, age_m, n)
-        out[f"eng_{s.name}_decay"] = np.bincount(rows_m, weights=0.5 ** (age_days[m] / s.half_life_days),
+            in_window = rows_m[age_m <= w * DAY_US]
+            out[names.events_in_window(s.name, w)] = np.bincount(in_window, minlength=n).astype(np.float64)
+        out[names.days_since(s.name)] = _latest_days(rows_m, age_m, n)
+        out[names.decay(s.name)] = np.bincount(rows_m, weights=0.5 ** (age_days[m] / s.half_life_days),
                                                  minlength=n).astype(np.float64)
     longest = max(windows)
     in_w = age <= longest * DAY_US
@@ -85,8 +68,8 @@ def engagement_memory(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
     new = np.ones(len(rows_w), dtype=bool)
     if len(rows_w) > 1:
         new[1:] = (rows_w[1:] != rows_w[:-1]) | (days_w[1:] != days_w[:-1])
-    out[f"eng_active_days_{longest}d"] = np.bincount(rows_w[new], minlength=n).astype(np.float64)
-    out["eng_days_since_any"] = _latest_days(pair_row, age, n)
+    out[names.active_days(longest)] = np.bincount(rows_w[new], minlength=n).astype(np.float64)
+    out[names.DAYS_SINCE_ANY] = _latest_days(pair_row, age, n)
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -49,11 +48,12 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
     registered model name and version.
     """
     import mlflow
-    from mlflow.models import infer_signature
 
     from propensity.core.native import predict
     from propensity.modeling.charts import calibration_chart, lift_chart, shap_summary_chart, tier_chart
     from propensity.modeling.report import model_card
+    from propensity.scoring.scorer import LeadScorer
+    from propensity.tracking.pyfunc import CRM_OUTPUT, log_bundle_model
 
     cfg = project.training
     mlflow.set_tracking_uri(tracking_uri)
@@ -63,10 +63,10 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         params = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in result.params.items()
                   if k != "monotone_constraints"}
         mlflow.log_params(params)
-        meta = result.bundle.metadata
+        meta, test = result.bundle.metadata, result.split["test"]
         mlflow.set_tags({"label": meta["label"], "data": meta["data"], "data_end": meta["data_end"],
                          "horizon_days": str(cfg.label.horizon_days),
-                         "test_window": f"{result.split['test']['first_cutoff']}..{result.split['test']['last_cutoff']}"})
+                         "test_window": f"{test['first_cutoff']}..{test['last_cutoff']}"})
         for who, metrics in result.metrics.items():
             mlflow.log_metrics({f"{who}_{k}": v for k, v in metrics.items() if v == v})
         top_k = getattr(result, "top_k", None)
@@ -107,27 +107,12 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         for c in charts:
             mlflow.log_artifact(str(c), "charts")
         example = _input_example(result)
-        from propensity.scoring.scorer import LeadScorer
-
-        output = LeadScorer(result.bundle).score_features(example)[["lead_id", "probability", "score", "tier",
-                                                                      "reasons"]]
-        entry = Path(__file__).with_name("_pyfunc_entry.py")
-        staged = shutil.copytree(bundle_path, tmpd / "bundle")  # logged as artifacts/bundle
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(entry),
-            artifacts={"bundle": str(staged)},
-            signature=infer_signature(example, output),
-            input_example=example,
-            registered_model_name=cfg.tracking.registered_model,
-        )
-        version = info.registered_model_version
-        client = mlflow.MlflowClient()
-        if version is not None:
-            client.set_registered_model_alias(cfg.tracking.registered_model, "challenger", str(version))
+        output = LeadScorer(result.bundle).score_features(example)[list(CRM_OUTPUT)]
+        model = log_bundle_model(mlflow, Path(bundle_path), cfg.tracking.registered_model, example, output=output,
+                                 with_report=True)
         return {"run_id": run.info.run_id, "experiment_id": experiment.experiment_id,
-                "experiment": cfg.tracking.experiment, "model_uri": info.model_uri,
-                "registered_model": cfg.tracking.registered_model, "version": version,
+                "experiment": cfg.tracking.experiment, "model_uri": model["model_uri"],
+                "registered_model": cfg.tracking.registered_model, "version": model["version"],
                 "tracking_uri": tracking_uri}
 
 
@@ -145,6 +130,8 @@ def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], param
     """
     import mlflow
 
+    from propensity.tracking.pyfunc import log_bundle_model
+
     mlflow.set_tracking_uri(tracking_uri)
     exp = _experiment(mlflow, experiment, tracking_uri)
     with mlflow.start_run(run_name=run_name) as run:
@@ -157,31 +144,8 @@ def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], param
         out = {"run_id": run.info.run_id, "experiment_id": exp.experiment_id, "experiment": experiment,
                "tracking_uri": tracking_uri, "registered_model": registered_model, "version": None}
         if bundle_path is not None:
-            out.update(_log_pyfunc(mlflow, Path(bundle_path), registered_model, input_example))
+            out.update(log_bundle_model(mlflow, Path(bundle_path), registered_model, input_example))
         return out
-
-
-def _log_pyfunc(mlflow, bundle_path: Path, registered_model: str | None, example) -> dict:  # noqa: ANN001
-    """Log ``bundle_path`` (without its report) as a models-from-code pyfunc; register it when named."""
-    from mlflow.models import infer_signature
-
-    from propensity.pyfunc import PropensityPyfunc
-
-    entry = Path(__file__).with_name("_pyfunc_entry.py")
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = shutil.copytree(bundle_path, Path(tmp) / "bundle", ignore=shutil.ignore_patterns("report"))
-        signature = None
-        if example is not None:
-            model = PropensityPyfunc()
-            model.load_context(type("Ctx", (), {"artifacts": {"bundle": str(staged)}})())
-            signature = infer_signature(example, model.predict(None, example))
-        info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"bundle": str(staged)},
-                                       signature=signature, input_example=example,
-                                       registered_model_name=registered_model)
-    version = info.registered_model_version
-    if registered_model and version is not None:
-        mlflow.MlflowClient().set_registered_model_alias(registered_model, "challenger", str(version))
-    return {"model_uri": info.model_uri, "version": version}
 
 
 def _experiment(mlflow, name: str, tracking_uri: str):

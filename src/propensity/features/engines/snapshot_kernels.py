@@ -6,7 +6,8 @@ one lead should not pay. ``cache=True`` keeps the machine code beside this file
 (or in Numba's user cache directory where that is read-only), so only the first
 run after an install compiles.
 
-The definitions and the time contract are ``pipeline.py``'s. Events are grouped
+The definitions and the time contract are those of
+:func:`propensity.features.pipeline.build_features`. Events are grouped
 into ranges of leads ("parts", one at a time per thread) and, within a part, by
 lead with ascending occurrence day (a two-pass counting sort: by (part, day) over
 all events, then by lead within the part; no comparison sort). Per lead, with its
@@ -29,7 +30,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-DAY_US = 86_400_000_000
+from propensity.core.times import DAY_US
 
 
 def _compiled(fn):

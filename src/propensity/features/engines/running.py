@@ -1,9 +1,17 @@
 """The running-totals engagement engine: sorted arrays and binary search, NumPy only.
 
-Computes exactly the engagement features of
-:func:`propensity.features.memory.engagement_memory` (see ``pipeline.py`` for the
-definitions and the time contract) without joining every cutoff row to every event
-of its lead.
+Computes exactly the engagement features of the pairwise engine
+(:func:`propensity.features.engines.pairwise.engagement_pairwise`; see
+:func:`propensity.features.pipeline.build_features` for the definitions and the time
+contract) without joining every cutoff row to every event of its lead.
+
+Its case: many distinct cutoffs (more than ``engines.MAX_SNAPSHOTS``), where rows
+per lead are unbounded. Its cost does not grow with a lead's rows times its events
+in the window, the snapshot engine's does: for one lead with 100k-300k events in 90
+days seen at 2,000-10,000 times it is 11-42x faster than the snapshot engine. On the
+generated world's tables with many distinct cutoffs (a few rows per lead) the
+snapshot engine is 1.1-1.8x faster (``benchmarks/engines.py``, 2026-12-05;
+``docs/scaling.md``, "The engines").
 
 Events split in two:
 
@@ -17,7 +25,7 @@ Events split in two:
   so the terms are >= 1 and cannot cancel) rescaled by ``2 ** (-(T - a) / h)``.
 - **backfilled** (``recorded_at > occurred_at``) and the events of leads whose span
   would overflow the anchored terms: joined to the rows of their lead and filtered
-  by the full contract, as in the memory engine; they are few. Their distinct days
+  by the full contract, as in the pairwise engine; they are few. Their distinct days
   are added only where no on-time eligible event already covers that day.
 
 Large inputs (more than ``CHUNK_EVENTS`` events) are split into batches of
@@ -44,7 +52,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from propensity.config import EngagementConfig
-from propensity.features.memory import DAY_US, Events
+from propensity.core import names
+from propensity.core.times import DAY_US
+from propensity.features.engines.events import Events
 
 __all__ = ["engagement_running"]
 
@@ -59,7 +69,7 @@ def engagement_running(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
                        out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Engagement features per row, in spec order (without ``lead_age_days``).
 
-    Same inputs and outputs as :func:`propensity.features.memory.engagement_memory`.
+    Same inputs and outputs as :func:`propensity.features.engines.pairwise.engagement_pairwise`.
     ``unit_us`` forces the key bucket width (tests use it to exercise the exact
     resolution of cutoffs that fall in an event's bucket). ``out``, if given, maps
     every feature name to a writable float64 array of length ``len(row_lead)``
@@ -80,7 +90,7 @@ def engagement_running(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
     ev_order, ev_bounds = _group(events.lead, chunks)
     row_order, row_bounds = _group(row_lead, chunks)
 
-    def one(k: int) -> None:
+    def compute_batch(k: int) -> None:
         lo = chunks[k]
         rows = row_order[row_bounds[k]:row_bounds[k + 1]]
         if not len(rows):
@@ -100,10 +110,10 @@ def engagement_running(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
     workers = max(1, min(MAX_THREADS, os.cpu_count() or 1))
     if workers == 1:
         for k in range(len(chunks) - 1):
-            one(k)
+            compute_batch(k)
     else:  # NumPy releases the GIL in sorts, searches, gathers and ufuncs: chunks run side by side
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(one, range(len(chunks) - 1)))
+            list(pool.map(compute_batch, range(len(chunks) - 1)))
     return out
 
 
@@ -154,14 +164,15 @@ def _run_batch(row_lead: np.ndarray, row_t: np.ndarray, events: Events, engageme
     windows = list(engagement.windows_days)
     longest = max(windows)
     signals = engagement.signals
-    out_counts = {(s_idx, w): out[f"eng_{s.name}_{w}d"] for s_idx, s in enumerate(signals) for w in windows}
+    out_counts = {(s_idx, w): out[names.events_in_window(s.name, w)]
+                  for s_idx, s in enumerate(signals) for w in windows}
     for col in out_counts.values():
         col.fill(0.0)
     since = np.full((len(signals), n), np.iinfo(np.int64).max, dtype=np.int64)  # min age, µs
-    decay = [out[f"eng_{s.name}_decay"] for s in signals]
+    decay = [out[names.decay(s.name)] for s in signals]
     for col in decay:
         col.fill(0.0)
-    active = out[f"eng_active_days_{longest}d"]
+    active = out[names.active_days(longest)]
     active.fill(0.0)
     since_any = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
 
@@ -186,15 +197,16 @@ def _run_batch(row_lead: np.ndarray, row_t: np.ndarray, events: Events, engageme
                         out_counts, since, decay, active, since_any)
 
     for s_idx, s in enumerate(signals):
-        _days(since[s_idx], out[f"eng_{s.name}_days_since"])
-    _days(since_any, out["eng_days_since_any"])
+        _days(since[s_idx], out[names.days_since(s.name)])
+    _days(since_any, out[names.DAYS_SINCE_ANY])
 
 
 def _names(signals, windows) -> list[str]:
-    names = []
+    out = []
     for s in signals:
-        names += [f"eng_{s.name}_{w}d" for w in windows] + [f"eng_{s.name}_days_since", f"eng_{s.name}_decay"]
-    return names + [f"eng_active_days_{max(windows)}d", "eng_days_since_any"]
+        out += [names.events_in_window(s.name, w) for w in windows]
+        out += [names.days_since(s.name), names.decay(s.name)]
+    return out + [names.active_days(max(windows)), names.DAYS_SINCE_ANY]
 
 
 def _days(age: np.ndarray, out: np.ndarray) -> None:

@@ -1,10 +1,15 @@
 """The snapshot engagement engine: many leads, each seen at a few cutoffs; compiled, one pass per lead.
 
+Fastest for: many leads at a few distinct cutoffs (the training table): 2.3-2.7x
+faster than the runner-up (the running engine) on the 200k-lead world's training
+table, 1.6M rows at 23 cutoffs (``benchmarks/engines.py``, 2026-12-05;
+``docs/scaling.md``, "The engines"). Not for a lead with many events in the window
+and many rows: there the running engine is 11-42x faster.
+
 The training table (:func:`propensity.features.cutoffs.training_cutoffs`) has one
-row per open lead at each of a few snapshot dates (23 dates for two years of a
-1M-lead world, 7.9M rows). This engine computes such a table's engagement
-features lead by lead in compiled code (Numba, already installed with SHAP; see
-``_leadwise.py``):
+row per open lead at each of a few snapshot dates (a date every four weeks over
+the export's span). This engine computes such a table's engagement features lead
+by lead in compiled code (Numba; see :mod:`propensity.features.engines.snapshot_kernels`):
 
 1. events are counted per lead and per (part, occurrence day), a "part" being a
    range of leads, in one pass over the activities on each thread;
@@ -17,15 +22,11 @@ features lead by lead in compiled code (Numba, already installed with SHAP; see
 No comparison sort of the events, no join of rows to events; the work is
 O(E + R x (signals + events in the longest window)) for E events and R rows, and
 the scratch is one copy of the activities (21 bytes each) plus one part's events
-per thread. Values equal the memory engine's: counts, days and active days
-exactly, decay up to float rounding (~1e-15 relative).
-
-:func:`propensity.features.pipeline.build_features` takes this path (engine
-``"auto"`` or ``"running"``) when the rows have between 2 and ``MAX_SNAPSHOTS``
-distinct cutoffs (at any time of day) and at least ``MIN_LEADS`` distinct leads.
-One cutoff is the as-of engine's; more distinct cutoffs than ``MAX_SNAPSHOTS``
-(a cutoff per lead, say) go to the sorted running engine, whose cost does not
-grow with the rows per lead.
+per thread. The work per lead grows with its rows times the events in the longest
+window, so many distinct cutoffs per lead are the running engine's case. Values
+equal the pairwise engine's: counts, days and active days exactly, decay up to
+float rounding (~1e-15 relative). The rows need 2 or more distinct cutoffs (at any
+time of day).
 """
 
 from __future__ import annotations
@@ -38,27 +39,16 @@ import numpy as np
 import pandas as pd
 
 from propensity.config import EngagementConfig
+from propensity.core import names
+from propensity.core.times import DAY_US
 from propensity.data import buffers
 from propensity.data.activities import ActivityArrays
-from propensity.features.asof import _warn_unknown
-from propensity.features.memory import DAY_US
+from propensity.features.rules import signal_membership
 
-__all__ = ["MAX_SNAPSHOTS", "MIN_LEADS", "engagement_snapshots", "snapshot_times", "warm_up"]
+__all__ = ["engagement_snapshots", "warm_up"]
 
-MIN_LEADS = 2_000  # build_features takes this path for several cutoffs and at least this many distinct leads
-MAX_SNAPSHOTS = 4_096  # more distinct cutoffs than this: the running engine (rows per lead are unbounded)
 MAX_THREADS = 2  # threads at once: each counts and copies a share of the activities, then computes parts
 PARTS_PER_THREAD = 4  # parts of the leads per thread: a thread's scratch holds one part's events
-
-
-def snapshot_times(row_t: np.ndarray) -> np.ndarray | None:
-    """The distinct cutoffs (µs, ascending) if this engine takes the rows: 2 to ``MAX_SNAPSHOTS`` of them."""
-    if len(row_t) < 2:
-        return None
-    cuts = pd.unique(np.asarray(row_t, dtype=np.int64))
-    if not 2 <= len(cuts) <= MAX_SNAPSHOTS:
-        return None
-    return np.sort(cuts)
 
 
 def warm_up() -> None:
@@ -76,9 +66,10 @@ def warm_up() -> None:
             {"windows_days": [1], "signals": [{"name": "s", "activity_types": ["-"], "display": "S",
                                                "half_life_days": 1}]})
         block = np.empty((5, 2))
-        names = ["eng_s_1d", "eng_s_days_since", "eng_s_decay", "eng_active_days_1d", "eng_days_since_any"]
+        columns = [names.events_in_window("s", 1), names.days_since("s"), names.decay("s"), names.active_days(1),
+                   names.DAYS_SINCE_ANY]
         _compute(arrays, np.zeros(2, dtype=np.int64), np.array([1, 2], dtype=np.int64), 1, engagement,
-                 out={name: block[i] for i, name in enumerate(names)})
+                 out={name: block[i] for i, name in enumerate(columns)})
     except Exception:  # noqa: BLE001 - only a head start; the real call reports any problem
         pass
 
@@ -93,39 +84,37 @@ def engagement_snapshots(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.
     ``row_t``: each row's cutoff in µs; ``n_leads``: that table's length. ``out``
     maps every feature name to a writable float64 array of ``len(row_pos)``
     (fastest when they are the rows of one C-ordered block, as ``build_features``
-    allocates them); filled and returned. ``cuts``: what :func:`snapshot_times` gave
-    for these rows, if the caller already asked it.
+    allocates them); filled and returned. ``cuts``: the rows' distinct cutoffs,
+    ascending, if the caller has them. Raises ``ValueError`` for fewer than 2.
     """
     return _compute(arrays, row_pos, row_t, n_leads, engagement, out, cuts)
 
 
 def _compute(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.ndarray, n_leads: int,
              engagement: EngagementConfig, out: dict[str, np.ndarray], cuts: np.ndarray | None = None) -> dict:
-    from propensity.features import _leadwise as kernels  # Numba: imported (and compiled once) on first use
+    from propensity.features.engines import snapshot_kernels as kernels  # Numba: imported (and compiled) on first use
 
     if cuts is None:
-        cuts = snapshot_times(row_t)
-    if cuts is None:
-        raise ValueError(f"engagement_snapshots: expected 2 to {MAX_SNAPSHOTS} distinct cutoffs")
+        cuts = np.sort(pd.unique(np.asarray(row_t, dtype=np.int64)))
+    if len(cuts) < 2:
+        raise ValueError(f"engagement_snapshots: expected 2 or more distinct cutoffs; got {len(cuts)}")
     row_pos = np.asarray(row_pos, dtype=np.int64)
     row_t = np.asarray(row_t, dtype=np.int64)
     n = len(row_pos)
     windows = sorted(set(engagement.windows_days))
     signals = engagement.signals
-    names = [f"eng_{s.name}_{w}d" for s in signals for w in windows]
-    names += [f"eng_{s.name}_days_since" for s in signals] + [f"eng_{s.name}_decay" for s in signals]
-    names += [f"eng_active_days_{windows[-1]}d", "eng_days_since_any"]
-    block, where = _block_rows(out, names, n)
+    columns = [names.events_in_window(s.name, w) for s in signals for w in windows]
+    columns += [names.days_since(s.name) for s in signals] + [names.decay(s.name) for s in signals]
+    columns += [names.active_days(windows[-1]), names.DAYS_SINCE_ANY]
+    block, where = _block_rows(out, columns, n)
     direct = block is not None
     if not direct:
-        block, where = buffers.empty((len(names), n)), {name: i for i, name in enumerate(names)}
-    col = np.array([where[name] for name in names], dtype=np.int64)
+        block, where = buffers.empty((len(columns), n)), {name: i for i, name in enumerate(columns)}
+    col = np.array([where[name] for name in columns], dtype=np.int64)
     n_sig, n_win = len(signals), len(windows)
     col_count = col[:n_sig * n_win].reshape(n_sig, n_win)
     col_since, col_decay = col[n_sig * n_win:][:n_sig], col[n_sig * n_win + n_sig:][:n_sig]
     classes = _Classes(arrays, engagement)
-    # the pipeline's one warning, as the as-of path gives it
-    _warn_unknown(arrays, classes.member, row_pos, n_leads, engagement.activity_types)
 
     half_life = np.array([float(s.half_life_days) for s in signals], dtype=np.float64)
     w_us = np.asarray(windows, dtype=np.int64) * DAY_US
@@ -196,10 +185,9 @@ class _Classes:
 
     def __init__(self, arrays: ActivityArrays, engagement: EngagementConfig) -> None:
         types, signals = arrays.types, engagement.signals
-        self.member = np.array([[ty in set(s.activity_types) for ty in types] for s in signals],
-                               dtype=bool).reshape(len(signals), len(types))
+        member = signal_membership(types, engagement)
         if len(types):
-            classes, inverse = np.unique(self.member.T, axis=0, return_inverse=True)
+            classes, inverse = np.unique(member.T, axis=0, return_inverse=True)
         else:
             classes, inverse = np.zeros((0, len(signals)), dtype=bool), np.zeros(0, dtype=np.int64)
         self.dtype = np.uint8 if len(classes) <= 256 else np.int32
@@ -209,9 +197,9 @@ class _Classes:
         self.sig = np.nonzero(classes)[1].astype(np.int64)  # row-major: each class's signals, ascending
 
 
-def _block_rows(out: dict[str, np.ndarray], names: list[str], n: int) -> tuple[np.ndarray | None, dict]:
+def _block_rows(out: dict[str, np.ndarray], columns: list[str], n: int) -> tuple[np.ndarray | None, dict]:
     """The C-ordered (rows, n) float64 block whose rows ``out[name]`` are, and each name's row; else (None, {})."""
-    arrs = [out.get(name) for name in names]
+    arrs = [out.get(name) for name in columns]
     if n == 0 or any(a is None or a.dtype != np.float64 or a.shape != (n,) or not a.flags.c_contiguous
                      or not a.flags.writeable for a in arrs):
         return None, {}
@@ -222,7 +210,7 @@ def _block_rows(out: dict[str, np.ndarray], names: list[str], n: int) -> tuple[n
         return None, {}
     block = root.reshape(-1, n)
     where = {}
-    for name, a in zip(names, arrs, strict=True):
+    for name, a in zip(columns, arrs, strict=True):
         i, rest = divmod(a.ctypes.data - block.ctypes.data, 8 * n)
         if rest or not 0 <= i < len(block):
             return None, {}

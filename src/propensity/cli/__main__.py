@@ -1,0 +1,7 @@
+"""``python -m propensity.cli``: the command in this process (the supervisor's child, or a direct call)."""
+
+import sys
+
+from propensity.cli.app import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""The ``propensity`` entry points: :func:`run` (the console script) and :func:`main` (the command itself).
+
+Every command fails on bad input with one line on stderr naming the file and the
+field, and exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+from propensity.cli.crashlog import CRASH_LOG_ENV, start_crash_log
+from propensity.core.errors import PropensityError
+
+__all__ = ["main", "run"]
+
+
+def run() -> int:
+    """The ``propensity`` console command: :func:`main` in a child process that reports a native crash.
+
+    See :mod:`propensity.cli.supervisor`; the child is ``python -m propensity.cli``.
+    """
+    if CRASH_LOG_ENV in os.environ:  # already the child (or a caller that set it): no second level
+        return main()
+    from propensity.cli.supervisor import run_supervised
+
+    return run_supervised(sys.argv[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: the process's arguments), run the command, return its exit code."""
+    from propensity.cli import printing
+    from propensity.cli.parser import build_parser
+
+    start_crash_log()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.debug:
+        warnings.filterwarnings("ignore", module="mlflow")
+    formatwarning = warnings.formatwarning
+    if not args.debug:  # "warning: <message>", without the path and source line of the call that warned
+        warnings.formatwarning = printing.one_line_warning
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        printing.interrupted()
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one line
+        if args.debug:
+            raise
+        if isinstance(exc, KeyError) and exc.args:
+            msg = str(exc.args[0])
+        elif isinstance(exc, (PropensityError, ValueError, OSError, RuntimeError)):
+            msg = str(exc)
+        else:
+            msg = f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        printing.error(msg)
+        return 2
+    finally:
+        warnings.formatwarning = formatwarning

@@ -1,0 +1,84 @@
+"""One function per command: take the parsed flags, call one job (:mod:`propensity.jobs`), print its result."""
+
+from __future__ import annotations
+
+import argparse
+
+from propensity import jobs
+from propensity.cli import printing
+
+__all__ = ["demo", "evaluate", "explain", "features", "generate", "init", "promote", "score", "train"]
+
+
+def init(args: argparse.Namespace) -> int:
+    printing.project_created(jobs.init_project(args.dir))
+    return 0
+
+
+def generate(args: argparse.Namespace) -> int:
+    printing.generated(jobs.generate(args.out, leads=args.leads, seed=args.seed, fmt=args.format, force=args.force))
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    done = jobs.train(args.data, args.out, args.config, args.tracking_uri, not args.no_track, args.force,
+                      target=args.target, id_column=args.id, time_column=args.time_column,
+                      exclude=tuple(args.exclude or ()), budget=args.budget, progress=printing.TerminalProgress(),
+                      on_written=printing.table_training)
+    if isinstance(done, jobs.TableTraining):
+        printing.table_training_run(done)
+    else:
+        printing.crm_training(done)
+    return 0
+
+
+def score(args: argparse.Namespace) -> int:
+    done = jobs.score(args.model, args.data, args.out, as_of=args.as_of, progress=printing.TerminalProgress())
+    if isinstance(done, jobs.TableScoring):
+        printing.table_scoring(done)
+    else:
+        printing.crm_scoring(done)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    def written(done: jobs.CrmEvaluation | jobs.TableEvaluation) -> None:
+        if isinstance(done, jobs.TableEvaluation):
+            printing.table_evaluation(done)
+        else:
+            printing.crm_evaluation(done)
+
+    printing.evaluation_run(jobs.evaluate(args.model, args.data, args.out, window=args.window, force=args.force,
+                                          tracking_uri=args.tracking_uri, track=not args.no_track,
+                                          on_written=written))
+    return 0
+
+
+def features(args: argparse.Namespace) -> int:
+    if args.list:
+        printing.feature_catalogue(jobs.feature_catalogue(args.config))
+        return 0
+    if args.data is None or args.out is None:
+        raise ValueError("features: --data and --out are required (or --list for the feature catalogue)")
+    printing.feature_table(jobs.features(args.data, args.out, as_of=args.as_of, config=args.config,
+                                         progress=printing.TerminalProgress()))
+    return 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    from propensity.scoring.scorer import LeadScorer
+
+    printing.explanation(LeadScorer.load(args.model).explain(args.data, args.lead, as_of=args.as_of))
+    return 0
+
+
+def promote(args: argparse.Namespace) -> int:
+    printing.promotion(jobs.promote(args.data, args.config, args.tracking_uri, name=args.name,
+                                    capacity=args.capacity, tolerance=args.tolerance, force=args.force))
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    printing.demo(jobs.demo(args.dir, leads=args.leads, seed=args.seed, tracking_uri=args.tracking_uri,
+                            force=args.force, progress=printing.TerminalProgress()))
+    return 0

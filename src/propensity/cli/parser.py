@@ -1,0 +1,113 @@
+"""The ``propensity`` command's flags: one subcommand per job, each bound to its function in :mod:`.commands`."""
+
+from __future__ import annotations
+
+import argparse
+
+import propensity
+from propensity.cli import commands
+
+__all__ = ["build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="propensity", description="Lead propensity scoring from your CRM history.")
+    p.add_argument("--version", action="version", version=f"propensity {propensity.__version__}")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("init", help="write editable copies of features/ and training/ into a new project folder")
+    s.add_argument("dir", help="a new or empty folder (init never replaces a project)")
+    s.set_defaults(func=commands.init)
+
+    s = sub.add_parser("generate", help="write a synthetic CRM export folder (with ground truth)")
+    s.add_argument("--out", required=True, help="folder to create; replaced only if it is empty or a synthetic "
+                   "world propensity wrote")
+    s.add_argument("--force", action="store_true", help="replace --out even if it is not one propensity wrote "
+                   "(never ., the working directory, its parents, home or an input)")
+    s.add_argument("--leads", type=int, default=20_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    s.set_defaults(func=commands.generate)
+
+    s = sub.add_parser("train", help="train, evaluate and log a model from a CRM export folder")
+    s.add_argument("--data", required=True,
+                   help="CRM export folder, or a flat table (.csv / .parquet, one row per lead)")
+    s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
+    s.add_argument("--out", default="models/latest", help="bundle folder to write (default: models/latest); "
+                   "replaced only if it is empty or a bundle propensity wrote")
+    s.add_argument("--force", action="store_true", help="replace --out even if it is not one propensity wrote "
+                   "(never ., the working directory, its parents, home or an input)")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    s.add_argument("--target", help="flat table: the outcome column (yes/no, true/false or 1/0)")
+    s.add_argument("--id", help="flat table: the id column (kept out of the model, kept in scores)")
+    s.add_argument("--time-column", help="flat table: split by this time column (newest 20%% = test)")
+    s.add_argument("--exclude", nargs="+", metavar="COL", help="flat table: columns to leave out (e.g. leaky ones)")
+    s.add_argument("--budget", type=float, help="flat table: seconds for the parameter search "
+                   "(default: tuning.budget_seconds of the training YAML; 0 = no search)")
+    s.set_defaults(func=commands.train)
+
+    s = sub.add_parser("score", help="score the open leads of a CRM export folder")
+    s.add_argument("--model", required=True, help="bundle folder or MLflow models:/NAME@ALIAS URI")
+    s.add_argument("--data", required=True, help="CRM export folder, or a flat table for a model trained on one")
+    s.add_argument("--out", required=True, help="output file (.csv or .parquet; an existing file is replaced, "
+                   "never a folder or an input); CSV text cells are escaped for spreadsheets")
+    s.add_argument("--as-of", help="score as of this UTC time (default: end of the data)")
+    s.set_defaults(func=commands.score)
+
+    s = sub.add_parser("evaluate", help="report a model against baselines on labelled rows (Markdown, charts, MLflow)")
+    s.add_argument("--model", required=True, help="bundle folder (or models:/NAME@ALIAS for a CRM model)")
+    s.add_argument("--data", required=True, help="CRM export folder for a CRM model, or a labelled table "
+                   "(.csv / .parquet) with the columns of a flat-table model")
+    s.add_argument("--window", choices=["new", "all"], default="new",
+                   help="CRM export: 'new' (default) evaluates only snapshots after the model's training data "
+                   "ended; 'all' every labelled snapshot, with the overlap stated in the report")
+    s.add_argument("--out", default="evaluation", help="report folder (default: ./evaluation); replaced only if "
+                   "it is empty or a report propensity wrote")
+    s.add_argument("--force", action="store_true", help="replace --out even if it is not one propensity wrote "
+                   "(never ., the working directory, its parents, home or an input)")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    s.set_defaults(func=commands.evaluate)
+
+    s = sub.add_parser("features", help="build the point-in-time feature table alone (training rows, or as of a date)")
+    s.add_argument("--data", help="CRM export folder (required unless --list)")
+    s.add_argument("--out", help="output file (.csv or .parquet), written atomically (required unless --list); "
+                   "an existing file is replaced, never a folder or an input; CSV text cells are escaped for "
+                   "spreadsheets")
+    s.add_argument("--as-of", help="one row per open lead as of this UTC time (default: labelled training rows)")
+    s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
+    s.add_argument("--list", action="store_true",
+                   help="print the feature catalogue of the configs (name, family, display, ...) and exit")
+    s.set_defaults(func=commands.features)
+
+    s = sub.add_parser("explain", help="print one lead's score and the reasons behind it")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--lead", required=True, help="lead_id")
+    s.add_argument("--as-of")
+    s.set_defaults(func=commands.explain)
+
+    s = sub.add_parser("promote", help="move alias champion to the challenger if it wins on a recent holdout")
+    s.add_argument("--data", required=True, help="CRM export folder whose newest labelled snapshots are the holdout")
+    s.add_argument("--name", help="registered model name (default: tracking.registered_model of the config)")
+    s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    s.add_argument("--capacity", type=int, help="leads sales can work (default: 10%% of the holdout rows)")
+    s.add_argument("--tolerance", type=float, default=0.02, help="allowed loss in lift (relative) and ECE")
+    s.add_argument("--force", action="store_true", help="promote even if the challenger does not win")
+    s.set_defaults(func=commands.promote)
+
+    s = sub.add_parser("demo", help="generate a synthetic CRM, train, log to MLflow, score and explain")
+    s.add_argument("--dir", default="propensity-demo", help="working folder (default: ./propensity-demo); "
+                   "must be new, empty or a previous demo folder")
+    s.add_argument("--force", action="store_true", help="write into --dir and replace its crm/, models/latest and "
+                   "scores.csv even if propensity did not write them (never ., the working directory, its parents, "
+                   "home or an input)")
+    s.add_argument("--leads", type=int, default=20_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--tracking-uri")
+    s.set_defaults(func=commands.demo)
+    return p
+

@@ -1,0 +1,56 @@
+"""``propensity init`` and ``propensity generate``: a new project folder, a synthetic CRM export."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["World", "generate", "init_project"]
+
+
+def init_project(folder: str | Path) -> Path:
+    """Write editable copies of the packaged ``features/`` and ``training/`` into the new folder ``folder``."""
+    from propensity.config import default_project_dir
+    from propensity.core.output import check_folder_output, claim, staged_folder
+
+    target = Path(folder)
+    # A project folder holds the user's edited configs: init never replaces one, not even its own.
+    if target.is_dir() and any(target.iterdir()):
+        raise ValueError(f"{target}: folder exists and is not empty; choose a new folder")
+    check_folder_output(target, hint="choose a new folder")
+    src = default_project_dir()
+    with claim(target), staged_folder(target) as tmp:
+        for sub in ("features", "training"):
+            shutil.copytree(src / sub, tmp / sub)
+        (tmp / "models").mkdir()
+        (tmp / "models" / "README.md").write_text("Model bundles built by `propensity train` land here.\n")
+    return target
+
+
+@dataclass(frozen=True)
+class World:
+    """A synthetic CRM export of ``leads`` leads written to ``path`` (ground truth in ``ground_truth``)."""
+
+    path: Path
+    leads: int
+    seed: int
+    seconds: float
+
+    @property
+    def ground_truth(self) -> Path:
+        return self.path / "ground_truth.parquet"
+
+
+def generate(out: str | Path, leads: int = 20_000, seed: int = 0, fmt: str = "parquet",
+             force: bool = False) -> World:
+    """Write a synthetic CRM world; ``out`` may be replaced only if empty or a world this tool wrote (or ``force``)."""
+    from propensity.core.output import check_folder_output, claim
+    from propensity.data.synthetic import is_world_folder, write_world
+
+    t = time.perf_counter()
+    check_folder_output(out, owned=is_world_folder, force=force)
+    with claim(out):
+        path = write_world(out, n_leads=leads, seed=seed, fmt=fmt, force=force)
+    return World(path, leads, seed, time.perf_counter() - t)

@@ -1,0 +1,141 @@
+"""``propensity score``: the open leads of a CRM export (or the rows of a flat table) → a scores table.
+
+The output is checked before any work (``.csv`` or ``.parquet``; an existing file is
+replaced, never a folder or an input) and written under its lock through a staging
+file, so a failure leaves any previous file as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from propensity.jobs.progress import Progress
+
+__all__ = ["CHUNK_LEADS", "SCORE_COLUMNS", "CrmScoring", "TableScoring", "TierTally", "score", "score_crm",
+           "score_table"]
+
+# Leads scored (SHAP values and reasons) and written per chunk: bounds the memory of a large export.
+CHUNK_LEADS = 50_000
+SCORE_COLUMNS = ["lead_id", "probability", "score", "tier", "reasons", "fit_score", "engagement_score", "grade",
+                 "notes"]
+
+
+@dataclass
+class TierTally:
+    """The scorer's tier summary (``LeadScorer.tier_summary``) added up over the chunks of one pool.
+
+    Each chunk's summary counts its SQL and MQL leads and sums their expected
+    conversions; the SQL threshold of the pool is the lowest one among the chunks
+    that have SQL leads. Leads that could not be scored (tier ``error``) are counted
+    apart; the rest are nurture.
+    """
+
+    policy: str
+    leads_per_week: int | None
+    mql: float
+    sql: float
+    leads: int = 0
+    sql_leads: int = 0
+    mql_leads: int = 0
+    error_leads: int = 0
+    sql_threshold: float | None = None  # None while there is no SQL lead
+    expected_conversions: float = 0.0
+
+    @property
+    def nurture_leads(self) -> int:
+        return self.leads - self.sql_leads - self.mql_leads - self.error_leads
+
+    def add(self, summary: dict, leads: int, error_leads: int) -> None:
+        """Add one chunk: its ``tier_summary``, its number of leads and of error rows."""
+        self.leads += leads
+        self.error_leads += error_leads
+        self.sql_leads += summary["sql_leads"]
+        self.mql_leads += summary["mql_leads"]
+        self.expected_conversions += summary["expected_conversions"]
+        if summary["sql_leads"]:
+            low = summary["sql_threshold"]
+            self.sql_threshold = low if self.sql_threshold is None else min(self.sql_threshold, low)
+
+
+@dataclass(frozen=True)
+class CrmScoring:
+    """The open leads of a CRM export scored into ``out`` (as the caller gave it)."""
+
+    out: str | Path
+    seconds: float
+    tiers: TierTally
+
+    @property
+    def leads(self) -> int:
+        return self.tiers.leads
+
+
+@dataclass(frozen=True)
+class TableScoring:
+    """The rows of a flat table ``data`` scored into ``out``, in the same order."""
+
+    data: str | Path
+    out: Path
+    rows: int
+    seconds: float
+
+
+def score(model: str | Path, data: str | Path, out: str | Path, as_of: str | None = None,
+          chunk_size: int = CHUNK_LEADS, progress: Progress | None = None) -> CrmScoring | TableScoring:
+    """Score ``data`` with the bundle (or ``models:/`` URI) ``model``: a flat table (a file) or a CRM export."""
+    if Path(data).is_file():
+        return score_table(model, data, out)
+    return score_crm(model, data, out, as_of, chunk_size, progress)
+
+
+def score_crm(model: str | Path, data: str | Path, out: str | Path, as_of: str | None = None,
+              chunk_size: int = CHUNK_LEADS, progress: Progress | None = None) -> CrmScoring:
+    """Score the open leads of the export ``data`` as of ``as_of`` (default: the end of the data).
+
+    Chunks of ``chunk_size`` leads go straight to the output's staging file, so memory
+    stays bounded by one chunk; ``progress`` counts the leads done.
+    """
+    from propensity.core.output import check_file_output, claim
+    from propensity.jobs.outputs import chunk_writer
+    from propensity.scoring.scorer import LeadScorer
+
+    progress = progress or Progress()
+    target = Path(out)
+    check_file_output(target, inputs=(data, model))
+    with claim(target):
+        scorer = LeadScorer.load(model)
+        t = time.perf_counter()
+        b = scorer.bundle.tiers
+        tally = TierTally("capacity" if b.capacity else "thresholds",
+                          b.capacity.leads_per_week if b.capacity else None, b.mql, b.sql)
+        progress.count(0, None)
+        try:
+            with chunk_writer(target, SCORE_COLUMNS) as writer:
+                for total, part in scorer.score_chunks(data, as_of=as_of, chunk_size=chunk_size):
+                    progress.count(writer.rows + len(part), total)
+                    writer.write(part)
+                    tally.add(scorer.tier_summary(part), len(part), int(part["tier"].eq("error").sum()))
+        finally:
+            progress.finish()
+        seconds = time.perf_counter() - t
+    return CrmScoring(out, seconds, tally)
+
+
+def score_table(model: str | Path, data: str | Path, out: str | Path) -> TableScoring:
+    """Score every row of the flat table ``data`` with a model trained on such a table."""
+    from propensity.core.output import check_file_output, claim
+    from propensity.jobs.outputs import write_table
+    from propensity.tabular.files import read_flat_table as read_table
+    from propensity.tabular.scorer import TableScorer
+
+    target = Path(out)
+    check_file_output(target, inputs=(data, model))
+    with claim(target):
+        scorer = TableScorer.load(model)
+        t = time.perf_counter()
+        scores = scorer.score(read_table(data), source=data)
+        write_table(scores, target)
+        seconds = time.perf_counter() - t
+    return TableScoring(data, target, len(scores), seconds)
