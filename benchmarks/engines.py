@@ -100,7 +100,8 @@ def skewed(project, n_events: int, n_rows: int):
                                     "activities": acts}, exported_at="2026-06-01T00:00:00Z")
     bot_t = t0 + pd.to_timedelta(rng.integers(200 * 86_400, 300 * 86_400, n_rows), unit="s")
     rows = pd.DataFrame({"lead_id": np.r_[np.repeat(ids, 3), ["BOT"] * n_rows],
-                         "cutoff": pd.to_datetime(np.r_[np.tile((t0 + pd.to_timedelta(np.arange(3) * 100, unit="D")).to_numpy(), n),
+                         "cutoff": pd.to_datetime(np.r_[np.tile((t0 + pd.to_timedelta(np.arange(3) * 100, unit="D"))
+                                                                .to_numpy(), n),
                                                         bot_t.to_numpy()], utc=True)})
     return export, rows
 
@@ -189,7 +190,8 @@ def main() -> None:
         cells = "  ".join(f"{e} {best[e][0]:.3f} ({best[e][1]:.3f})" for e in ENGINES if e in best)
         skipped = "" if "pairwise" in able else f"  [pairwise not run: {n_pairs:,} pairs]"
         print(f"{name}: {len(row_t):,} rows, {n_leads:,} leads, {len(cuts):,} cutoffs; auto -> "
-              f"{choose_engine(n_leads, len(cuts))}; fastest {order[0]}, runner-up {ratio} slower\n    {cells}{skipped}",
+              f"{choose_engine(n_leads, len(cuts))}; fastest {order[0]}, runner-up {ratio} slower\n"
+              f"    {cells}{skipped}",
               flush=True)
 
 

@@ -183,7 +183,7 @@ def measure(folder: Path, engine: str = "auto", asof_path: str = "auto", snapsho
     out["peak_rss_gb"] = max(out["train_peak_gb"], out["asof_peak_gb"])
     # Last (so that it warms nothing measured above): the activities file alone, as read_export reads it.
     lead_ids = export.leads["lead_id"]
-    export = None  # noqa: F841 - frees the arrays read by read_export before reading them again
+    export = None
     gc.collect()
     t = time.perf_counter()
     arrays = read_activity_arrays(acts, lead_ids)

@@ -107,7 +107,7 @@ def merge_types(local: np.ndarray, parts: list[tuple[slice, list[str]]]) -> tupl
                 index[names[i]] = len(index)
         remaps.append(np.array([index.get(w, -1) for w in names] or [-1], dtype=np.int16))
     code = buffers.empty(len(local), np.int16)
-    for (out, _), remap in zip(parts, remaps):
+    for (out, _), remap in zip(parts, remaps, strict=True):
         np.take(remap, local[out], out=code[out])
     return code, np.array(list(index), dtype=object)
 

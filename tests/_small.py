@@ -1,6 +1,6 @@
 """A small CRM world whose lead ids and raw values look like spreadsheet formulas, and a model trained on it.
 
-Session fixtures, imported by the test modules that need them (``from _small import ...``): small enough
+Session fixtures, registered in conftest.py: small enough
 for the fast suite (800 leads, a few seconds to train), real enough to train, evaluate and score.
 """
 

@@ -5,8 +5,8 @@ crash in native code kills this process, not the test session. For ``SECONDS``
 (default 6), two threads score one lead at a time and two score small batches
 (LightGBM on one thread), three score a flat table with its own model (small
 batches on LightGBM's default threads, and every core for a batch of
-``PARALLEL_MIN_ROWS``), and one tunes LightGBM in process. Every result must equal one thread's. Prints one line of counts and
-exits 0; any difference exits 1.
+``PARALLEL_MIN_ROWS``), and one tunes LightGBM in process. Every result must equal
+one thread's. Prints one line of counts and exits 0; any difference exits 1.
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Shared session fixtures: one small synthetic world and one model trained on it.
 
-Imported by the test modules that need them (``from _world import ...``), so the
+Registered in conftest.py for every test module, so the
 world is generated and the model trained once per test session.
 """
 

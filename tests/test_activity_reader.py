@@ -108,11 +108,11 @@ def read_both(path: Path, lead_ids: pd.Series, monkeypatch):
 
 
 @pytest.mark.parametrize("options", [
-    dict(row_group_size=2_000),  # pandas-like: snappy, v1 pages, one dictionary repeated in 10 row groups
-    dict(row_group_size=3_000, data_page_size=2_000, compression="zstd", data_page_version="2.0"),
-    dict(row_group_size=7_000, compression="gzip", data_page_version="1.0", data_page_size=500),
-    dict(row_group_size=20_000, compression="none"),
-    dict(row_group_size=1_500, compression="lz4"),  # Hadoop-framed LZ4 is not decoded: DuckDB joins
+    {"row_group_size": 2_000},  # pandas-like: snappy, v1 pages, one dictionary repeated in 10 row groups
+    {"row_group_size": 3_000, "data_page_size": 2_000, "compression": "zstd", "data_page_version": "2.0"},
+    {"row_group_size": 7_000, "compression": "gzip", "data_page_version": "1.0", "data_page_size": 500},
+    {"row_group_size": 20_000, "compression": "none"},
+    {"row_group_size": 1_500, "compression": "lz4"},  # Hadoop-framed LZ4 is not decoded: DuckDB joins
 ], ids=["snappy-v1", "zstd-v2", "gzip-small-pages", "uncompressed-one-group", "lz4"])
 def test_large_file_reader_matches_the_frame_on_categorical_text(tmp_path, monkeypatch, routes, options):
     acts, lead_ids = make_activities(3_000, 20_000, seed=1)

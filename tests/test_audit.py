@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from _world import project, trained, world_dir  # noqa: F401 - session fixtures
 
 from propensity.config import SplitConfig
 from propensity.data.export import read_export
@@ -72,7 +71,7 @@ def test_honest_features_raise_no_flag_and_findings_are_plain_json():
     assert "No flag raised" in to_markdown(findings)
 
 
-def test_a_post_outcome_status_column_in_the_leads_table_is_flagged(world_dir, project):  # noqa: F811
+def test_a_post_outcome_status_column_in_the_leads_table_is_flagged(world_dir, project):
     export = read_export(world_dir)
     won = set(export.opportunities.loc[export.opportunities["stage"] == "closed_won", "lead_id"])
     leads = export.leads.copy()
@@ -95,7 +94,7 @@ def test_a_post_outcome_status_column_in_the_leads_table_is_flagged(world_dir, p
 
 
 @pytest.mark.slow
-def test_training_on_a_clean_world_audits_without_single_feature_flags(trained):  # noqa: F811
+def test_training_on_a_clean_world_audits_without_single_feature_flags(trained):
     audit = trained.audit
     assert audit["single_feature"]["flagged"] == []
     assert audit["static_columns"]["flagged"] == []

@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _world import bundle_dir, project, trained, world_dir  # noqa: F401  (session fixtures)
 
 from propensity import LeadScorer
 from propensity.data.export import DataError, read_export
@@ -19,19 +18,19 @@ FUTURE = pd.Timestamp("2999-01-01", tz="UTC")
 
 
 @pytest.fixture(scope="module")
-def scorer(bundle_dir):  # noqa: F811
+def scorer(bundle_dir):
     return LeadScorer.load(bundle_dir)
 
 
 @pytest.fixture(scope="module")
-def clean(scorer, world_dir):  # noqa: F811
+def clean(scorer, world_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return scorer.score(world_dir)
 
 
 @pytest.fixture(scope="module")
-def broken(tmp_path_factory, world_dir, clean):  # noqa: F811
+def broken(tmp_path_factory, world_dir, clean):
     """The world with one future activity for lead A and a future created_at for lead B (both open leads)."""
     a, b = clean["lead_id"].iloc[0], clean["lead_id"].iloc[1]
     folder = tmp_path_factory.mktemp("broken")
@@ -83,7 +82,7 @@ def test_chunks_equal_one_batch(scorer, broken):
     pd.testing.assert_frame_equal(pd.concat([c for _, c in chunks], ignore_index=True), whole)
 
 
-def test_cli_scores_the_batch_and_marks_the_error(broken, bundle_dir, tmp_path):  # noqa: F811
+def test_cli_scores_the_batch_and_marks_the_error(broken, bundle_dir, tmp_path):
     folder, a, b = broken
     out = tmp_path / "scores.csv"
     proc = subprocess.run([sys.executable, "-m", "propensity.cli", "score", "--model", str(bundle_dir),
@@ -113,6 +112,7 @@ def test_chunks_over_several_feature_blocks_equal_one_batch(scorer, broken, monk
             chunks = [c for _, c in scorer.score_chunks(folder, chunk_size=size)]
             block = 2_500 // size * size
             n = len(whole) - 1  # scored leads; the error row rides on the last chunk
-            expected = [min(size, min(block, n - b) - s) for b in range(0, n, block) for s in range(0, min(block, n - b), size)]
+            expected = [min(size, min(block, n - b) - s) for b in range(0, n, block)
+                        for s in range(0, min(block, n - b), size)]
             assert [len(c) for c in chunks] == [*expected[:-1], expected[-1] + 1] and len(chunks) > 2
             pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)

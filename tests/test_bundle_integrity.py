@@ -72,7 +72,7 @@ def _meta(folder: Path) -> dict:
     return json.loads((folder / "bundle.json").read_text())
 
 
-def _write_meta(folder: Path, meta) -> None:  # noqa: ANN001 - any JSON value
+def _write_meta(folder: Path, meta) -> None:
     (folder / "bundle.json").write_text(json.dumps(meta, indent=2))
 
 
@@ -249,7 +249,7 @@ def test_layout_check_finds_damage_and_passes_the_real_model(crm_dir, tmp_path, 
 # ------------------------------------------------------------- bundle.json validation
 
 
-def _set(path: str, value):  # noqa: ANN001, ANN202 - any JSON value
+def _set(path: str, value):
     """An edit that sets the dotted ``path`` of bundle.json to ``value``."""
     def edit(meta: dict) -> None:
         *parents, last = path.split(".")
@@ -260,7 +260,7 @@ def _set(path: str, value):  # noqa: ANN001, ANN202 - any JSON value
     return edit
 
 
-def _drop(key: str):  # noqa: ANN202
+def _drop(key: str):
     return lambda meta: meta.pop(key)
 
 

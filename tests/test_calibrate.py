@@ -21,7 +21,7 @@ def test_knots_are_the_pav_blocks_at_their_mean_raw_probability():
     x, level = centred_isotonic(raw, y)
     fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y).predict(raw)
     np.testing.assert_array_equal(level, np.unique(fitted))
-    for xi, li in zip(x, level):
+    for xi, li in zip(x, level, strict=True):
         np.testing.assert_allclose(xi, raw[fitted == li].mean(), rtol=1e-12)
     assert np.all(np.diff(x) > 0) and np.all(np.diff(level) > 0)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _world import project, trained, world_dir  # noqa: F401  (session fixtures)
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from propensity.cli import main
@@ -32,7 +31,7 @@ def _top(y, p, k):
 # ------------------------------------------------------------ training report
 
 
-def test_logistic_regression_is_on_the_same_test_rows_and_sane(trained):  # noqa: F811
+def test_logistic_regression_is_on_the_same_test_rows_and_sane(trained):
     t = trained.test
     lr = trained.metrics["logistic"]
     assert lr["rows"] == trained.metrics["model"]["rows"] == len(t)
@@ -45,7 +44,7 @@ def test_logistic_regression_is_on_the_same_test_rows_and_sane(trained):  # noqa
     assert trained.metrics["model"]["roc_auc"] > lr["roc_auc"] - 0.01
 
 
-def test_top_k_follows_the_tier_policy_and_matches_a_direct_count(trained, project):  # noqa: F811
+def test_top_k_follows_the_tier_policy_and_matches_a_direct_count(trained, project):
     t = trained.test
     ks = trained.top_k["ks"]
     sql_k = int((t["probability"] >= project.training.tiers.sql).sum())
@@ -63,14 +62,14 @@ def test_top_k_follows_the_tier_policy_and_matches_a_direct_count(trained, proje
     assert trained.comparison["models"]["model"]["top_k"][str(sql_k)]["precision"] > 5 * y.mean()
 
 
-def test_ece_and_brier_are_reported_for_the_model(trained):  # noqa: F811
+def test_ece_and_brier_are_reported_for_the_model(trained):
     t = trained.test
     m = trained.metrics["model"]
     assert m["ece"] == pytest.approx(expected_calibration_error(t["label"].to_numpy(), t["probability"].to_numpy()))
     assert m["brier"] == pytest.approx(brier_score_loss(t["label"], np.clip(t["probability"], 1e-7, 1 - 1e-7)))
 
 
-def test_model_card_and_report_hold_every_comparison(trained, project, tmp_path):  # noqa: F811
+def test_model_card_and_report_hold_every_comparison(trained, project, tmp_path):
     from propensity.modeling.report import write_training_report
 
     path = write_training_report(trained, project, tmp_path / "report")
@@ -89,7 +88,7 @@ def test_model_card_and_report_hold_every_comparison(trained, project, tmp_path)
 # --------------------------------------------------- calibration auto + search
 
 
-def test_auto_calibration_and_budgeted_search_on_the_validation_window(world_dir, project):  # noqa: F811
+def test_auto_calibration_and_budgeted_search_on_the_validation_window(world_dir, project):
     cfg = project.training.model_copy(update={
         "calibration": "auto", "tuning": project.training.tuning.model_copy(update={"crm_budget_seconds": 4})})
     result = train(read_export(world_dir), project.model_copy(update={"training": cfg}))

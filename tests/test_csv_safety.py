@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _small import EVIL_INDUSTRY, FORMULAS, formula_crm, formula_model, formula_trained, small_project  # noqa: F401
+from _small import EVIL_INDUSTRY, FORMULAS
 from _tables import lead_table
 
 from propensity.cli import main
@@ -64,7 +64,7 @@ def test_text_cells_that_start_like_a_formula_get_a_quote_and_numbers_do_not():
 # ------------------------------------------------------------------ score: CRM export
 
 
-def test_crm_scores_csv_quotes_formula_ids_and_parquet_keeps_them(formula_crm, formula_model, tmp_path):  # noqa: F811
+def test_crm_scores_csv_quotes_formula_ids_and_parquet_keeps_them(formula_crm, formula_model, tmp_path):
     out = tmp_path / "scores.csv"
     assert main(["score", "--model", str(formula_model), "--data", str(formula_crm), "--out", str(out)]) == 0
     pq_out = tmp_path / "scores.parquet"
@@ -109,7 +109,7 @@ def test_table_scores_csv_quotes_formula_ids_and_parquet_keeps_them(formula_tabl
 # ------------------------------------------------------------------ features
 
 
-def test_features_csv_quotes_raw_crm_values_and_parquet_is_byte_exact(formula_crm, small_project,  # noqa: F811
+def test_features_csv_quotes_raw_crm_values_and_parquet_is_byte_exact(formula_crm, small_project,
                                                                       tmp_path):
     out = tmp_path / "f.csv"
     assert main(["features", "--data", str(formula_crm), "--out", str(out), "--as-of", "2025-06-01"]) == 0
@@ -132,7 +132,7 @@ def test_features_csv_quotes_raw_crm_values_and_parquet_is_byte_exact(formula_cr
 # ------------------------------------------------------------------ reports
 
 
-def test_training_report_test_predictions_quote_formula_ids(formula_trained, small_project, tmp_path):  # noqa: F811
+def test_training_report_test_predictions_quote_formula_ids(formula_trained, small_project, tmp_path):
     from propensity.modeling.report import write_training_report
 
     write_training_report(formula_trained, small_project, tmp_path / "report")
@@ -141,7 +141,7 @@ def test_training_report_test_predictions_quote_formula_ids(formula_trained, sma
 
 
 @pytest.mark.slow
-def test_crm_evaluation_predictions_quote_formula_ids(formula_crm, formula_model, tmp_path):  # noqa: F811
+def test_crm_evaluation_predictions_quote_formula_ids(formula_crm, formula_model, tmp_path):
     out = tmp_path / "ev"
     assert main(["evaluate", "--model", str(formula_model), "--data", str(formula_crm), "--window", "all",
                  "--out", str(out), "--no-track"]) == 0

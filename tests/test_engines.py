@@ -7,8 +7,19 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _feature_cases import (DAY, ENGAGEMENT, ICP, T0, TYPES, assert_features_equal, assert_same_as_pairwise, cut,
-                            make_export, unknown_event, world_case)
+from _feature_cases import (
+    DAY,
+    ENGAGEMENT,
+    ICP,
+    T0,
+    TYPES,
+    assert_features_equal,
+    assert_same_as_pairwise,
+    cut,
+    make_export,
+    unknown_event,
+    world_case,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_engines import reference_features

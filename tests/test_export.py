@@ -83,7 +83,8 @@ def test_text_that_is_no_timestamp_is_named_with_its_rows(tmp_path):
     acts["occurred_at"] = ["2025-02-20T00:00:00Z", "yesterday", "2025-13-45T00:00:00Z"]
     folder = write(tmp_path / "crm", frames(activities=acts), fmt="csv")
     with pytest.raises(DataError, match=r"activities\.csv: column 'occurred_at': 2 value\(s\) that are not "
-                                        r"timestamps, e\.g\. \['yesterday', '2025-13-45T00:00:00Z'\] \(rows \[1, 2\]\)"):
+                                        r"timestamps, e\.g\. \['yesterday', '2025-13-45T00:00:00Z'\] "
+                                        r"\(rows \[1, 2\]\)"):
         read_export(folder)
     mixed = frames()["activities"].astype({"occurred_at": object})
     mixed.loc[1, "occurred_at"] = 1740441600  # a bare number among timestamps

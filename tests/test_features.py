@@ -8,8 +8,19 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _feature_cases import (DAY, ENGAGEMENT, ICP, T0, TYPES, assert_features_equal, cut, make_export, random_world,
-                            unknown_event, world_case)
+from _feature_cases import (
+    DAY,
+    ENGAGEMENT,
+    ICP,
+    T0,
+    TYPES,
+    assert_features_equal,
+    cut,
+    make_export,
+    random_world,
+    unknown_event,
+    world_case,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_engines import duckdb_engine

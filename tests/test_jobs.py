@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _small import formula_crm, formula_model, formula_trained, small_project  # noqa: F401  (session fixtures)
 
 from propensity import jobs
 from propensity.cli.printing import TerminalProgress
@@ -22,7 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "propensity"
 
 
 @pytest.fixture(scope="module")
-def crm_with_a_bad_lead(formula_crm, tmp_path_factory) -> Path:  # noqa: F811
+def crm_with_a_bad_lead(formula_crm, tmp_path_factory) -> Path:
     """The small world with one lead created in the future: scoring gives it an error row."""
     folder = tmp_path_factory.mktemp("bad-lead") / "crm"
     shutil.copytree(formula_crm, folder)
@@ -37,7 +36,7 @@ def crm_with_a_bad_lead(formula_crm, tmp_path_factory) -> Path:  # noqa: F811
                                    TierConfig(mql=0.0002, sql=0.5, capacity={"leads_per_week": 60})],
                          ids=["thresholds", "capacity"])
 def test_the_tier_tally_over_chunks_equals_the_scorers_summary_of_the_whole_pool(
-        formula_trained, crm_with_a_bad_lead, tiers, tmp_path):  # noqa: F811
+        formula_trained, crm_with_a_bad_lead, tiers, tmp_path):
     model = save_bundle(dataclasses.replace(formula_trained.bundle, tiers=tiers), tmp_path / "model")
     with pytest.warns(UserWarning, match="set aside 1 lead"):
         done = jobs.score(model, crm_with_a_bad_lead, tmp_path / "scores.csv", chunk_size=97)
@@ -57,7 +56,7 @@ def test_the_tier_tally_over_chunks_equals_the_scorers_summary_of_the_whole_pool
     assert len(pd.read_csv(tmp_path / "scores.csv")) == len(whole)
 
 
-def test_jobs_return_results_and_print_nothing(formula_crm, formula_model, tmp_path, capsys):  # noqa: F811
+def test_jobs_return_results_and_print_nothing(formula_crm, formula_model, tmp_path, capsys):
     table = jobs.features(formula_crm, tmp_path / "features.parquet", as_of="2025-06-01T00:00:00Z")
     scored = jobs.score(formula_model, formula_crm, tmp_path / "scores.parquet")
     assert capsys.readouterr() == ("", "")

@@ -18,7 +18,7 @@ def test_notebook_cells_execute(path, tmp_path, monkeypatch):
     for i, cell in enumerate(cells):
         source = "".join(cell["source"])
         try:
-            exec(compile(source, f"{path.name}[{i}]", "exec"), namespace)  # noqa: S102
+            exec(compile(source, f"{path.name}[{i}]", "exec"), namespace)
         except Exception as exc:  # pragma: no cover - the message names the failing cell
             raise AssertionError(f"{path.name}: code cell {i} failed: {type(exc).__name__}: {exc}") from exc
     assert (tmp_path / "walkthrough" / "mlflow.db").exists()

@@ -62,7 +62,7 @@ def _check(ol: OneLead, export: CrmExport, cut: pd.DataFrame, icp, engagement) -
 
 def test_features_equal_build_features_on_a_generated_world(project):
     frames, _truth = generate_world(400, seed=11)
-    export = CrmExport.from_frames({k: v for k, v in frames.items()})
+    export = CrmExport.from_frames(dict(frames))
     ol = OneLead(project.icp, project.engagement)
     leads = export.leads["lead_id"].to_numpy()
     created = export.leads["created_at"]

@@ -11,7 +11,6 @@ import re
 
 import pytest
 from _tables import lead_table
-from _world import bundle_dir, project, trained, world_dir  # noqa: F401  (session fixtures)
 
 from propensity.cli import main
 from propensity.scoring.bundle import save_bundle
@@ -55,7 +54,7 @@ def test_a_failed_write_names_the_users_file_not_the_staging_file(table_model, t
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["taken.csv", "taken.parquet"])
-def test_a_crm_score_into_a_folder_is_refused_naming_the_users_path(bundle_dir, world_dir, tmp_path, capsys,  # noqa: F811
+def test_a_crm_score_into_a_folder_is_refused_naming_the_users_path(bundle_dir, world_dir, tmp_path, capsys,
                                                                     name):
     (tmp_path / name).mkdir()
     assert main(["score", "--model", str(bundle_dir), "--data", str(world_dir), "--out", str(tmp_path / name)]) == 2

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from _small import formula_crm, formula_model, formula_trained, small_project  # noqa: F401  (session fixtures)
 from _tables import lead_table
 
 import propensity.data.export
@@ -72,7 +71,7 @@ def table_model(table, tmp_path_factory) -> Path:
 # ------------------------------------------------------------------ what the issue observed
 
 
-def test_evaluate_out_dot_keeps_the_working_directory(formula_crm, formula_model, tmp_path, monkeypatch,  # noqa: F811
+def test_evaluate_out_dot_keeps_the_working_directory(formula_crm, formula_model, tmp_path, monkeypatch,
                                                       capsys):
     files = _folder_with_files(tmp_path / "cwd")
     monkeypatch.chdir(tmp_path / "cwd")
@@ -83,7 +82,7 @@ def test_evaluate_out_dot_keeps_the_working_directory(formula_crm, formula_model
     assert _unchanged(tmp_path / "cwd", files)
 
 
-def test_train_and_evaluate_refuse_a_folder_of_files_they_did_not_write(formula_crm, formula_model,  # noqa: F811
+def test_train_and_evaluate_refuse_a_folder_of_files_they_did_not_write(formula_crm, formula_model,
                                                                          tmp_path, capsys):
     important = tmp_path / "important"
     files = _folder_with_files(important)
@@ -108,7 +107,7 @@ def test_train_does_not_replace_an_existing_file_with_a_bundle(table, tmp_path, 
     assert scores.read_text() == "lead_id,score\nL1,50\n"
 
 
-def test_score_does_not_overwrite_its_input(table, table_model, formula_crm, formula_model, tmp_path,  # noqa: F811
+def test_score_does_not_overwrite_its_input(table, table_model, formula_crm, formula_model, tmp_path,
                                             capsys):
     new = tmp_path / "new.csv"
     lead_table(50, seed=4).drop(columns=["converted"]).to_csv(new, index=False)
@@ -123,7 +122,7 @@ def test_score_does_not_overwrite_its_input(table, table_model, formula_crm, for
 
 
 @pytest.mark.parametrize("out", [".", "..", "HOME", "HOME_PARENT", "INPUT", "INSIDE_INPUT"])
-def test_train_refuses_protected_paths_before_any_work_even_with_force(formula_crm, tmp_path, monkeypatch,  # noqa: F811
+def test_train_refuses_protected_paths_before_any_work_even_with_force(formula_crm, tmp_path, monkeypatch,
                                                                        capsys, no_work, out):
     cwd, home = tmp_path / "a" / "cwd", tmp_path / "users" / "me"
     cwd.mkdir(parents=True)
@@ -192,7 +191,7 @@ def test_generate_force_replaces_a_foreign_folder(tmp_path, capsys):
     assert propensity.data.synthetic.is_world_folder(foreign)
 
 
-def test_features_refuses_a_folder_and_the_input_folder(formula_crm, tmp_path, capsys, no_work):  # noqa: F811
+def test_features_refuses_a_folder_and_the_input_folder(formula_crm, tmp_path, capsys, no_work):
     folder = tmp_path / "x.csv"
     folder.mkdir()
     assert main(["features", "--data", str(formula_crm), "--out", str(folder)]) == 2
@@ -201,7 +200,7 @@ def test_features_refuses_a_folder_and_the_input_folder(formula_crm, tmp_path, c
     assert "inside the input folder" in _one_line(capsys)
 
 
-def test_save_bundle_does_not_replace_a_foreign_folder(formula_trained, tmp_path):  # noqa: F811
+def test_save_bundle_does_not_replace_a_foreign_folder(formula_trained, tmp_path):
     files = _folder_with_files(tmp_path / "m")
     with pytest.raises(OutputError, match="did not write"):
         save_bundle(formula_trained.bundle, tmp_path / "m")

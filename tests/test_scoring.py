@@ -7,7 +7,6 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from _world import bundle_dir, project, trained, world_dir  # noqa: F401  (session fixtures)
 
 from propensity import LeadScorer
 from propensity.data.export import read_export
@@ -20,12 +19,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def scorer(bundle_dir):  # noqa: F811
+def scorer(bundle_dir):
     return LeadScorer.load(bundle_dir)
 
 
 @pytest.fixture(scope="module")
-def rows(scorer, world_dir):  # noqa: F811
+def rows(scorer, world_dir):
     export = read_export(world_dir)
     cut = scoring_cutoffs(export).head(400)
     return build_features(export, cut, scorer.bundle.icp, scorer.bundle.engagement)
@@ -54,7 +53,7 @@ def test_reason_points_add_up_to_gap_from_average_lead(scorer, rows):
     np.testing.assert_allclose(out["probability"], p)
 
 
-def test_scores_are_probabilities_with_tiers(scorer, world_dir):  # noqa: F811
+def test_scores_are_probabilities_with_tiers(scorer, world_dir):
     out = scorer.score(world_dir)
     assert out["probability"].between(0, 1).all()
     assert out["score"].between(0, 100).all()
@@ -66,7 +65,7 @@ def test_scores_are_probabilities_with_tiers(scorer, world_dir):  # noqa: F811
     assert "pts)" in top["reasons"]
 
 
-def test_bundle_round_trip_gives_identical_scores(trained, rows, tmp_path):  # noqa: F811
+def test_bundle_round_trip_gives_identical_scores(trained, rows, tmp_path):
     a = LeadScorer(trained.bundle).score_features(rows)
     b = LeadScorer.load(save_bundle(trained.bundle, tmp_path / "b")).score_features(rows)
     pd.testing.assert_frame_equal(a, b)
@@ -93,7 +92,7 @@ def _in_threads(fn, n: int = 8) -> list:
     return results
 
 
-def test_one_lead_as_dict_scores_like_the_batch(scorer, world_dir):  # noqa: F811
+def test_one_lead_as_dict_scores_like_the_batch(scorer, world_dir):
     export = read_export(world_dir)
     batch = scorer.score(export)
     lead_id = batch.sort_values("probability").iloc[-1]["lead_id"]
@@ -107,7 +106,7 @@ def test_one_lead_as_dict_scores_like_the_batch(scorer, world_dir):  # noqa: F81
     assert one.positive and all(r.points > 0 for r in one.positive)
 
 
-def test_incompatible_bundle_version_is_refused(bundle_dir, tmp_path):  # noqa: F811
+def test_incompatible_bundle_version_is_refused(bundle_dir, tmp_path):
     copy = shutil.copytree(bundle_dir, tmp_path / "old")
     meta = json.loads((copy / "bundle.json").read_text())
     meta["schema_version"] = 0
@@ -118,7 +117,7 @@ def test_incompatible_bundle_version_is_refused(bundle_dir, tmp_path):  # noqa: 
         load_bundle(tmp_path)
 
 
-def test_failed_save_leaves_previous_bundle_intact(trained, bundle_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_failed_save_leaves_previous_bundle_intact(trained, bundle_dir, tmp_path, monkeypatch):
     target = shutil.copytree(bundle_dir, tmp_path / "latest")
     before = (target / "model.txt").read_bytes()
 
@@ -144,7 +143,7 @@ def test_unknown_category_at_scoring_is_missing_not_an_error(scorer, rows):
     assert out["probability"].notna().all()
 
 
-def test_chunked_scoring_equals_one_batch(scorer, world_dir):  # noqa: F811
+def test_chunked_scoring_equals_one_batch(scorer, world_dir):
     whole = scorer.score(world_dir)
     parts = [part for _total, part in scorer.score_chunks(world_dir, chunk_size=1_500)]
     assert len(parts) > 1
@@ -192,7 +191,7 @@ def _one_lead(export, lead_id):
     return lead, acc, acts
 
 
-def test_one_lead_as_one_row_frames_scores_like_the_batch(scorer, world_dir):  # noqa: F811
+def test_one_lead_as_one_row_frames_scores_like_the_batch(scorer, world_dir):
     export = read_export(world_dir)
     batch = scorer.score(export)
     for lead_id in batch.sort_values("probability")["lead_id"].iloc[[-1, 0, len(batch) // 2]]:
@@ -204,7 +203,7 @@ def test_one_lead_as_one_row_frames_scores_like_the_batch(scorer, world_dir):  #
         pd.testing.assert_frame_equal(one[cols], expect[cols], check_dtype=False)
 
 
-def test_bad_input_gets_a_score_with_notes_or_a_clear_error(scorer, world_dir):  # noqa: F811
+def test_bad_input_gets_a_score_with_notes_or_a_clear_error(scorer, world_dir):
     export = read_export(world_dir)
     lead_id = export.activities["lead_id"].iloc[0]
     lead, acc, acts = _one_lead(export, lead_id)
@@ -230,7 +229,7 @@ def test_bad_input_gets_a_score_with_notes_or_a_clear_error(scorer, world_dir): 
         scorer.score({"lead": {"created_at": "2025-01-01"}})
 
 
-def test_capacity_policy_makes_the_most_probable_leads_sql(trained, world_dir):  # noqa: F811
+def test_capacity_policy_makes_the_most_probable_leads_sql(trained, world_dir):
     from dataclasses import replace
 
     from propensity.config import TierConfig
@@ -263,7 +262,7 @@ def _reference(scorer, data, as_of=None):
     return LeadScorer(scorer.bundle, one_lead_path=False).score(data, as_of=as_of)
 
 
-def test_one_lead_fast_path_equals_the_batch_for_many_leads(scorer, world_dir):  # noqa: F811
+def test_one_lead_fast_path_equals_the_batch_for_many_leads(scorer, world_dir):
     from propensity.scoring.leadinput import lead_rows
 
     export = read_export(world_dir)
@@ -298,7 +297,7 @@ def test_one_lead_fast_path_equals_the_batch_for_many_leads(scorer, world_dir): 
         assert one.model_dump(exclude={"probability"}) == full.model_dump(exclude={"probability"})
 
 
-def test_one_lead_fast_path_equals_the_one_lead_export_path(scorer, world_dir):  # noqa: F811
+def test_one_lead_fast_path_equals_the_one_lead_export_path(scorer, world_dir):
     export = read_export(world_dir)
     ids = export.leads["lead_id"].sample(40, random_state=1)
     for k, lead_id in enumerate(ids):
@@ -309,7 +308,7 @@ def test_one_lead_fast_path_equals_the_one_lead_export_path(scorer, world_dir): 
         assert scorer.score(as_dict, as_of=as_of) == _reference(scorer, as_dict, as_of)
 
 
-def test_one_lead_fast_path_keeps_the_notes_for_bad_input(scorer, world_dir):  # noqa: F811
+def test_one_lead_fast_path_keeps_the_notes_for_bad_input(scorer, world_dir):
     export = read_export(world_dir)
     lead_id = export.activities["lead_id"].iloc[0]
     frames, as_dict = _inputs(export, lead_id)
@@ -364,7 +363,7 @@ def test_one_lead_fast_path_keeps_the_notes_for_bad_input(scorer, world_dir):  #
     assert len(empty) == 0 and list(empty.columns) == list(scorer.score(frames).columns)
 
 
-def test_one_lead_fast_path_is_thread_safe(scorer, world_dir):  # noqa: F811
+def test_one_lead_fast_path_is_thread_safe(scorer, world_dir):
     export = read_export(world_dir)
     calls = [_inputs(export, lead_id) for lead_id in export.leads["lead_id"].iloc[:40]]
     expected = [(scorer.score(f), scorer.score(d)) for f, d in calls]

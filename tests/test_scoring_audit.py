@@ -9,7 +9,6 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from _world import bundle_dir, project, trained, world_dir  # noqa: F401  (session fixtures)
 
 from propensity import LeadScorer
 from propensity.config import TierConfig
@@ -27,16 +26,16 @@ STEPS = Calibrator(method="isotonic", x=[0.0, 0.05, 0.0500001, 1.0], y=[0.30, 0.
 
 
 @pytest.fixture(scope="module")
-def export(world_dir):  # noqa: F811
+def export(world_dir):
     return read_export(world_dir)
 
 
 @pytest.fixture(scope="module")
-def scorer(bundle_dir):  # noqa: F811
+def scorer(bundle_dir):
     return LeadScorer.load(bundle_dir)
 
 
-def _capacity_scorer(trained, n, calibrator=None, sql=0.99):  # noqa: F811
+def _capacity_scorer(trained, n, calibrator=None, sql=0.99):
     tiers = TierConfig(mql=0.01, sql=sql, capacity={"leads_per_week": n})
     bundle = replace(trained.bundle, tiers=tiers)
     if calibrator is not None:
@@ -53,7 +52,7 @@ def _raw_scores(scorer, export):
 # ------------------------------------------------------------------ capacity tiers
 
 
-def test_capacity_ties_give_exactly_n_sql_leads_ranked_by_raw_score(trained, export):  # noqa: F811
+def test_capacity_ties_give_exactly_n_sql_leads_ranked_by_raw_score(trained, export):
     s = _capacity_scorer(trained, 100, STEPS)
     whole = s.score(export)
     p = whole["probability"].to_numpy()
@@ -79,13 +78,13 @@ def test_capacity_ties_give_exactly_n_sql_leads_ranked_by_raw_score(trained, exp
     assert s.explain(export, first_out).tier == "MQL"
 
 
-def test_capacity_with_more_room_than_leads_makes_every_lead_above_mql_sql(trained, export):  # noqa: F811
+def test_capacity_with_more_room_than_leads_makes_every_lead_above_mql_sql(trained, export):
     s = _capacity_scorer(trained, 10**9)
     out = s.score(export)
     assert out["tier"].eq("SQL").to_numpy().tolist() == (out["probability"] >= 0.01).to_numpy().tolist()
 
 
-def test_explain_shows_the_capacity_tier_that_score_gives(trained, export):  # noqa: F811
+def test_explain_shows_the_capacity_tier_that_score_gives(trained, export):
     s = _capacity_scorer(trained, 100, sql=0.99)  # the sql threshold alone would make nobody SQL
     whole = s.score(export)
     ranked = whole.sort_values("probability", ascending=False, kind="stable")
@@ -99,7 +98,7 @@ def test_explain_shows_the_capacity_tier_that_score_gives(trained, export):  # n
 # ------------------------------------------------------------------ the bundle
 
 
-def test_bundle_whose_features_do_not_match_the_model_is_refused(bundle_dir, tmp_path):  # noqa: F811
+def test_bundle_whose_features_do_not_match_the_model_is_refused(bundle_dir, tmp_path):
     swapped = shutil.copytree(bundle_dir, tmp_path / "swapped")
     meta = json.loads((swapped / "bundle.json").read_text())
     first, second = meta["features"][0]["name"], meta["features"][1]["name"]
@@ -131,7 +130,7 @@ def test_bundle_whose_features_do_not_match_the_model_is_refused(bundle_dir, tmp
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o027])
-def test_saved_bundle_has_the_permissions_of_the_umask(trained, tmp_path, mask):  # noqa: F811
+def test_saved_bundle_has_the_permissions_of_the_umask(trained, tmp_path, mask):
     old = os.umask(mask)
     try:
         assert current_umask() == mask
@@ -278,7 +277,7 @@ def test_batch_notes_count_unknown_activity_types_per_lead_as_the_one_lead_path(
 # ------------------------------------------------------------------ quiet reasons
 
 
-def test_leads_on_the_average_leads_step_still_get_reasons(trained, export):  # noqa: F811
+def test_leads_on_the_average_leads_step_still_get_reasons(trained, export):
     from propensity.scoring.reasons import MIN_LOG_ODDS, probability_points
 
     b = trained.bundle
@@ -317,7 +316,7 @@ def test_explain_table_prints_quiet_points_honestly(scorer, export):
     tiny = ReasonOut(source="x", display="Tiny", value="1", points=0.004, family="fit", actionable=False,
                      text="Tiny: 1 (+<0.1 pts)")
     table = format_explanation(ls.model_copy(update={"positive": [tiny], "negative": []}))
-    line = next(l for l in table.splitlines() if "Tiny" in l)
+    line = next(row for row in table.splitlines() if "Tiny" in row)
     assert "+<0.1" in line and "+0.0" not in line
     assert f"fit (who they are) {ls.fit_score:>3}/100" in table and f"tier {ls.tier}" in table
     assert f"grade {ls.grade}" in table

@@ -143,7 +143,8 @@ def test_id_like_text_is_still_dropped_with_the_same_note(table):
     df = table.assign(
         external_ref=[str(uuid.UUID(int=int(r.integers(0, 2**62)) << 64 | i)) for i in range(n)],
         work_mail=[f"{f}.{i}@{d}.com" for i, (f, d) in
-                       enumerate(zip(r.choice(["ann", "bob", "eve"], n), r.choice(["acme", "initech"], n)))],
+                       enumerate(zip(r.choice(["ann", "bob", "eve"], n), r.choice(["acme", "initech"], n),
+                                     strict=True))],
         code=[f"A{r.integers(10, 99)}-{r.integers(0, 16**3):03X}{i}" for i in range(n)],
         spaced_code=[f"X{r.integers(100, 999)} {r.integers(100, 999)}Q{i}" for i in range(n)],
     )
@@ -160,7 +161,7 @@ def test_people_names_are_not_read_as_free_text():
     r = np.random.default_rng(2)
     n = 600
     names = [f"{a} {b} {i}" for i, (a, b) in enumerate(zip(r.choice(["Ann", "Bob", "Eve", "Sam"], n),
-                                                             r.choice(["Smith", "Jones", "Silva"], n)))]
+                                                             r.choice(["Smith", "Jones", "Silva"], n), strict=True))]
     df = pd.DataFrame({"full_name": names, "x": r.normal(size=n), "y": r.integers(0, 2, n)})
     schema = infer_schema(df, "y")
     assert schema.dropped["full_name"] == DISTINCT_NOTE

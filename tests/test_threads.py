@@ -17,13 +17,12 @@ import lightgbm.basic
 import numpy as np
 import pandas as pd
 import pytest
-from _world import bundle_dir, project, trained, world_dir  # noqa: F401  (session fixtures)
 from sklearn.model_selection import StratifiedKFold
 
 from propensity import LeadScorer
 from propensity.data.export import read_export
-from propensity.features.engines import snapshots
 from propensity.features.cutoffs import scoring_cutoffs, training_cutoffs
+from propensity.features.engines import snapshots
 from propensity.features.pipeline import build_features
 from propensity.modeling import folds as folds_module
 from propensity.modeling.tune import tune_lightgbm
@@ -121,7 +120,7 @@ class _SegfaultWhenUnpickled:
 
 
 @pytest.mark.slow
-def test_scorer_from_eight_threads_enters_lightgbm_one_at_a_time(watch, bundle_dir, world_dir):  # noqa: F811
+def test_scorer_from_eight_threads_enters_lightgbm_one_at_a_time(watch, bundle_dir, world_dir):
     scorer = LeadScorer.load(bundle_dir)
     export = read_export(world_dir)
     cut = scoring_cutoffs(export)
@@ -153,7 +152,7 @@ def test_scorer_from_eight_threads_enters_lightgbm_one_at_a_time(watch, bundle_d
 
 
 @pytest.mark.slow
-def test_scorer_stress_from_many_threads_does_not_crash(bundle_dir, world_dir):  # noqa: F811
+def test_scorer_stress_from_many_threads_does_not_crash(bundle_dir, world_dir):
     # Thousands of one-lead calls, batches on one and on every core, a flat-table model and a
     # training in one process: a native crash ends the child, and this test says so.
     script = Path(__file__).with_name("_stress_threads.py")
@@ -164,7 +163,7 @@ def test_scorer_stress_from_many_threads_does_not_crash(bundle_dir, world_dir): 
 
 
 @pytest.mark.slow
-def test_snapshot_engine_from_four_threads_equals_one(world_dir, project, monkeypatch):  # noqa: F811
+def test_snapshot_engine_from_four_threads_equals_one(world_dir, project, monkeypatch):
     # The compiled snapshot kernels run on the engine's own threads; four callers at once
     # make eight kernel threads in one process.
     export = read_export(world_dir)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from propensity.core.version import VERSION as __version__
+from propensity.core.version import VERSION
+
+__version__ = VERSION
 
 __all__ = ["LeadInput", "LeadScore", "LeadScorer", "build_features", "load_project", "read_export", "train"]
 

@@ -157,8 +157,8 @@ class TierConfig(_Strict):
     together, exactly the ``leads_per_week`` most probable are SQL (ties broken by
     the raw model score, then input order; see ``propensity.scoring.scorer``) and
     the conversions expected from them are the sum of their probabilities; ``mql``
-    still applies below, and a lead below ``mql`` is never SQL. A lead scored on its own has no pool to rank against, so it gets the
-    ``sql`` threshold.
+    still applies below, and a lead below ``mql`` is never SQL. A lead scored on its own has no pool to rank
+    against, so it gets the ``sql`` threshold.
     """
 
     class Capacity(_Strict):
@@ -181,7 +181,7 @@ class TierConfig(_Strict):
             return "MQL"
         return "nurture"
 
-    def sql_threshold(self, probabilities) -> float:  # noqa: ANN001 - any array of floats
+    def sql_threshold(self, probabilities) -> float:
         """The SQL threshold for leads scored together: ``sql``, or the capacity cut.
 
         Under a capacity policy this is the probability of the last SQL lead; leads

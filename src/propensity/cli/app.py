@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         printing.interrupted()
         return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one line
+    except Exception as exc:
         if args.debug:
             raise
         if isinstance(exc, KeyError) and exc.args:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-import propensity
 from propensity.cli import commands
+from propensity.core.version import VERSION
 
 __all__ = ["build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="propensity", description="Lead propensity scoring from your CRM history.")
-    p.add_argument("--version", action="version", version=f"propensity {propensity.__version__}")
+    p.add_argument("--version", action="version", version=f"propensity {VERSION}")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -55,7 +55,7 @@ def interrupted() -> None:
     print("interrupted; nothing was overwritten", file=sys.stderr)
 
 
-def one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 - warnings' signature
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
     """``warning: <message>``, without the path and source line of the call that warned."""
     return f"warning: {message}\n"
 
@@ -128,7 +128,7 @@ def generated(world: World) -> None:
           f"in {world.seconds:.1f}s; ground truth in {world.ground_truth}")
 
 
-def training_metrics(result) -> None:  # noqa: ANN001 - modeling's TrainResult
+def training_metrics(result) -> None:
     """A CRM training's test window, its metrics table, its top-K figures and the calibration chosen."""
     m = result.metrics["model"]
     who = [w for w in ("model", "baseline", "logistic") if w in result.metrics]
@@ -263,7 +263,7 @@ def feature_catalogue(spec: list) -> None:
     print(format_feature_list(spec))
 
 
-def format_explanation(ls) -> str:  # noqa: ANN001 - a LeadScore
+def format_explanation(ls) -> str:
     """A readable table of one lead's score: headline, fit vs engagement, reasons, notes."""
     from propensity.scoring.reasons import pts_text
 
@@ -291,7 +291,7 @@ def format_explanation(ls) -> str:  # noqa: ANN001 - a LeadScore
     return "\n".join(lines)
 
 
-def explanation(ls) -> None:  # noqa: ANN001 - a LeadScore
+def explanation(ls) -> None:
     print(format_explanation(ls))
 
 

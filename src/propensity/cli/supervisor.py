@@ -20,6 +20,7 @@ Ctrl-C and SIGTERM are passed on to that group. ``main(argv)`` called from Pytho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -44,7 +45,7 @@ def run_supervised(argv: list[str], child: list[str] | None = None) -> int:
     os.close(fd)
     env = {**os.environ, CRASH_LOG_ENV: log_path}
     child = child or [sys.executable, "-m", "propensity.cli", *argv]
-    proc = subprocess.Popen(child, env=env, process_group=0)  # noqa: S603 - our own interpreter and arguments
+    proc = subprocess.Popen(child, env=env, process_group=0)
     forward = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda signum, _frame: _signal_group(proc.pid, signum))
     try:
@@ -65,10 +66,8 @@ def run_supervised(argv: list[str], child: list[str] | None = None) -> int:
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone, or not ours any more
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def crash_message(command: str, signum: int, log_path: Path) -> str:

@@ -203,7 +203,7 @@ def _merge_types(local: np.ndarray, words: list[tuple[slice, list[str]]],
         code = local
     else:
         code = buffers.empty(len(local), dtype)
-        for (out, _), remap in zip(words, remaps):
+        for (out, _), remap in zip(words, remaps, strict=True):
             if remap is None:
                 code[out] = local[out]
             else:

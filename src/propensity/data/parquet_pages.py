@@ -214,7 +214,7 @@ def _hybrid_pages(streams: list[tuple[bytes, int, int]]) -> np.ndarray | None:
     body = at + hlen
     if lit.any():
         starts, stops = body[lit].tolist(), (body[lit] + (head[lit] >> 1) * bw).tolist()
-        packed = np.frombuffer(b"".join([buf[a:b] for a, b in zip(starts, stops)]), dtype=np.uint8)
+        packed = np.frombuffer(b"".join([buf[a:b] for a, b in zip(starts, stops, strict=True)]), dtype=np.uint8)
         values = _unpack(packed, bw)
     if lit.all():
         out = values
@@ -231,7 +231,7 @@ def _hybrid_pages(streams: list[tuple[bytes, int, int]]) -> np.ndarray | None:
     excess = per_page - counts_per_page
     if excess.any():  # padding of each page's last bit-packed run
         keep = np.ones(len(out), dtype=bool)
-        for stop, extra in zip(np.cumsum(per_page).tolist(), excess.tolist()):
+        for stop, extra in zip(np.cumsum(per_page).tolist(), excess.tolist(), strict=True):
             keep[stop - extra:stop] = False
         out = out[keep]
     return out

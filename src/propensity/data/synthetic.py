@@ -106,7 +106,7 @@ vectorised (no Python loop over leads; loops only over activity types) and uses
 int32/int8/float32 where possible. In ``activities``, ``lead_id`` and
 ``activity_type`` are pandas categoricals of strings (memory); rows are not sorted.
 
-Over 500 lines, a fifth of them this description: one generative model, read top
+Why this module is long: over 500 lines, a fifth of them this description: one generative model, read top
 to bottom (vocabularies, the story, the oracle, the files); split, the story would
 scatter over modules that mean nothing on their own.
 """
@@ -406,7 +406,7 @@ def generate_world(
     act_lead = np.concatenate(lead_parts)
     act_type = np.concatenate(type_parts)
     act_time = np.concatenate(time_parts)
-    del lead_parts, type_parts, time_parts
+    lead_parts = type_parts = time_parts = None  # the parts are concatenated: free them (closures keep the names)
     lag = np.where(rng.random(len(act_time)) < BACKFILL_RATE,
                    rng.uniform(BACKFILL_MIN_DAYS, BACKFILL_MAX_DAYS, len(act_time)), 0.0)
     rec_time = act_time + lag

@@ -201,8 +201,9 @@ def distinct_values(column: pd.Series, numeric_ok: bool, rows_ok: bool = False) 
     domains: a third of the leads).
     """
     dtype = column.dtype
-    text = (pd.api.types.is_string_dtype(dtype) and dtype != object) or \
-        (dtype == object and pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"))
+    is_object = pd.api.types.is_object_dtype(dtype)
+    text = (pd.api.types.is_string_dtype(dtype) and not is_object) or \
+        (is_object and pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"))
     if text and rows_ok and len(column) > FEW_IDS:
         arr = arrow_text(column)
         if arr is not None:

@@ -165,7 +165,7 @@ def _train_table_file(data: Path, target: str, out: Path, id_column: str | None,
     return TableTraining(result, out, out / REPORT_DIR / "report.md")
 
 
-def _read_flat_table(path: Path):  # noqa: ANN202 - a DataFrame
+def _read_flat_table(path: Path):
     from propensity.tabular.files import read_flat_table as read_table
 
     return read_table(path)

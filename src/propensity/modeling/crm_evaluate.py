@@ -172,7 +172,7 @@ def evaluate_crm(model: str | Path, data: Path, out: Path, window: str = "new", 
             "window_text": window_text, "metrics": metrics, "params": params, "notes": notes, "ks": named_ks}
 
 
-def _window_statement(rows: pd.DataFrame, window: str, train_end, meta: dict, labelled: tuple) -> str:  # noqa: ANN001
+def _window_statement(rows: pd.DataFrame, window: str, train_end, meta: dict, labelled: tuple) -> str:
     first, last = rows["cutoff"].min().date(), rows["cutoff"].max().date()
     n_dates = rows["cutoff"].nunique()
     text = (f"{len(rows):,} labelled lead snapshots at {n_dates} snapshot date(s), {first} .. {last} "

@@ -47,7 +47,7 @@ def dataset(x: np.ndarray, y: np.ndarray, cat_idx: list[int]) -> lgb.Dataset:
 
 
 def _deadline(at: float | None):
-    def check(env) -> None:  # noqa: ANN001 - a LightGBM CallbackEnv
+    def check(env) -> None:
         if at is not None and time.time() > at:
             raise OutOfTime
     return check

@@ -160,7 +160,7 @@ def model_card(result, project) -> str:
     return "\n".join(lines)
 
 
-def write_training_report(result, project, out_dir) -> Path:  # noqa: ANN001
+def write_training_report(result, project, out_dir) -> Path:
     """Write ``model_card.md``, ``charts/`` (calibration, lift and gains, score by tier) and
     ``test_predictions.csv`` into ``out_dir``; returns the model card's path."""
     from propensity.modeling.charts import calibration_chart, lift_chart, tier_chart

@@ -251,7 +251,7 @@ def numeric_matrix(x: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
     return (np.column_stack(cols) if cols else np.empty((len(x), 0))), cat_idx
 
 
-def policy_ks(tiers, p: np.ndarray) -> tuple[dict[str, int], str]:  # noqa: ANN001 - a TierConfig
+def policy_ks(tiers, p: np.ndarray) -> tuple[dict[str, int], str]:
     """The K a sales team works under the tier policy, plus fixed Ks of 100 and 500.
 
     With ``capacity`` K is ``leads_per_week``; otherwise it is the number of rows at
@@ -289,7 +289,7 @@ def top_k_flat(comparison: dict, named_ks: dict[str, int]) -> dict[str, dict[str
     return out
 
 
-def _tuned_booster(x: pd.DataFrame, y: np.ndarray, split, cfg, spec: list[FeatureDef],  # noqa: ANN001
+def _tuned_booster(x: pd.DataFrame, y: np.ndarray, split, cfg, spec: list[FeatureDef],
                    say: Progress) -> tuple[lgb.Booster, dict, dict]:
     """Search LightGBM parameters within ``tuning.crm_budget_seconds`` on the time-ordered validation window.
 

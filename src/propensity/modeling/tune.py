@@ -60,7 +60,7 @@ def base_params(monotone: list[int] | None = None, seed: int = 0, threads: int =
 
 
 def cv_lightgbm(runner: FoldRunner, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], params: dict,
-                report=None, deadline: float | None = None) -> tuple[np.ndarray, list[int], float]:  # noqa: ANN001
+                report=None, deadline: float | None = None) -> tuple[np.ndarray, list[int], float]:
     """Fit one booster per fold with early stopping; returns out-of-fold probabilities, best rounds, mean AUC.
 
     ``runner`` fits the folds (in worker processes, or here one after another; see
@@ -78,7 +78,7 @@ def cv_lightgbm(runner: FoldRunner, y: np.ndarray, folds: list[tuple[np.ndarray,
     return oof, rounds, float(np.mean(aucs))
 
 
-def _suggest(trial) -> dict:  # noqa: ANN001 - an optuna Trial
+def _suggest(trial) -> dict:
     return {
         "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 5, 300, log=True),
@@ -97,7 +97,7 @@ def _suggest(trial) -> dict:  # noqa: ANN001 - an optuna Trial
 
 def tune_lightgbm(x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], cat_idx: list[int],
                   budget_s: float = 60.0, monotone: list[int] | None = None, seed: int = 0,
-                  max_trials: int = 500, progress=None, first: dict | None = None,  # noqa: ANN001
+                  max_trials: int = 500, progress=None, first: dict | None = None,
                   threads: int = 0) -> TuneResult:
     """Search LightGBM parameters by cross-validated AUC within ``budget_s`` seconds (0: no search).
 
@@ -113,7 +113,7 @@ def tune_lightgbm(x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np
 
 
 def _search(runner: FoldRunner, y: np.ndarray, folds: list, budget_s: float, base: dict, seed: int,
-            max_trials: int, progress, first: dict | None) -> TuneResult:  # noqa: ANN001
+            max_trials: int, progress, first: dict | None) -> TuneResult:
     t0 = time.perf_counter()
     best: dict = {}
     deadline = time.time() + budget_s
@@ -141,7 +141,7 @@ def _search(runner: FoldRunner, y: np.ndarray, folds: list, budget_s: float, bas
         for start in STARTS:
             study.enqueue_trial(start)
 
-        def objective(trial) -> float:  # noqa: ANN001
+        def objective(trial) -> float:
             def report(step: int, value: float) -> None:
                 trial.report(value, step)
                 if trial.should_prune():

@@ -193,7 +193,7 @@ def _check_features(path: Path, booster: lgb.Booster, names: list[str]) -> None:
         return
     where = (f"the model has {len(model)} features, the spec {len(names)}" if len(model) != len(names)
              else "the feature names differ")
-    first = next((i for i, (a, b) in enumerate(zip(model, names)) if a != b), min(len(model), len(names)))
+    first = next((i for i, (a, b) in enumerate(zip(model, names, strict=False)) if a != b), min(len(model), len(names)))
     got = repr(model[first]) if first < len(model) else "nothing"
     want = repr(names[first]) if first < len(names) else "nothing"
     raise BundleError(f"{path}: {MODEL_FILE} does not match {META_FILE} ({where}; first mismatch at feature "

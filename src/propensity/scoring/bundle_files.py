@@ -247,7 +247,8 @@ def _verified_files(path: Path, meta: dict, checked: BundleMeta) -> bytes:
     if checked.files is None:
         warnings.warn(f"{path}: this bundle has no SHA-256 digests (saved by an older propensity), so damage to "
                       "its files cannot be detected; retrain, or load it and save_bundle it to a new folder, "
-                      "to add them", UnverifiedBundleWarning)  # issued here: shown once per bundle, however loaded
+                      "to add them", UnverifiedBundleWarning,
+                      stacklevel=1)  # issued here: shown once per bundle, however it is loaded
     else:
         if MODEL_FILE not in checked.files:
             raise BundleError(f"{meta_path}: files: no digest for {MODEL_FILE}")

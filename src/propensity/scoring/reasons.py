@@ -83,7 +83,7 @@ class Reason:
 
 def pts_text(points: float, up: bool) -> str:
     """``"+9.0 pts"``; ``"+<0.1 pts"`` / ``"-<0.1 pts"`` when the points would print as ±0.0."""
-    text = "%+.1f" % points
+    text = f"{points:+.1f}"
     if text in ("+0.0", "-0.0"):
         return "+<0.1 pts" if up else "-<0.1 pts"
     return text + " pts"

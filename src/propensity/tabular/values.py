@@ -128,7 +128,7 @@ def row_notes(found: list[Unreadable], n: int) -> list[str]:
 def warning_text(u: Unreadable, n: int, source: str, rows: np.ndarray | None = None) -> str:
     """One line for the batch: the column, how many of ``n`` values, a sample, the rows (``rows``: the file's)."""
     at = u.rows if rows is None else rows[u.rows]
-    sample = [v for v in pd.unique(pd.Series(u.values, dtype=object).astype(str))[:3]]
+    sample = list(pd.unique(pd.Series(u.values, dtype=object).astype(str))[:3])
     return (f"{source}: column {u.column!r}: {len(u.rows):,} of {n:,} values are not {EXPECTED[u.kind]}, e.g. "
             f"{sample} (rows {at[:3].tolist()}); each is treated as missing (never as a category or zero)")
 

@@ -59,7 +59,7 @@ class PropensityPyfunc(mlflow.pyfunc.PythonModel):
         return out[list(CRM_OUTPUT)]
 
 
-def log_bundle_model(mlflow, bundle_path: Path, registered_model: str | None, example,  # noqa: ANN001
+def log_bundle_model(mlflow, bundle_path: Path, registered_model: str | None, example,
                      output: pd.DataFrame | None = None, with_report: bool = False) -> dict:
     """Log the bundle at ``bundle_path`` as a models-from-code pyfunc in the active run.
 

@@ -30,7 +30,7 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
             if resp.status != 200:
                 raise TrackingError(f"MLflow tracking server {uri} answered HTTP {resp.status} on /health")
     except (urllib.error.URLError, OSError) as exc:
@@ -119,7 +119,7 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
 def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], params: dict, tags: dict,
                    tracking_uri: str, experiment: str = "propensity", run_name: str | None = None,
                    bundle_path: Path | None = None, registered_model: str | None = None,
-                   input_example=None) -> dict:  # noqa: ANN001 - a DataFrame
+                   input_example=None) -> dict:
     """Log a report folder (Markdown, charts, JSON) as one new MLflow run.
 
     ``metrics`` is ``{model_name: {metric: value}}``, logged as ``<model>_<metric>``.

@@ -24,7 +24,6 @@ others on its case) are in ``docs/scaling.md``, section "The engines".
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 

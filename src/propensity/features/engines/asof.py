@@ -97,7 +97,7 @@ def engagement_asof(arrays: ActivityArrays, row_pos: np.ndarray, t: int, n_leads
 
     n_ev = len(arrays.lead)
     bounds = list(range(0, n_ev, CHUNK_EVENTS)) + [n_ev]
-    chunks = list(zip(bounds[:-1], bounds[1:]))
+    chunks = list(zip(bounds[:-1], bounds[1:], strict=True))
     workers = max(1, min(MAX_THREADS, os.cpu_count() or 1, len(chunks)))
     accs = [_Accumulators(n_leads, plan, n_ev) for _ in range(workers)]
     if workers == 1:

@@ -138,13 +138,13 @@ def _compute(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.ndarray, n_l
 
     with ThreadPoolExecutor(workers) as pool:
         def each(fn, *items):
-            return [f.result() for f in [pool.submit(fn, *item) for item in zip(*items)]]
+            return [f.result() for f in [pool.submit(fn, *item) for item in zip(*items, strict=True)]]
 
         hists = each(lambda w: kernels.count_events(lead, occ, shares[w], shares[w + 1], n_leads, part_of, n_parts,
                                                     day0, n_days, counts[w]), range(workers))
         ev_ptr = np.zeros(n_leads + 1, dtype=np.int64)
         np.cumsum(counts.sum(axis=0), out=ev_ptr[1:])
-        del counts
+        counts = None  # summed into ev_ptr: free it (a closure above names it, so no del)
         total = sum(hists)
         start = np.zeros(total.size, dtype=np.int64)
         np.cumsum(total.ravel()[:-1], out=start[1:])
@@ -155,7 +155,7 @@ def _compute(arrays: ActivityArrays, row_pos: np.ndarray, row_t: np.ndarray, n_l
         each(lambda w: kernels.scatter_events(lead, occ, rec, arrays.code, classes.type_class, shares[w],
                                               shares[w + 1], part_of, part_first, day0, at[w], t_occ, t_elig,
                                               t_cls, t_lead), range(workers))
-        del at, hists
+        at = hists = None  # used by the scatter above: free them
 
         size = int(np.diff(ev_ptr[part_first]).max())
         scratch: SimpleQueue = SimpleQueue()
