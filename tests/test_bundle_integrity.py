@@ -285,7 +285,7 @@ BOTH = [
     ("table beside method none", _set("calibration", {"method": "none", "x": [0.1], "y": [0.2]}),
      r"calibration: method 'none' takes no x / y table"),
     ("misspelled calibration key", _set("calibration.methd", "sigmoid"),
-     r"unknown key 'calibration\.methd'; allowed keys here: a, b, method, x, y"),
+     r"unknown key 'calibration\.methd'; allowed keys here: a, b, hi, lo, method, x, y"),
     ("unknown top-level key", _set("top_kk", 3), r"unknown key 'top_kk'; allowed keys here: .*top_k"),
     ("metadata not an object", _set("metadata", [1, 2]), r"metadata: Input should be a valid dictionary"),
     ("unknown kind", _set("kind", "tabel"), r"kind: expected 'crm' or 'table', got 'tabel'"),

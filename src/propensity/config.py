@@ -131,8 +131,19 @@ class CutoffConfig(_Strict):
 
 
 class SplitConfig(_Strict):
+    """The time split (``propensity.modeling.split``): fractions of the snapshot dates, and outcome minimums.
+
+    ``valid_windows`` consecutive validation windows decide early stopping, tuning,
+    the model family and calibration; each window and the test window hold at least
+    ``min_positives`` conversions (the boundaries move back to find them) and the
+    newest window's training rows at least ``min_train_positives``.
+    """
+
     valid_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.15
     test_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.2
+    valid_windows: Annotated[int, Field(ge=1, le=12)] = 3
+    min_positives: Annotated[int, Field(ge=1)] = 20
+    min_train_positives: Annotated[int, Field(ge=1)] = 30
 
 
 class ModelConfig(_Strict):
@@ -225,6 +236,7 @@ class TrainingConfig(_Strict):
     cutoffs: CutoffConfig = CutoffConfig()
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
+    model_family: Literal["auto", "lightgbm", "logistic", "points"] = "auto"
     calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
     tiers: TierConfig = TierConfig()
     reasons: ReasonConfig = ReasonConfig()

@@ -23,7 +23,8 @@ def generate(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     done = jobs.train(args.data, args.out, args.config, args.tracking_uri, not args.no_track, args.force,
                       target=args.target, id_column=args.id, time_column=args.time_column,
-                      exclude=tuple(args.exclude or ()), budget=args.budget, progress=printing.TerminalProgress(),
+                      exclude=tuple(args.exclude or ()), budget=args.budget, model_family=args.model_family,
+                      progress=printing.TerminalProgress(),
                       on_written=printing.table_training)
     if isinstance(done, jobs.TableTraining):
         printing.table_training_run(done)

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exclude", nargs="+", metavar="COL", help="flat table: columns to leave out (e.g. leaky ones)")
     s.add_argument("--budget", type=float, help="flat table: seconds for the parameter search "
                    "(default: tuning.budget_seconds of the training YAML; 0 = no search)")
+    s.add_argument("--model-family", choices=["auto", "lightgbm", "logistic", "points"],
+                   help="the family to ship (default: model_family of the training YAML, 'auto': the best on the "
+                   "validation windows; 'points' needs a CRM export)")
     s.set_defaults(func=commands.train)
 
     s = sub.add_parser("score", help="score the open leads of a CRM export folder")

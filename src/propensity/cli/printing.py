@@ -152,6 +152,27 @@ def training_metrics(result) -> None:
     if cal:
         print(f"calibration: {cal['method']}" + (" (chosen by cross-validated log loss on the validation window)"
                                                  if cal["config"] == "auto" else ""))
+    readiness(getattr(result, "family", None), getattr(result, "verdict", None), getattr(result, "checks", None),
+              result.split.get("notes", []))
+
+
+def readiness(family: dict | None, verdict: dict | None, checks: dict | None, notes: list[str] = ()) -> None:
+    """The family that ships and why, what the split chose, the calibration checks and the readiness verdict."""
+    for note in notes:
+        print(f"split: {note}")
+    if family:
+        print(f"model family: {family['chosen']} ({family['why']})")
+    shift = (checks or {}).get("prior_shift", {})
+    if shift.get("moved"):
+        print(f"base rate moved from {shift['train_rate']:.2%} (training rows) to {shift['newest_rate']:.2%} "
+              "(newest validation window); the calibrator fitted there corrects for it")
+    if checks and checks.get("observed_outside"):
+        lo, hi = checks["predicted_interval"]
+        print(f"warning: the test window's conversion rate {checks['observed_rate']:.2%} is outside the "
+              f"{lo:.2%}-{hi:.2%} the model predicts: the world has moved since the newest labelled window")
+    if verdict:
+        reasons = verdict.get("reasons", [])
+        print(f"readiness: {verdict['verdict'].upper()}" + (": " + "; ".join(reasons) if reasons else ""))
 
 
 def training_run(run: dict | None) -> None:
@@ -165,8 +186,10 @@ def training_run(run: dict | None) -> None:
 
 def crm_training(t: CrmTraining) -> None:
     training_metrics(t.result)
-    print(f"model bundle: {t.out} (best iteration {t.result.bundle.metadata['best_iteration']}, "
-          f"{t.result.timings['total_s']:.1f}s); report: {t.model_card}")
+    meta = t.result.bundle.metadata
+    model = (f"best iteration {meta['best_iteration']}" if meta.get("family", {}).get("chosen", "lightgbm")
+             == "lightgbm" else meta["family"]["chosen"])
+    print(f"model bundle: {t.out} ({model}, {t.result.timings['total_s']:.1f}s); report: {t.model_card}")
     training_run(t.run)
 
 
@@ -182,8 +205,11 @@ def table_training(t: TableTraining) -> None:
           f"({result.bundle.metadata['split']['kind']} split)")
     metric_table(list(comp["models"]), lambda n: comp["models"][n]["metrics"], TRAINING_METRICS,
                  label_width=22, cell_width=22, name_chars=20)
-    print(f"model bundle: {t.out} ({result.params['trials']} parameter sets tried, {result.params['n_rounds']} "
-          f"trees, calibration {result.params['calibration']}, {result.timings['total_s']:.1f}s); report: {t.report}")
+    readiness(result.family, result.verdict, result.checks)
+    shipped = (f"{result.params['n_rounds']} trees" if result.params.get("model_family", "lightgbm") == "lightgbm"
+               else f"{result.params['model_family']} family")
+    print(f"model bundle: {t.out} ({result.params['trials']} parameter sets tried, {shipped}, "
+          f"calibration {result.params['calibration']}, {result.timings['total_s']:.1f}s); report: {t.report}")
 
 
 def table_training_run(t: TableTraining) -> None:
@@ -302,6 +328,10 @@ def promotion(p: Promotion) -> None:
           f"{int(result['figures']['challenger']['rows']):,} holdout rows, capacity {result['capacity']:,}")
     metric_table(list(result["figures"]), lambda w: result["figures"][w], [(k, k) for k in PROMOTION_METRICS],
                  label_width=26, cell_width=12)
+    ready = result.get("readiness") or {}
+    if ready:
+        print(f"challenger readiness: {ready['verdict']}" + (": " + "; ".join(ready["reasons"])
+                                                              if ready.get("reasons") else ""))
     print(f"decision: {result['decision']}" + (" -- --force was used" if result["forced"] else "")
           + f" (logged as MLflow run {result['run_id']})")
 

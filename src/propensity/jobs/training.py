@@ -52,18 +52,19 @@ class TableTraining:
 def train(data: str | Path, out: str | Path = "models/latest", config: str | Path | None = None,
           tracking_uri: str | None = None, track: bool = True, force: bool = False, *, target: str | None = None,
           id_column: str | None = None, time_column: str | None = None, exclude: tuple[str, ...] = (),
-          budget: float | None = None, progress: Progress | None = None,
+          budget: float | None = None, model_family: str | None = None, progress: Progress | None = None,
           on_written: Callable[[TableTraining], None] | None = None) -> CrmTraining | TableTraining:
     """Train on ``data``: a flat table (a file) with :func:`train_table`, else a CRM export with :func:`train_crm`."""
     if Path(data).is_file():
         return train_table(data, out, target, config, tracking_uri, track, force, id_column=id_column,
-                           time_column=time_column, exclude=exclude, budget=budget, progress=progress,
-                           on_written=on_written)
-    return train_crm(data, out, config, tracking_uri, track, force, progress=progress)
+                           time_column=time_column, exclude=exclude, budget=budget, model_family=model_family,
+                           progress=progress, on_written=on_written)
+    return train_crm(data, out, config, tracking_uri, track, force, progress=progress, model_family=model_family)
 
 
 def train_crm(data: str | Path, out: str | Path, config: str | Path | None = None, tracking_uri: str | None = None,
-              track: bool = True, force: bool = False, progress: Progress | None = None) -> CrmTraining:
+              track: bool = True, force: bool = False, progress: Progress | None = None,
+              model_family: str | None = None) -> CrmTraining:
     """Read the export, train, write the bundle with ``report/`` inside, log the run (when ``track``)."""
     from propensity.config import load_project
     from propensity.core.output import check_folder_output, claim, staged_folder
@@ -85,7 +86,7 @@ def train_crm(data: str | Path, out: str | Path, config: str | Path | None = Non
         try:
             progress.step(f"reading {data}")
             export = read_export(data)
-            result = train_model(export, project, progress=progress.step)
+            result = train_model(export, project, progress=progress.step, model_family=model_family)
             progress.step(f"saving the bundle to {target}")
             with staged_folder(target) as tmp:
                 write_bundle(result.bundle, tmp)
@@ -102,7 +103,7 @@ def train_crm(data: str | Path, out: str | Path, config: str | Path | None = Non
 def train_table(data: str | Path, out: str | Path, target: str | None, config: str | Path | None = None,
                 tracking_uri: str | None = None, track: bool = True, force: bool = False, *,
                 id_column: str | None = None, time_column: str | None = None, exclude: tuple[str, ...] = (),
-                budget: float | None = None, progress: Progress | None = None,
+                budget: float | None = None, model_family: str | None = None, progress: Progress | None = None,
                 on_written: Callable[[TableTraining], None] | None = None) -> TableTraining:
     """Train on the flat table ``data`` (one row per lead) to predict ``target``; log and register the model.
 
@@ -127,7 +128,7 @@ def train_table(data: str | Path, out: str | Path, target: str | None, config: s
         if track:
             check_tracking(uri)  # before the expensive part
         training = _train_table_file(Path(data), target, Path(out), id_column, time_column, exclude, budget_s,
-                                     progress, force)
+                                     progress, force, model_family or "auto")
         if on_written is not None:
             on_written(training)
         if not track:
@@ -157,11 +158,13 @@ def search_budget(budget: float | None, config: str | Path | None) -> float:
 # The flat-table product's own functions, in one place.
 
 def _train_table_file(data: Path, target: str, out: Path, id_column: str | None, time_column: str | None,
-                      exclude: tuple[str, ...], budget_s: float, progress: Progress, force: bool) -> TableTraining:
+                      exclude: tuple[str, ...], budget_s: float, progress: Progress, force: bool,
+                      model_family: str = "auto") -> TableTraining:
     from propensity.tabular.jobs import REPORT_DIR, train_table_file
 
     result = train_table_file(data, target, out, id_column=id_column, time_column=time_column,
-                              exclude=tuple(exclude or ()), budget_s=budget_s, progress=progress.step, force=force)
+                              exclude=tuple(exclude or ()), budget_s=budget_s, progress=progress.step, force=force,
+                              model_family=model_family)
     return TableTraining(result, out, out / REPORT_DIR / "report.md")
 
 

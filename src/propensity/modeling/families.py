@@ -147,23 +147,24 @@ def _with_means(model: AdditiveModel, x: np.ndarray, categories: dict[str, list[
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, spec: list[FeatureDef], categories: dict[str, list[str]],
                  train: np.ndarray, valid: list[np.ndarray], min_level_rows: int = MIN_LEVEL_ROWS,
-                 seed: int = 0) -> AdditiveModel:
+                 seed: int = 0, c_value: float | None = None) -> AdditiveModel:
     """Regularised logistic regression on the ``train`` rows, ``C`` chosen by mean log loss over ``valid`` windows.
 
     ``x``: the model matrix as floats (category codes, NaN for missing), ``train`` and
-    each of ``valid``: boolean row masks. Returns the model as an additive model.
+    each of ``valid``: boolean row masks (``c_value``: this ``C``, no choice).
+    Returns the model as an additive model.
     """
     design, plan = _design(x, spec, train, min_level_rows)
     rows, weight = _fit_rows(y, train, seed)
     scores = {}
     fits = {}
-    for c in C_GRID:
+    for c in C_GRID if c_value is None else (c_value,):
         lr = _logistic(design[rows], y[rows], c, seed, weight)
         fits[c] = lr
         losses = [log_loss(y[v], np.clip(lr.predict_proba(design[v])[:, 1], 1e-7, 1 - 1e-7), labels=[0, 1])
                   for v in valid if v.any()]
         scores[c] = float(np.mean(losses)) if losses else 0.0
-    best = min(C_GRID, key=lambda c: (round(scores[c], 6), -c))
+    best = min(fits, key=lambda c: (round(scores[c], 6), -c))
     lr = fits[best]
     terms = _terms(plan, lr.coef_[0], spec, categories)
     kept = {f.name: len(e["levels"]) for f, e in zip(spec, plan, strict=True) if e["kind"] == "categorical"}

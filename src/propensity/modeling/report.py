@@ -16,7 +16,8 @@ import pandas as pd
 from propensity.core.csvsafe import write_csv
 from propensity.features.spec import FeatureDef
 
-__all__ = ["MIN_CONVERSIONS", "model_card", "segment_sufficiency", "top_k_lines", "write_training_report"]
+__all__ = ["MIN_CONVERSIONS", "model_card", "readiness_lines", "segment_sufficiency", "top_k_lines",
+           "write_training_report"]
 
 MIN_CONVERSIONS = 30  # below this many training conversions a segment's scores rest on thin evidence
 
@@ -67,6 +68,43 @@ def top_k_lines(comparison: dict, named_ks: dict[str, int], names: dict[str, str
     return lines
 
 
+def readiness_lines(result) -> list[str]:
+    """The card's family choice, readiness verdict and calibration checks (Markdown bullets)."""
+    family = getattr(result, "family", None) or {}
+    verdict = getattr(result, "verdict", None) or {}
+    checks = getattr(result, "checks", None) or {}
+    lines: list[str] = []
+    if verdict:
+        lines.append(f"- Readiness: **{verdict['verdict']}**"
+                     + (": " + "; ".join(verdict["reasons"]) if verdict.get("reasons") else ""))
+    if family:
+        lines.append(f"- Family: **{family['chosen']}** ({family['why']}).")
+        margin = family.get("test_auc_margin", {})
+        if margin and not np.isnan(margin.get("margin", np.nan)):
+            lo, hi = margin["margin_interval"]
+            lines.append(f"- Test ROC AUC {margin['auc']:.4f} (95% interval {margin['auc_interval'][0]:.4f}-"
+                         f"{margin['auc_interval'][1]:.4f}), {margin['margin']:+.4f} over the {margin['over']} "
+                         f"family (interval {lo:+.4f} to {hi:+.4f}).")
+        rows = family.get("validation", {})
+        if rows:
+            lines.append("- Validation windows, calibrated log loss / ROC AUC: " + "; ".join(
+                f"{n} {j['log_loss']:.4f} / {j['auc']:.4f}" + ("" if j.get("eligible", True) else " (set aside)")
+                for n, j in rows.items()) + ".")
+    if checks:
+        lo, hi = checks["ece_interval"]
+        lines.append(f"- Calibration on the test window: ECE {checks['ece']:.4f} (95% interval {lo:.4f}-{hi:.4f}); "
+                     f"predicted rate {checks['predicted_rate']:.2%} (interval {checks['predicted_interval'][0]:.2%}"
+                     f"-{checks['predicted_interval'][1]:.2%}), observed {checks['observed_rate']:.2%}"
+                     + (" **outside the predicted interval: the world has moved**" if checks["observed_outside"]
+                        else "") + ".")
+        shift = checks.get("prior_shift", {})
+        if shift.get("moved"):
+            lines.append(f"- Prior shift: the base rate moved from {shift['train_rate']:.2%} (training rows) to "
+                         f"{shift['newest_rate']:.2%} (newest validation window); the calibrator, fitted on the "
+                         "newest window, corrects the intercept.")
+    return lines
+
+
 def model_card(result, project) -> str:
     """Markdown model card for one training run."""
     meta = result.bundle.metadata
@@ -82,8 +120,20 @@ def model_card(result, project) -> str:
         f"- Snapshots every {cfg.cutoffs.every_days} days; leads older than {cfg.cutoffs.max_lead_age_days} days "
         "at a snapshot and leads that already have an opportunity are left out.",
     ]
-    for part, info in result.split.items():
-        lines.append(f"- {part}: {info['rows']:,} rows, cutoffs {info['first_cutoff']} .. {info['last_cutoff']}")
+    for part in ("train", "valid", "test"):
+        info = result.split.get(part)
+        if info:
+            got = f", {info['positives']:,} conversions" if "positives" in info else ""
+            lines.append(f"- {part}: {info['rows']:,} rows{got}, cutoffs {info['first_cutoff']} .. "
+                         f"{info['last_cutoff']}")
+    windows = result.split.get("windows", [])
+    if len(windows) > 1:
+        lines.append(f"- {len(windows)} rolling-origin validation windows (each with its own purged training rows) "
+                     "decided the family: " + "; ".join(
+                         f"{w['valid']['first_cutoff']} .. {w['valid']['last_cutoff']} "
+                         f"({w['valid'].get('positives', '?')} conversions)" for w in windows))
+    for note in result.split.get("notes", []):
+        lines.append(f"- Split: {note}")
     lines += [
         "",
         "## Label",
@@ -93,6 +143,7 @@ def model_card(result, project) -> str:
         "",
         "## Model",
     ]
+    lines += readiness_lines(result)
     cal = getattr(result, "calibration", None) or {}
     if cal:
         how = ("chosen by 5-fold cross-validated log loss over the validation window's predictions: "
@@ -107,8 +158,9 @@ def model_card(result, project) -> str:
                      f"({tuning.get('valid_auc', float('nan')):.4f}); kept: {tuning.get('chosen')}.")
     else:
         lines.append("- Parameter search: off (`tuning.crm_budget_seconds: 0`); the `model:` settings are used.")
-    stop = "ROC AUC" if tuning.get("chosen") == "search" else "log loss"
-    lines.append(f"- Trees: {meta.get('best_iteration')} (early stopping on the validation window's {stop}).")
+    if meta.get("family", {}).get("chosen", "lightgbm") == "lightgbm":
+        stop = "ROC AUC" if tuning.get("chosen") == "search" else "log loss"
+        lines.append(f"- Trees: {meta.get('best_iteration')} (early stopping on the validation window's {stop}).")
     lines += [
         "",
         "## Test-window metrics (same rows for all)",

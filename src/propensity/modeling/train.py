@@ -1,19 +1,25 @@
-"""Training: point-in-time rows → time split → LightGBM → calibration → evaluation.
+"""Training: point-in-time rows → rolling-origin windows → three model families → the winner, calibrated → test.
 
 :func:`train` is the whole job behind ``propensity train``, without any printing
-or MLflow: it returns a :class:`TrainResult` holding the bundle, the metrics of
-the model, of the points baseline and of logistic regression on the same test
-rows, top-K figures at the tier policy's capacity, and what the charts need.
-Tracking and the CLI are layered on top.
+or MLflow: it returns a :class:`TrainResult` holding the bundle, the test metrics
+of the shipped model and of the simple families on the same rows, top-K figures at
+the tier policy's capacity, the family choice, the calibration checks, the
+readiness verdict and what the charts need. Tracking and the CLI are layered on top.
 
-The validation window serves three purposes: early stopping, the optional
-parameter search (``tuning.crm_budget_seconds``; trials judged by validation ROC
-AUC) and calibration. With ``calibration: auto`` isotonic and sigmoid are
-compared by 5-fold cross-validated log loss over the validation predictions
-(:func:`~propensity.modeling.calibrate.choose_calibrator`), so the choice is made
-on rows each map was not fitted on; the booster's stopping point was still picked
-on those rows, a small optimistic bias that the test window (never used for any
-choice) would expose.
+The steps, each in its module:
+
+1. the time split (:mod:`.split`): a test window and consecutive validation
+   windows, each with its own purged training rows, sized by outcomes;
+2. the families (:mod:`.selection`): LightGBM, regularised logistic regression and
+   the points, each fitted for every window and judged on all of them by calibrated
+   log loss; LightGBM only when it is not degenerate and beats the simple families'
+   AUC; the winner is the model trained before the newest window;
+3. calibration on the newest validation window (``calibration: auto`` picks isotonic
+   or sigmoid by cross-validated log loss there), clipped away from 0 and 1 by
+   ``1 / (2 (n + 1))`` for an ``n``-row window (no rate below that can be told
+   apart on it), at most ``MAX_CLIP``;
+4. the test window, touched once: every family's metrics, the calibration checks and
+   the verdict (:mod:`.readiness`), the leakage audit (:mod:`.audit`).
 """
 
 from __future__ import annotations
@@ -22,36 +28,41 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from propensity.config import ModelConfig, ProjectConfig
-from propensity.core.native import LIGHTGBM, cores, predict
+from propensity.config import ProjectConfig
+from propensity.core.native import predict
 from propensity.core.version import VERSION
 from propensity.data.export import CrmExport, DataError
 from propensity.features.cutoffs import training_cutoffs
 from propensity.features.matrix import fit_categories, to_matrix
 from propensity.features.pipeline import build_features
-from propensity.features.spec import FeatureDef, build_feature_spec
+from propensity.features.spec import build_feature_spec
 from propensity.modeling.audit import leakage_audit
 from propensity.modeling.baseline import baseline_points
+from propensity.modeling.boosting import fit_booster, numeric_matrix
 from propensity.modeling.calibrate import choose_calibrator, fit_calibration
-from propensity.modeling.evaluate import compare, logistic_baseline
+from propensity.modeling.evaluate import compare
+from propensity.modeling.readiness import auc_margin, calibration_checks, verdict
 from propensity.modeling.report import segment_sufficiency
+from propensity.modeling.selection import FAMILIES, MIN_LIGHTGBM_POSITIVES, choose, fit_families, judge
 from propensity.modeling.split import time_split
 from propensity.scoring.bundle import Bundle
+from propensity.scoring.calibration import Calibrator
 
-__all__ = ["MAX_UNMATCHED_ACCOUNTS", "TrainResult", "fit_booster", "numeric_matrix", "policy_ks", "top_k_flat", "train"]
+__all__ = ["MAX_CLIP", "MAX_UNMATCHED_ACCOUNTS", "TrainResult", "fit_booster", "numeric_matrix", "policy_ks",
+           "top_k_flat", "train"]
 
 Progress = Callable[[str], None]
 MAX_UNMATCHED_ACCOUNTS = 0.20  # share of leads whose account_id matches no account above which training refuses
+MAX_CLIP = 0.01  # calibrated probabilities stay within [clip, 1 - clip]; see the module docstring
 
 
 @dataclass
 class TrainResult:
     bundle: Bundle
-    metrics: dict[str, dict[str, float]]  # {"model": {...}, "baseline": {...}, "logistic": {...}}
+    metrics: dict[str, dict[str, float]]  # {"model", "baseline" (points), "logistic"[, "lightgbm"]}: {metric: value}
     split: dict
     test: pd.DataFrame  # lead_id, cutoff, label, probability, baseline, logistic (test rows)
     lift: dict[str, list[dict]]
@@ -64,40 +75,9 @@ class TrainResult:
     top_k: dict = field(default_factory=dict)  # {"ks": {label: K}, "policy": str}
     calibration: dict = field(default_factory=dict)  # {"config", "method", "scores"}
     tuning: dict = field(default_factory=dict)  # {"budget_s", "trials", "seconds", "valid_auc", "chosen"}
-
-
-def _lgb_params(cfg: ModelConfig, spec: list[FeatureDef]) -> dict:
-    return {
-        "objective": "binary",
-        "learning_rate": cfg.learning_rate,
-        "num_leaves": cfg.num_leaves,
-        "max_depth": cfg.max_depth,
-        "min_child_samples": cfg.min_child_samples,
-        "subsample": cfg.subsample,
-        "subsample_freq": cfg.subsample_freq,
-        "colsample_bytree": cfg.colsample_bytree,
-        "reg_lambda": cfg.reg_lambda,
-        "monotone_constraints": [f.monotone for f in spec],
-        "monotone_constraints_method": "advanced",
-        "seed": cfg.seed,
-        "deterministic": True,
-        "force_col_wise": True,
-        "num_threads": cores(),
-        "verbose": -1,
-    }
-
-
-def fit_booster(x_train: pd.DataFrame, y_train: np.ndarray, x_valid: pd.DataFrame, y_valid: np.ndarray,
-                cfg: ModelConfig, spec: list[FeatureDef]) -> lgb.Booster:
-    """LightGBM with early stopping on the validation window's log loss."""
-    params = _lgb_params(cfg, spec)
-    with LIGHTGBM:
-        dtrain = lgb.Dataset(x_train, y_train, categorical_feature="auto", free_raw_data=False)
-        dvalid = lgb.Dataset(x_valid, y_valid, reference=dtrain)
-        return lgb.train(
-            params, dtrain, num_boost_round=cfg.n_estimators, valid_sets=[dvalid],
-            callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
-        )
+    family: dict = field(default_factory=dict)  # {"chosen", "why", "forced", "validation", "test_auc_margin"}
+    verdict: dict = field(default_factory=dict)  # {"verdict": ready | use with care | not ready, "reasons"}
+    checks: dict = field(default_factory=dict)  # readiness.calibration_checks on the test window
 
 
 def _require_both_classes(y: np.ndarray, window: str) -> None:
@@ -119,16 +99,20 @@ def _check_accounts(export: CrmExport) -> None:
                         "missing accounts")
 
 
-def train(export: CrmExport, project: ProjectConfig, progress: Progress | None = None) -> TrainResult:
-    """Build point-in-time rows, train, calibrate and evaluate on the newest window.
+def train(export: CrmExport, project: ProjectConfig, progress: Progress | None = None,
+          model_family: str | None = None) -> TrainResult:
+    """Build point-in-time rows, choose and fit the model family, calibrate and evaluate (module docstring).
 
-    Raises ``ValueError`` with a readable message when the data cannot support a
-    time-ordered split (too little history, no positive outcomes), or when more than
-    :data:`MAX_UNMATCHED_ACCOUNTS` (20%) of the leads have an ``account_id`` that
-    matches no account (a :class:`~propensity.data.export.DataError`).
+    ``model_family`` (``auto``, ``lightgbm``, ``logistic``, ``points``) overrides the
+    config's. Raises ``ValueError`` with a readable message when the data cannot
+    support a time-ordered split (too little history, too few outcomes: the count found
+    and the count needed), or when more than :data:`MAX_UNMATCHED_ACCOUNTS` (20%) of
+    the leads have an ``account_id`` that matches no account (a
+    :class:`~propensity.data.export.DataError`).
     """
     say = progress or (lambda _msg: None)
     cfg = project.training
+    forced = model_family or cfg.model_family
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     _check_accounts(export)
@@ -142,53 +126,68 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     frame = build_features(export, cut, project.icp, project.engagement)
     timings["features_s"] = time.perf_counter() - t0
 
-    split = time_split(frame["cutoff"], cfg.split, cfg.label.horizon_days)
     y = frame["label"].to_numpy().astype(int)
+    split = time_split(frame["cutoff"], cfg.split, cfg.label.horizon_days, y)
     for mask, name in ((split.train, "training"), (split.valid, "validation"), (split.test, "test")):
         _require_both_classes(y[mask], name)
 
     categories = fit_categories(frame[split.train], spec)
     x = to_matrix(frame, spec, categories)
+    xn, _ = numeric_matrix(x)
 
-    say(f"training LightGBM on {int(split.train.sum()):,} rows")
     t1 = time.perf_counter()
-    tuning = {"budget_s": float(cfg.tuning.crm_budget_seconds)}
-    lgb_params = _lgb_params(cfg.model, spec)
-    if cfg.tuning.crm_budget_seconds > 0:
-        booster, lgb_params, tuning = _tuned_booster(x, y, split, cfg, spec, say)
-    else:
-        booster = fit_booster(x[split.train], y[split.train], x[split.valid], y[split.valid], cfg.model, spec)
-    timings["tune_train_s"] = time.perf_counter() - t1
-    p_valid_raw = predict(booster, x[split.valid])
-    if cfg.calibration == "auto":
-        calibrator, cal_scores = choose_calibrator(p_valid_raw, y[split.valid], cfg.model.seed)
-    else:
-        calibrator, cal_scores = fit_calibration(cfg.calibration, p_valid_raw, y[split.valid]), {}
-    calibration = {"config": cfg.calibration, "method": calibrator.method, "scores": cal_scores}
+    train_pos = int(y[split.train].sum())
+    families = tuple(f for f in FAMILIES if f != "lightgbm" or train_pos >= MIN_LIGHTGBM_POSITIVES
+                     or forced == "lightgbm")
+    if forced not in ("auto", *families):
+        families = (*families, forced)
+    fitted = fit_families(x, xn, y, split, spec, categories, project, families, say)
+    judged = judge(fitted, y, split, cfg.model.seed)
+    chosen, why = choose(judged, forced)
+    if "lightgbm" not in families:
+        why += (f"; LightGBM not fitted: {train_pos} training conversions, fewer than {MIN_LIGHTGBM_POSITIVES} "
+                "(a tree model of so few outcomes fits noise)")
+    timings["families_s"] = time.perf_counter() - t1
+
+    newest = split.valid
+    clip = min(1.0 / (2 * (int(newest.sum()) + 1)), MAX_CLIP)
+    calibrators: dict[str, Calibrator] = {}
+    cal_scores: dict = {}
+    for name, f in fitted.items():
+        raw = f.valid_raw[-1]
+        if cfg.calibration == "auto":
+            cal, scores = choose_calibrator(raw, y[newest], cfg.model.seed)
+        else:
+            cal, scores = fit_calibration(cfg.calibration, raw, y[newest]), {}
+        calibrators[name] = cal.clipped(clip, 1 - clip)
+        if name == chosen:
+            cal_scores = scores
+    calibrator = calibrators[chosen]
+    model = fitted[chosen].shipped
+    calibration = {"config": cfg.calibration, "method": calibrator.method, "scores": cal_scores, "clip": clip}
     timings["train_s"] = time.perf_counter() - t1
 
-    say("evaluating on the test window against the points baseline and logistic regression")
-    p_test = calibrator(predict(booster, x[split.test]))
+    say("evaluating on the test window against the simple families")
+    p_family = {name: calibrators[name](predict(f.shipped, x[split.test] if name == "lightgbm"
+                                                else xn[split.test]))
+                for name, f in fitted.items()}
+    p_test = p_family[chosen]
     points = baseline_points(frame, project.icp, project.engagement)
-    # The baseline's points become a probability the same way the model's do: a
-    # monotone map fitted on validation, so log loss and Brier compare fairly.
-    base_cal = fit_calibration("isotonic", _minmax(points[split.valid], points[split.valid]), y[split.valid])
-    p_base = base_cal(_minmax(points[split.test], points[split.valid]))
-    t3 = time.perf_counter()
-    xn, cat_idx = numeric_matrix(x)
-    p_lr = logistic_baseline(xn[split.train], y[split.train], xn[split.test], cat_idx, cfg.model.seed)
-    timings["logistic_s"] = time.perf_counter() - t3
+    # The points as a probability for `propensity evaluate` on new rows (the newest window's isotonic map).
+    base_cal = fit_calibration("isotonic", _minmax(points[newest], points[newest]), y[newest])
     y_test = y[split.test]
     named_ks, policy = policy_ks(cfg.tiers, p_test)
-    comparison = compare(y_test, {"model": p_test, "baseline": p_base, "logistic": p_lr},
-                         ks=tuple(named_ks.values()))
+    shown = {"model": p_test, "baseline": p_family["points"], "logistic": p_family["logistic"]}
+    if "lightgbm" in p_family and chosen != "lightgbm":
+        shown["lightgbm"] = p_family["lightgbm"]
+    comparison = compare(y_test, shown, ks=tuple(named_ks.values()))
     named_ks["top_decile"] = comparison["decile_k"]
     metrics = {n: c["metrics"] for n, c in comparison["models"].items()}
     lift = {n: c["lift"] for n, c in comparison["models"].items()}  # keyed like metrics
     test = frame.loc[split.test, ["lead_id", "cutoff", "label"]].reset_index(drop=True)
     test["probability"] = p_test
-    test["baseline"] = p_base
-    test["logistic"] = p_lr
+    test["baseline"] = p_family["points"]
+    test["logistic"] = p_family["logistic"]
     sample = x[split.test].sample(n=min(2000, int(split.test.sum())), random_state=0)
     segments = segment_sufficiency(frame, split.train, split.test, spec)
 
@@ -197,8 +196,19 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     audit = leakage_audit(frame, split, spec, y, x=x, export=export, seed=cfg.model.seed)
     timings["audit_s"] = time.perf_counter() - t2
 
+    simple = [n for n in ("logistic", "points") if n != chosen]
+    other = max(simple, key=lambda n: metrics["logistic" if n == "logistic" else "baseline"]["roc_auc"])
+    margin = auc_margin(y_test, p_test, p_family[other], cfg.model.seed)
+    checks = calibration_checks(y_test, p_test, float(y[split.train].mean()), float(y[newest].mean()),
+                                cfg.model.seed)
+    flags = len(audit.get("flags", [])) if isinstance(audit, dict) else 0
+    ready = verdict(train_pos, int(y_test.sum()), margin, checks, flags, other=f"the {other} family")
+    family = {"chosen": chosen, "why": why, "forced": forced != "auto", "validation": judged,
+              "test_auc_margin": {"over": other, **margin}}
+
+    described = split.describe(frame["cutoff"], y)
     bundle = Bundle(
-        booster=booster, spec=spec, categories=categories, calibrator=calibrator,
+        booster=model, spec=spec, categories=categories, calibrator=calibrator,
         icp=project.icp, engagement=project.engagement, tiers=cfg.tiers, top_k=cfg.reasons.top_k,
         horizon_days=cfg.label.horizon_days,
         metadata={
@@ -207,48 +217,41 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
             "data": export.source,
             "data_end": str(export.end()),
             "label": f"closed_won within {cfg.label.horizon_days} days after the cutoff",
-            "best_iteration": int(booster.best_iteration or booster.num_trees()),
-            "split": split.describe(frame["cutoff"]),
+            "best_iteration": int(model.best_iteration or model.num_trees()),
+            "split": described,
             "cutoffs": cfg.cutoffs.model_dump(),
             "metrics": metrics,
             "top_k": {"ks": named_ks, "policy": policy},
             "calibration": calibration,
-            "tuning": tuning,
+            "calibration_checks": checks,
+            "family": family,
+            "verdict": ready,
+            "tuning": fitted["lightgbm"].info if "lightgbm" in fitted else {"budget_s": 0.0},
             # How points became a probability at training, so `propensity evaluate`
             # can put the baseline on new rows without refitting it on their labels.
-            "baseline_calibration": {"lo": float(np.min(points[split.valid])), "hi": float(np.max(points[split.valid])),
+            "baseline_calibration": {"lo": float(np.min(points[newest])), "hi": float(np.max(points[newest])),
                                      "calibrator": base_cal.to_dict()},
         },
     )
+    tuning = bundle.metadata["tuning"]
+    params = dict(fitted["lightgbm"].info.get("params", {})) if chosen == "lightgbm" else {}
+    params = {k: v for k, v in params.items() if k != "monotone_constraints"}
     timings["total_s"] = time.perf_counter() - t0
-    return TrainResult(bundle=bundle, metrics=metrics, split=split.describe(frame["cutoff"]), test=test,
+    return TrainResult(bundle=bundle, metrics=metrics, split=described, test=test,
                        lift=lift, sample_matrix=sample, timings=timings, segments=segments, audit=audit,
                        comparison=comparison, top_k={"ks": named_ks, "policy": policy}, calibration=calibration,
-                       tuning=tuning,
-                       params={**lgb_params, "calibration": calibrator.method, "calibration_config": cfg.calibration,
-                               "tuning_budget_s": tuning["budget_s"], "tuning_trials": tuning.get("trials", 0),
+                       tuning=tuning, family=family, verdict=ready, checks=checks,
+                       params={**params, "model_family": chosen, "calibration": calibrator.method,
+                               "calibration_config": cfg.calibration, "calibration_clip": clip,
+                               "tuning_budget_s": tuning.get("budget_s", 0.0),
+                               "tuning_trials": tuning.get("trials", 0),
                                "horizon_days": cfg.label.horizon_days, "cutoff_every_days": cfg.cutoffs.every_days,
-                               "n_features": len(spec)})
+                               "n_features": len(spec), "valid_windows": len(split.windows)})
 
 
 def _minmax(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     lo, hi = float(np.min(reference)), float(np.max(reference))
     return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values, dtype=float)
-
-
-def numeric_matrix(x: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
-    """The model matrix as floats (category codes, NaN for unknown) and the categorical column positions."""
-    cols, cat_idx = [], []
-    for j, name in enumerate(x.columns):
-        col = x[name]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            codes = col.cat.codes.to_numpy().astype("float64")
-            codes[codes < 0] = np.nan
-            cols.append(codes)
-            cat_idx.append(j)
-        else:
-            cols.append(pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan))
-    return (np.column_stack(cols) if cols else np.empty((len(x), 0))), cat_idx
 
 
 def policy_ks(tiers, p: np.ndarray) -> tuple[dict[str, int], str]:
@@ -287,44 +290,3 @@ def top_k_flat(comparison: dict, named_ks: dict[str, int]) -> dict[str, dict[str
                 flat[f"{key}_at_{label}"] = float(t[key])
         out[who] = flat
     return out
-
-
-def _tuned_booster(x: pd.DataFrame, y: np.ndarray, split, cfg, spec: list[FeatureDef],
-                   say: Progress) -> tuple[lgb.Booster, dict, dict]:
-    """Search LightGBM parameters within ``tuning.crm_budget_seconds`` on the time-ordered validation window.
-
-    The project's ``model:`` settings are the first trial (always run), then the
-    search of :mod:`.tune`; every trial early-stops on the validation window and is
-    judged by its validation ROC AUC. The winner is refitted on the training window
-    with the same early stopping (deterministic, so it is the trial's model).
-    """
-    from propensity.modeling.tune import EARLY_STOP, MAX_ROUNDS, base_params, tune_lightgbm
-
-    m = cfg.model
-    idx_tr, idx_va = np.flatnonzero(split.train), np.flatnonzero(split.valid)
-    rows = np.concatenate([idx_tr, idx_va])
-    folds = [(np.arange(len(idx_tr)), np.arange(len(idx_tr), len(rows)))]
-    xn, cat_idx = numeric_matrix(x)
-    monotone = [f.monotone for f in spec]
-    first = {"learning_rate": m.learning_rate, "num_leaves": m.num_leaves, "max_depth": m.max_depth,
-             "min_child_samples": m.min_child_samples, "bagging_fraction": m.subsample,
-             "bagging_freq": m.subsample_freq, "feature_fraction": m.colsample_bytree, "lambda_l2": m.reg_lambda,
-             "metric": "binary_logloss"}
-    budget = float(cfg.tuning.crm_budget_seconds)
-    say(f"searching LightGBM parameters for up to {budget:g}s on the validation window")
-    tuned = tune_lightgbm(xn[rows], y[rows], folds, cat_idx, budget_s=budget, monotone=monotone, seed=m.seed,
-                          progress=say, first=first, threads=0)
-    chose_first = tuned.params == {**base_params(monotone, m.seed, 0), **first}
-    info = {"budget_s": budget, "trials": tuned.trials, "seconds": round(tuned.seconds, 1),
-            "valid_auc": tuned.cv_auc, "chosen": "model config" if chose_first else "search"}
-    if chose_first:
-        booster = fit_booster(x[split.train], y[split.train], x[split.valid], y[split.valid], m, spec)
-        return booster, _lgb_params(m, spec), info
-    params = dict(tuned.params)
-    with LIGHTGBM:
-        dtrain = lgb.Dataset(x[split.train], y[split.train], categorical_feature="auto", free_raw_data=False)
-        dvalid = lgb.Dataset(x[split.valid], y[split.valid], reference=dtrain)
-        booster = lgb.train(params, dtrain, num_boost_round=MAX_ROUNDS, valid_sets=[dvalid],
-                            callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
-    info["params"] = {k: v for k, v in params.items() if k != "monotone_constraints"}
-    return booster, params, info

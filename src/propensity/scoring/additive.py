@@ -117,3 +117,64 @@ class AdditiveModel:
     def from_dict(cls, d: dict) -> AdditiveModel:
         return cls(family=str(d["family"]), intercept=float(d["intercept"]), features=[str(f) for f in d["features"]],
                    terms=[Term.from_dict(t) for t in d["terms"]], meta=dict(d.get("meta", {})))
+
+
+class AdditiveBooster:
+    """An :class:`AdditiveModel` with the face of a LightGBM ``Booster`` that the scorer and training use.
+
+    ``predict(x, raw_score=..., pred_contrib=..., num_threads=...)`` on a float model
+    matrix (category codes) or on the pandas matrix of ``features.matrix.to_matrix``;
+    ``feature_name()``, ``num_feature()``, ``pandas_categorical`` (the categories of the
+    categorical features, in order: the codes the scorer's encoding writes) and
+    ``save_model(path)`` (JSON). ``categories`` are the bundle's, by feature name.
+    """
+
+    FILE = "model.json"
+    best_iteration = 0
+
+    def __init__(self, model: AdditiveModel, categories: dict[str, list[str]], categorical: list[str]):
+        self.model = model
+        self.categories = {k: list(v) for k, v in categories.items()}
+        self.categorical = list(categorical)
+        self.pandas_categorical = [self.categories.get(name, []) for name in self.categorical]
+
+    @property
+    def family(self) -> str:
+        return self.model.family
+
+    def feature_name(self) -> list[str]:
+        return list(self.model.features)
+
+    def num_feature(self) -> int:
+        return len(self.model.features)
+
+    def num_trees(self) -> int:
+        return 0
+
+    def _floats(self, x) -> np.ndarray:
+        if hasattr(x, "columns"):
+            cols = []
+            for name in x.columns:
+                col = x[name]
+                if hasattr(col, "cat"):
+                    codes = col.cat.codes.to_numpy().astype(np.float64)
+                    codes[codes < 0] = np.nan
+                    cols.append(codes)
+                else:
+                    cols.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
+            return np.column_stack(cols) if cols else np.empty((len(x), 0))
+        return np.asarray(x, dtype=np.float64)
+
+    def predict(self, x, raw_score: bool = False, pred_contrib: bool = False,
+                num_threads: int = 0, num_iteration: int | None = None) -> np.ndarray:
+        m = self._floats(x)
+        if pred_contrib:
+            return self.model.contrib(m, self.categories)
+        z = self.model.log_odds(m, self.categories)
+        return z if raw_score else 1.0 / (1.0 + np.exp(-z))
+
+    def save_model(self, path: str) -> None:
+        import json
+
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.model.to_dict(), fh, indent=1)

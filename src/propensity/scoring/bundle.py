@@ -71,6 +71,7 @@ from propensity.core.errors import BundleError
 from propensity.core.native import LIGHTGBM
 from propensity.core.output import check_folder_output, staged_folder
 from propensity.features.spec import FeatureDef
+from propensity.scoring.additive import AdditiveBooster, AdditiveModel
 from propensity.scoring.bundle_files import (
     META_FILE,
     MODEL_FILE,
@@ -119,6 +120,11 @@ class Bundle:
     def feature_names(self) -> list[str]:
         return [f.name for f in self.spec]
 
+    @property
+    def family(self) -> str:
+        """``lightgbm``, or the simple family that won (``logistic``, ``points``: an additive model)."""
+        return getattr(self.booster, "family", "lightgbm")
+
     def meta(self) -> dict:
         """``bundle.json`` without the digests."""
         return {
@@ -133,6 +139,7 @@ class Bundle:
             "top_k": self.top_k,
             "horizon_days": self.horizon_days,
             "metadata": self.metadata,
+            **({"family": self.family} if self.family != "lightgbm" else {}),  # older readers read LightGBM ones
         }
 
 
@@ -169,6 +176,9 @@ def load_bundle(path: str | Path) -> Bundle:
     """
     path = Path(path)
     checked, booster = read_bundle_files(path, CrmMeta)
+    if isinstance(booster, AdditiveModel):
+        booster = AdditiveBooster(booster, {k: list(v) for k, v in checked.categories.items()},
+                                  [f.name for f in checked.features if f.kind == "categorical"])
     bundle = Bundle(
         booster=booster,
         spec=[FeatureDef(**f.model_dump()) for f in checked.features],

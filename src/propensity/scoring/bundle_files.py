@@ -35,15 +35,17 @@ from propensity.core.digests import json_sha256, sha256_hex
 from propensity.core.errors import BundleError
 from propensity.core.native import LIGHTGBM
 from propensity.core.validation import validation_message
+from propensity.scoring.additive import AdditiveBooster, AdditiveModel
 from propensity.scoring.bundle_meta import BundleMeta
 from propensity.scoring.model_text import layout_problem
 
-__all__ = ["KINDS", "META_FILE", "MODEL_FILE", "SCHEMA_VERSION", "BundleKindError", "UnverifiedBundleWarning",
-           "bundle_kind", "current_umask", "is_bundle_folder", "read_bundle_files", "resolve_bundle_uri",
-           "write_bundle_files"]
+__all__ = ["ADDITIVE_FILE", "KINDS", "META_FILE", "MODEL_FILE", "SCHEMA_VERSION", "BundleKindError",
+           "UnverifiedBundleWarning", "bundle_kind", "current_umask", "is_bundle_folder", "read_bundle_files",
+           "resolve_bundle_uri", "write_bundle_files"]
 
 SCHEMA_VERSION = 1
 MODEL_FILE = "model.txt"
+ADDITIVE_FILE = AdditiveBooster.FILE  # the model of the logistic and points families
 META_FILE = "bundle.json"
 KINDS = ("crm", "table")
 
@@ -159,7 +161,7 @@ def write_bundle_files(booster: lgb.Booster, meta: dict, model: type[BundleMeta]
     final place, named in errors.
     """
     with LIGHTGBM:
-        booster.save_model(str(folder / MODEL_FILE))
+        booster.save_model(str(folder / getattr(booster, "FILE", MODEL_FILE)))
     meta = json.loads(json.dumps(meta, default=str))  # exactly what a reader will parse
     meta["files"] = {f.name: sha256_hex(f.read_bytes()) for f in sorted(folder.iterdir())
                      if f.is_file() and f.name != META_FILE}
@@ -216,6 +218,8 @@ def read_bundle_files(path: Path, model: type[Meta]) -> tuple[Meta, lgb.Booster]
         _model_text(path, meta, _validated(meta, meta_path, _AnyKind))
         raise BundleKindError(f"{path}: a bundle of kind {kind!r}, not {model.KIND!r}", kind)
     checked = _validated(meta, meta_path, model)
+    if checked.family != "lightgbm":
+        return checked, _additive_model(path, meta, checked)
     model_text = _model_text(path, meta, checked)
     model_path = path / MODEL_FILE
     try:
@@ -228,6 +232,19 @@ def read_bundle_files(path: Path, model: type[Meta]) -> tuple[Meta, lgb.Booster]
     return checked, booster
 
 
+def _additive_model(path: Path, meta: dict, checked: BundleMeta) -> AdditiveModel:
+    """The checked ``model.json`` of a logistic or points bundle (see :mod:`propensity.scoring.additive`)."""
+    data = _verified_files(path, meta, checked, ADDITIVE_FILE)
+    file = path / ADDITIVE_FILE
+    try:
+        model = AdditiveModel.from_dict(json.loads(data.decode("utf-8")))
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{file}: not a readable additive model ({type(exc).__name__}: {exc})") from None
+    if model.family != checked.family:
+        raise BundleError(f"{file}: a {model.family!r} model, but {META_FILE} says family {checked.family!r}")
+    return model
+
+
 def _model_text(path: Path, meta: dict, checked: BundleMeta) -> bytes:
     """The bytes of ``model.txt``, after every digest and the model's layout are checked."""
     model_text = _verified_files(path, meta, checked)
@@ -237,8 +254,8 @@ def _model_text(path: Path, meta: dict, checked: BundleMeta) -> bytes:
     return model_text
 
 
-def _verified_files(path: Path, meta: dict, checked: BundleMeta) -> bytes:
-    """Check ``bundle.json``'s own digest and every recorded file's; returns the bytes of ``model.txt``.
+def _verified_files(path: Path, meta: dict, checked: BundleMeta, model_file: str = MODEL_FILE) -> bytes:
+    """Check ``bundle.json``'s own digest and every recorded file's; returns the bytes of ``model_file``.
 
     The model's bytes are read once, checked and handed to LightGBM as they are, so
     a file replaced between the check and the parse cannot slip through.
@@ -250,14 +267,14 @@ def _verified_files(path: Path, meta: dict, checked: BundleMeta) -> bytes:
                       "to add them", UnverifiedBundleWarning,
                       stacklevel=1)  # issued here: shown once per bundle, however it is loaded
     else:
-        if MODEL_FILE not in checked.files:
-            raise BundleError(f"{meta_path}: files: no digest for {MODEL_FILE}")
+        if model_file not in checked.files:
+            raise BundleError(f"{meta_path}: files: no digest for {model_file}")
         recorded = {k: v for k, v in meta.items() if k != "content_sha256"}
         if json_sha256(recorded) != checked.content_sha256:
             raise BundleError(f"{meta_path}: its content does not match the SHA-256 recorded in it (content_sha256): "
                               "edited or damaged after saving; restore the bundle from its source or retrain")
     model_text = b""
-    for name in sorted(checked.files or {MODEL_FILE: ""}):
+    for name in sorted(checked.files or {model_file: ""}):
         file = path / name
         try:
             data = file.read_bytes()
@@ -268,6 +285,6 @@ def _verified_files(path: Path, meta: dict, checked: BundleMeta) -> bytes:
         if checked.files is not None and sha256_hex(data) != checked.files[name]:
             raise BundleError(f"{file}: its SHA-256 does not match the one {META_FILE} records for it: damaged, "
                               "truncated or replaced after saving; restore the bundle from its source or retrain")
-        if name == MODEL_FILE:
+        if name == model_file:
             model_text = data
     return model_text

@@ -54,9 +54,13 @@ class CalibrationMeta(StrictModel):
     y: list[Probability] = Field(default_factory=list)
     a: Finite = 1.0
     b: Finite = 0.0
+    lo: Probability = 0.0
+    hi: Probability = 1.0
 
     @model_validator(mode="after")
     def _fits_method(self) -> CalibrationMeta:
+        if self.lo >= self.hi:
+            raise ValueError(f"the clip lo ({self.lo}) must be below hi ({self.hi})")
         if self.method == "isotonic":
             if not self.x or len(self.x) != len(self.y):
                 raise ValueError(f"isotonic calibration needs x and y of one length, at least 1 "
@@ -91,6 +95,7 @@ class BundleMeta(StrictModel):
     KIND: ClassVar[str] = ""
 
     schema_version: Literal[1]
+    family: Literal["lightgbm", "logistic", "points"] = "lightgbm"  # the model file: model.txt, else model.json
     calibration: CalibrationMeta
     top_k: Annotated[int, Field(ge=1, le=20)] = 3
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -17,6 +17,7 @@ import lightgbm as lgb
 
 from propensity.core.errors import BundleError
 from propensity.core.native import LIGHTGBM
+from propensity.scoring.additive import AdditiveBooster, AdditiveModel
 from propensity.scoring.bundle import Bundle, load_bundle
 from propensity.scoring.bundle_files import META_FILE, MODEL_FILE, SCHEMA_VERSION, bundle_kind, read_bundle_files
 from propensity.scoring.bundle_meta import BundleMeta
@@ -58,8 +59,16 @@ class TableBundle:
 
     def meta(self) -> dict:
         """``bundle.json`` without the digests."""
+        family = getattr(self.booster, "family", "lightgbm")
         return {"schema_version": SCHEMA_VERSION, "kind": "table", "table": self.schema.to_json(),
-                "calibration": self.calibrator.to_dict(), "top_k": self.top_k, "metadata": self.metadata}
+                "calibration": self.calibrator.to_dict(), "top_k": self.top_k, "metadata": self.metadata,
+                **({"family": family} if family != "lightgbm" else {})}
+
+
+def table_additive_booster(model: AdditiveModel, schema: TableSchema) -> AdditiveBooster:
+    """An additive model over a flat table's matrix: categorical columns are codes into their categories."""
+    cats = {c.name: list(c.categories or []) for c in schema.columns if c.kind == "categorical"}
+    return AdditiveBooster(model, cats, list(cats))
 
 
 def load_table_bundle(path: str | Path) -> TableBundle:
@@ -71,6 +80,8 @@ def load_table_bundle(path: str | Path) -> TableBundle:
     """
     path = Path(path)
     checked, booster = read_bundle_files(path, TableMeta)
+    if isinstance(booster, AdditiveModel):
+        booster = table_additive_booster(booster, checked.table)
     table = TableBundle(booster=booster, schema=checked.table,
                         calibrator=Calibrator.from_dict(checked.calibration.model_dump()),
                         top_k=checked.top_k, metadata=checked.metadata)

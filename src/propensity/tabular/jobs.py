@@ -26,6 +26,7 @@ from propensity.modeling.evaluate import (
     predictions_frame,
     write_report,
 )
+from propensity.modeling.report import readiness_lines
 from propensity.scoring.bundle import is_bundle_folder, write_bundle
 from propensity.scoring.bundle_files import BundleKindError
 from propensity.tabular.bundle import load_table_bundle
@@ -43,12 +44,12 @@ REPORT_DIR = "report"
 def train_table_file(data: Path, target: str, out: Path, id_column: str | None = None,
                      time_column: str | None = None, exclude: tuple[str, ...] = (), budget_s: float = 60.0,
                      seed: int = 0, progress: Callable[[str], None] | None = None,
-                     force: bool = False) -> TableTrainResult:
+                     force: bool = False, model_family: str = "auto") -> TableTrainResult:
     """Read ``data``, train, save the bundle to ``out`` (atomically) with ``out/report/`` inside."""
     check_folder_output(out, owned=is_bundle_folder, inputs=(data,), force=force)
     df = read_flat_table(data)
     result = train_table(df, target, id_column, time_column, exclude, budget_s=budget_s, seed=seed,
-                         source=str(data), progress=progress)
+                         source=str(data), progress=progress, model_family=model_family)
     notes = [*result.notes, *[f"leakage warning: {w}" for w in result.warnings],
              f"split: {json.dumps(result.bundle.metadata['split'])}",
              f"calibration: {result.params['calibration']} (chosen by cross-validated log loss on out-of-fold "
@@ -56,7 +57,7 @@ def train_table_file(data: Path, target: str, out: Path, id_column: str | None =
     with staged_folder(out) as tmp:
         write_bundle(result.bundle, tmp)
         write_report(tmp / REPORT_DIR, f"Test report: {Path(data).name}, target {target}", result.y_test,
-                     result.predictions, result.comparison, notes)
+                     result.predictions, result.comparison, notes, preamble=readiness_lines(result))
         write_csv(predictions_frame(result.y_test, result.predictions), tmp / REPORT_DIR / "test_predictions.csv")
     return result
 

@@ -32,8 +32,10 @@ from propensity.core.native import predict
 from propensity.core.version import VERSION
 from propensity.modeling.calibrate import choose_calibrator
 from propensity.modeling.evaluate import compare, logistic_baseline
+from propensity.modeling.readiness import auc_margin, calibration_checks, verdict
 from propensity.modeling.tune import fit_final, tune_lightgbm
-from propensity.tabular.bundle import TableBundle
+from propensity.tabular.bundle import TableBundle, table_additive_booster
+from propensity.tabular.families import choose_table_family, fit_table_logistic, logistic_folds
 from propensity.tabular.inference import infer_schema, leakage_warnings, normalise_target
 from propensity.tabular.matrix import checked_table_matrix
 from propensity.tabular.values import warning_text
@@ -42,6 +44,7 @@ __all__ = ["TableTrainResult", "split_table", "train_table"]
 
 TEST_FRACTION = 0.2
 MIN_POSITIVES = 10
+MAX_CLIP = 0.01  # calibrated probabilities stay within [clip, 1 - clip] (as in propensity.modeling.train)
 
 
 @dataclass
@@ -54,6 +57,9 @@ class TableTrainResult:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    family: dict = field(default_factory=dict)  # {"chosen", "why", "forced", "validation", "test_auc_margin"}
+    verdict: dict = field(default_factory=dict)  # {"verdict": ready | use with care | not ready, "reasons"}
+    checks: dict = field(default_factory=dict)  # readiness.calibration_checks on the test rows
 
 
 def split_table(y: np.ndarray, time_values: pd.Series | None, seed: int = 0,
@@ -84,7 +90,7 @@ def _check_columns(df: pd.DataFrame, source: str, **named: str | None) -> None:
 
 def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, time_column: str | None = None,
                 exclude: tuple[str, ...] = (), budget_s: float = 60.0, seed: int = 0, top_k: int = 3,
-                refit_all: bool = True,
+                refit_all: bool = True, model_family: str = "auto",
                 source: str = "the table", progress: Callable[[str], None] | None = None) -> TableTrainResult:
     """Infer types, split, tune LightGBM, calibrate and evaluate; see the module docstring for the split.
 
@@ -137,33 +143,65 @@ def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, tim
     warns = leakage_warnings(x_tr, y_tr, schema)
     timings = {"prepare_s": time.perf_counter() - t0}
 
+    if model_family not in ("auto", "lightgbm", "logistic"):
+        raise ValueError(f"{source}: model family {model_family!r} is not available for a flat table "
+                         "(auto, lightgbm or logistic; the points family needs a CRM export's features/*.yaml)")
     say(f"tuning LightGBM for up to {budget_s:g}s on {len(train_idx):,} rows, {len(folds)} folds")
     tuned = tune_lightgbm(x_tr, y_tr, folds, cat_idx, budget_s=budget_s, seed=seed, progress=say)
-    calibrator, cal_scores = choose_calibrator(tuned.oof, y_tr, seed)
-    booster = fit_final(x_tr, y_tr, cat_idx, tuned)
+    say("fitting regularised logistic regression on the same folds")
+    logistic = logistic_folds(x_tr, y_tr, folds, schema, seed)
+    newest = folds[-1][1] if time_column else np.concatenate([va for _, va in folds])
+    oof = {"lightgbm": tuned.oof, "logistic": logistic.oof}
+    chosen, why, judged = choose_table_family(oof, y_tr, newest, tuned.n_rounds, model_family, seed)
+    # In time order the calibrator is fitted on the newest fold alone (the world may have moved since the
+    # older ones), clipped away from 0 and 1 as the CRM path clips it.
+    calibrator, cal_scores = choose_calibrator(oof[chosen][newest], y_tr[newest], seed)
+    clip = min(1.0 / (2 * (len(newest) + 1)), MAX_CLIP)
+    calibrator = calibrator.clipped(clip, 1 - clip)
+
+    def fit(x_fit: np.ndarray, y_fit: np.ndarray, scale: float = 1.0):
+        if chosen == "logistic":
+            return table_additive_booster(fit_table_logistic(x_fit, y_fit, schema, logistic.c_value, seed), schema)
+        return fit_final(x_fit, y_fit, cat_idx, tuned, scale=scale)
+
+    booster = fit(x_tr, y_tr)
     timings["train_s"] = time.perf_counter() - t0 - timings["prepare_s"]
 
     say("evaluating on the held-out test rows against logistic regression")
     y_te = y[test_idx]
     preds = {"model": calibrator(predict(booster, x[test_idx])),
              "logistic regression": logistic_baseline(x_tr, y_tr, x[test_idx], cat_idx, seed)}
+    if chosen != "lightgbm":
+        lgbm = fit_final(x_tr, y_tr, cat_idx, tuned)
+        cal_lgbm, _ = choose_calibrator(tuned.oof[newest], y_tr[newest], seed)
+        preds["lightgbm"] = cal_lgbm.clipped(clip, 1 - clip)(predict(lgbm, x[test_idx]))
     comparison = compare(y_te, preds, ks=(100, 500))
+    margin = auc_margin(y_te, preds["model"], preds["logistic regression"], seed)
+    checks = calibration_checks(y_te, preds["model"], float(y_tr.mean()), float(y_tr[newest].mean()), seed)
+    ready = verdict(int(y_tr.sum()), int(y_te.sum()), margin, checks, len(warns),
+                    other="one-hot logistic regression")
+    family = {"chosen": chosen, "why": why, "forced": model_family != "auto", "validation": judged,
+              "test_auc_margin": {"over": "one-hot logistic regression", **margin}}
     split = {"kind": "time" if time_column else "stratified", "train_rows": int(len(train_idx)),
              "test_rows": int(len(test_idx)), "folds": len(folds), "test_fraction": TEST_FRACTION, "seed": seed}
     if refit_all:
         # The shipped model learns from every labelled row; the test figures above are
         # those of the same recipe fitted without the test rows.
-        booster = fit_final(x, y, cat_idx, tuned, scale=len(y) / len(y_tr))
-    params = {**{k: v for k, v in tuned.params.items() if k != "monotone_constraints"},
-              "n_rounds": tuned.n_rounds, "refit_all": refit_all, "trials": tuned.trials, "budget_s": budget_s,
-              "calibration": calibrator.method}
+        booster = fit(x, y, scale=len(y) / len(y_tr))
+    params = {**({k: v for k, v in tuned.params.items() if k != "monotone_constraints"}
+                 if chosen == "lightgbm" else {"C": logistic.c_value}),
+              "model_family": chosen, "n_rounds": tuned.n_rounds if chosen == "lightgbm" else 0,
+              "refit_all": refit_all, "trials": tuned.trials, "budget_s": budget_s,
+              "calibration": calibrator.method, "calibration_clip": clip}
     bundle = TableBundle(booster=booster, schema=schema, calibrator=calibrator, top_k=top_k, metadata={
         "propensity_version": VERSION, "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "data": source, "label": f"{target} == {positive!r}", "split": split, "params": params,
         "cv_auc": tuned.cv_auc, "calibration_scores": cal_scores,
         "metrics": {n: m["metrics"] for n, m in comparison["models"].items()},
-        "leakage_warnings": warns, "notes": notes,
+        "leakage_warnings": warns, "notes": notes, "family": family, "verdict": ready,
+        "calibration_checks": checks,
     })
     timings["total_s"] = time.perf_counter() - t0
     return TableTrainResult(bundle=bundle, comparison=comparison, y_test=y_te, predictions=preds, notes=notes,
-                            warnings=warns, timings=timings, params=params)
+                            warnings=warns, timings=timings, params=params, family=family, verdict=ready,
+                            checks=checks)

@@ -81,6 +81,10 @@ def promote(name: str, export: CrmExport, tracking_uri: str, experiment: str = "
     challenger = _version(client, name, CHALLENGER, required=True)
     champion = _version(client, name, CHAMPION, required=False)
     ch_scorer = LeadScorer.load(f"models:/{name}/{challenger.version}")
+    ready = ch_scorer.bundle.metadata.get("verdict") or {}
+    if ready.get("verdict") == "not ready" and not force:
+        raise ValueError(f"challenger {name} v{challenger.version} is not ready: {'; '.join(ready['reasons'])}; "
+                         "promote refuses it (pass --force to promote it anyway)")
     rows = holdout_rows(export, ch_scorer.bundle.horizon_days)
     k = capacity or max(1, len(rows) // 10)
     figures = {"challenger": holdout_metrics(ch_scorer, export, rows, k)}
@@ -112,4 +116,5 @@ def promote(name: str, export: CrmExport, tracking_uri: str, experiment: str = "
         mlflow.log_dict({"checks": checks, "figures": figures, "capacity": k, "tolerance": tolerance}, "promotion.json")
     return {"decision": decision, "promoted": promoted, "forced": force and not wins, "checks": checks,
             "figures": figures, "capacity": k, "challenger": challenger.version,
-            "champion": champion.version if champion is not None else None, "run_id": run.info.run_id}
+            "champion": champion.version if champion is not None else None, "run_id": run.info.run_id,
+            "readiness": ready}

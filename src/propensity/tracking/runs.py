@@ -81,8 +81,18 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         if calibration:
             mlflow.set_tag("calibration", calibration["method"])
             mlflow.log_dict(calibration, "calibration.json")
-        for part, info in result.split.items():
-            mlflow.log_metric(f"{part}_rows", info["rows"])
+        for part in ("train", "valid", "test"):
+            if part in result.split:
+                mlflow.log_metric(f"{part}_rows", result.split[part]["rows"])
+        family, ready = getattr(result, "family", None) or {}, getattr(result, "verdict", None) or {}
+        if family:
+            mlflow.set_tag("model_family", family["chosen"])
+            mlflow.log_dict(family, "family.json")
+        if ready:
+            mlflow.set_tag("readiness", ready["verdict"])
+            mlflow.set_tag("readiness_reasons", "; ".join(ready["reasons"])[:4000] or "none")
+            mlflow.log_dict({"verdict": ready, "calibration_checks": getattr(result, "checks", {})},
+                            "readiness.json")
         mlflow.log_dict(result.split, "split.json")
         mlflow.log_dict(result.lift, "lift.json")
         mlflow.log_text(model_card(result, project), "model_card.md")
