@@ -116,7 +116,8 @@ def test_promote_first_challenger_then_compare_and_force(server, world, trained,
 
     shutil.copytree(default_project_dir() / "features", tmp_path / "features")
     text = (default_project_dir() / "training" / "default.yaml").read_text()
-    cfg.write_text(text.replace("n_estimators: 2000", "n_estimators: 2").replace("num_leaves: 15", "num_leaves: 2"))
+    weak = text.replace("n_estimators: 2000", "n_estimators: 2").replace("num_leaves: 15", "num_leaves: 2")
+    cfg.write_text(weak.replace("model_family: auto", "model_family: lightgbm"))  # auto would set it aside
     assert main(["train", "--data", str(world), "--config", str(cfg), "--out", str(tmp_path / "weak"),
                  "--tracking-uri", server]) == 0
     capsys.readouterr()
@@ -240,3 +241,23 @@ def test_models_logged_before_the_tracking_package_still_load():
     from propensity.tracking.pyfunc import PropensityPyfunc
 
     assert len(seen) == 1 and isinstance(seen[0], PropensityPyfunc)
+
+
+def test_promote_refuses_a_not_ready_challenger_without_force(server, tmp_path, capsys):
+    import mlflow
+
+    small = tmp_path / "small"  # 900 leads: a handful of test conversions, so the verdict is "not ready"
+    assert main(["generate", "--out", str(small), "--leads", "900", "--seed", "11"]) == 0
+    assert main(["train", "--data", str(small), "--out", str(tmp_path / "m"), "--tracking-uri", server]) == 0
+    out = capsys.readouterr().out
+    assert "readiness: NOT READY" in out
+    client = mlflow.MlflowClient(tracking_uri=server)
+    run = client.get_run(client.get_model_version_by_alias("propensity-lead-score", "challenger").run_id)
+    assert run.data.tags["readiness"] == "not ready" and "model_family" in run.data.tags
+    before = client.get_registered_model("propensity-lead-score").aliases.get("champion")
+    assert main(["promote", "--data", str(small), "--tracking-uri", server]) == 2
+    err = capsys.readouterr().err
+    assert "is not ready" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert client.get_registered_model("propensity-lead-score").aliases.get("champion") == before
+    assert main(["promote", "--data", str(small), "--tracking-uri", server, "--force"]) == 0
+    assert "challenger readiness: not ready" in capsys.readouterr().out

@@ -105,8 +105,8 @@ def time_split(cutoffs: pd.Series, config: SplitConfig, horizon_days: int, y: np
                            config.min_train_positives if y is not None else 0, labels)
             if split is not None:
                 if sizes == (1, 1):
-                    notes.append("conversions crowd into the newest dates: test and validation windows sized by "
-                                 "conversions, not by split.test_fraction / split.valid_fraction of the dates")
+                    notes.append("too few conversions for windows of split.test_fraction / split.valid_fraction "
+                                 "of the dates: test and validation windows sized by conversions instead")
                 break
         if split is not None or min_pos <= FLOOR_POSITIVES:
             break
