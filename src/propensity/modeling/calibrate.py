@@ -14,6 +14,15 @@ average lead's step gets no reasons at all). The centred version keeps the same
 block levels, is strictly increasing between the outer knots, so the model's
 ranking survives calibration, and is typically as well calibrated or better.
 
+The choice prefers the simpler map: isotonic ships only when its cross-validated
+log loss beats sigmoid's by more than one standard error of the per-row difference
+(the "one-standard-error rule" of model selection). Isotonic's outer blocks can sit
+at 0 or 1 on a few hundred rows; when the next window's conversion rate moves, such
+a plateau costs far more log loss than the small edge it won in-window. On the bank
+table in time order (train rows at 6-11 % conversion, test rows at 31 %), isotonic
+won in-window cross-validation by 0.0005 and lost on the test rows by 0.41
+(1.034 against 0.627); the rule picks sigmoid there.
+
 What scikit-learn does and what is done here: the PAV fit is scikit-learn's
 ``IsotonicRegression``. Its own map (``predict``) interpolates through both ends of
 every block, so it is flat across a block; centred isotonic regression is not in
@@ -72,13 +81,20 @@ def choose_calibrator(p_raw: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[
     if n_splits < 2:
         return Calibrator("none"), {}
     scores: dict[str, dict[str, float]] = {}
+    row_loss = {}
     for method in ("isotonic", "sigmoid"):
         pred = np.empty(len(y))
         for tr, va in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(p_raw, y):
             pred[va] = fit_calibration(method, p_raw[tr], y[tr])(p_raw[va])
         pc = np.clip(pred, 1e-6, 1 - 1e-6)
+        row_loss[method] = -(y * np.log(pc) + (1 - y) * np.log(1 - pc))
         scores[method] = {"log_loss": float(log_loss(y, pc, labels=[0, 1])), "brier": float(brier_score_loss(y, pc))}
-    method = min(scores, key=lambda m: (round(scores[m]["log_loss"], 5), scores[m]["brier"]))
+    # Sigmoid unless isotonic is better by more than one standard error of the difference: the two-parameter
+    # map is the one that holds up when the next window's rate or mix moves (see the module docstring).
+    diff = row_loss["isotonic"] - row_loss["sigmoid"]
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    method = "isotonic" if float(diff.mean()) < -se else "sigmoid"
+    scores[method]["chosen_by"] = "one-standard-error rule"
     return fit_calibration(method, p_raw, y), scores
 
 

@@ -146,11 +146,13 @@ def model_card(result, project) -> str:
     lines += readiness_lines(result)
     cal = getattr(result, "calibration", None) or {}
     if cal:
-        how = ("chosen by 5-fold cross-validated log loss over the validation window's predictions: "
+        how = ("5-fold cross-validated log loss over the newest validation window's predictions: "
                + ", ".join(f"{k} {v['log_loss']:.5f}" for k, v in cal.get("scores", {}).items())
+               + "; sigmoid unless isotonic is better by more than one standard error"
                if cal.get("config") == "auto" else "as configured")
+        clip = f", clipped to [{cal['clip']:.2g}, 1 - {cal['clip']:.2g}]" if cal.get("clip") else ""
         lines.append(f"- Calibration: **{cal.get('method')}** (config `{cal.get('config')}`; {how}), fitted on the "
-                     "validation window, which also decided early stopping.")
+                     f"newest validation window{clip}.")
     tuning = getattr(result, "tuning", None) or {}
     if tuning.get("budget_s"):
         lines.append(f"- Parameter search: {tuning.get('trials')} parameter sets in {tuning.get('seconds')}s "
