@@ -55,8 +55,24 @@ def crm_dir(crm_bundle, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def table_dir(tmp_path_factory) -> Path:
-    result = train_table(lead_table(1000), "converted", id_column="lead_id", exclude=("call_duration",), budget_s=0)
+    result = train_table(lead_table(1000), "converted", id_column="lead_id", exclude=("call_duration",), budget_s=0,
+                         model_family="lightgbm")  # the damage below is done to LightGBM's model.txt
     return save_bundle(result.bundle, tmp_path_factory.mktemp("table") / "model")
+
+
+def test_an_edited_additive_model_is_refused(tmp_path):
+    from propensity.tabular.bundle import load_table_bundle
+
+    result = train_table(lead_table(1000), "converted", id_column="lead_id", exclude=("call_duration",), budget_s=0,
+                         model_family="logistic")
+    folder = save_bundle(result.bundle, tmp_path / "model")
+    load_table_bundle(folder)  # as written: verified and loaded
+    model = folder / "model.json"
+    text = model.read_text()
+    model.write_text(text.replace('"intercept": -', '"intercept": -1', 1) if '"intercept": -' in text
+                     else text.replace('"intercept": ', '"intercept": 1', 1))
+    with pytest.raises(BundleError, match=r"model\.json: its SHA-256 does not match"):
+        load_table_bundle(folder)
 
 
 @pytest.fixture(params=["crm", "table"])

@@ -94,7 +94,8 @@ def test_auto_calibration_and_budgeted_search_on_the_validation_window(world_dir
     result = train(read_export(world_dir), project.model_copy(update={"training": cfg}))
     cal = result.calibration
     assert cal["config"] == "auto" and set(cal["scores"]) == {"isotonic", "sigmoid"}
-    assert cal["method"] == min(cal["scores"], key=lambda k: cal["scores"][k]["log_loss"])
+    # Sigmoid unless isotonic is better (by more than a standard error).
+    assert cal["method"] == "sigmoid" or cal["scores"]["isotonic"]["log_loss"] < cal["scores"]["sigmoid"]["log_loss"]
     assert result.bundle.calibrator.method == cal["method"] == result.params["calibration"]
     tuning = result.tuning
     assert tuning["budget_s"] == 4 and tuning["trials"] >= 1 and tuning["chosen"] in ("model config", "search")
