@@ -29,6 +29,14 @@ def project():
 
 @pytest.fixture(scope="session")
 def trained(world_dir, project):
+    # LightGBM forced: the scoring, SHAP and thread tests below it exercise the tree model; the automatic
+    # choice between families is tested on its own (tests/test_choice.py).
+    return train(read_export(world_dir), project, model_family="lightgbm")
+
+
+@pytest.fixture(scope="session")
+def trained_auto(world_dir, project):
+    """The same world trained as a user would: the family chosen on the validation windows."""
     return train(read_export(world_dir), project)
 
 

@@ -25,11 +25,13 @@ def test_model_beats_points_baseline(trained):
     assert m["log_loss"] < b["log_loss"]
 
 
-def test_model_ranks_at_least_as_well_as_logistic_regression(trained):
-    # Held on every world measured (20,000 leads, seeds 0-5, and this fixture) with the
-    # shipped `model:` settings, by +0.001 to +0.009 ROC AUC (+0.003 here). PR AUC is
-    # not asserted: logistic regression beat the model on it on one of those worlds.
-    assert trained.metrics["model"]["roc_auc"] >= trained.metrics["logistic"]["roc_auc"]
+def test_the_shipped_model_is_not_beaten_by_a_simple_family(trained_auto):
+    # The goal of the family choice: the shipped model's test log loss at most the best simple family's
+    # (a small tolerance: the choice is made on validation windows, not on these rows), AUC within 0.005.
+    m = trained_auto.metrics
+    simple = [m["logistic"], m["baseline"]]
+    assert m["model"]["roc_auc"] >= max(s["roc_auc"] for s in simple) - 0.005
+    assert m["model"]["log_loss"] <= min(s["log_loss"] for s in simple) * 1.01
 
 
 def test_calibrated_probabilities_match_observed_rate(trained):
@@ -41,5 +43,6 @@ def test_calibrated_probabilities_match_observed_rate(trained):
 def test_training_rows_end_before_their_labels_reach_validation(trained):
     split = trained.split
     horizon = pd.Timedelta(days=trained.bundle.horizon_days)
-    assert pd.Timestamp(split["train"]["last_cutoff"]) + horizon <= pd.Timestamp(split["valid"]["first_cutoff"])
+    for window in split["windows"]:  # each validation window's own training rows are purged before it
+        assert pd.Timestamp(window["train"]["last_cutoff"]) + horizon <= pd.Timestamp(window["valid"]["first_cutoff"])
     assert split["valid"]["last_cutoff"] < split["test"]["first_cutoff"]

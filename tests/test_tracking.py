@@ -257,7 +257,8 @@ def test_promote_refuses_a_not_ready_challenger_without_force(server, tmp_path, 
     before = client.get_registered_model("propensity-lead-score").aliases.get("champion")
     assert main(["promote", "--data", str(small), "--tracking-uri", server]) == 2
     err = capsys.readouterr().err
-    assert "is not ready" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is not ready" in errors[0] and "--force" in errors[0]
     assert client.get_registered_model("propensity-lead-score").aliases.get("champion") == before
     assert main(["promote", "--data", str(small), "--tracking-uri", server, "--force"]) == 0
     assert "challenger readiness: not ready" in capsys.readouterr().out

@@ -215,7 +215,8 @@ def read_bundle_files(path: Path, model: type[Meta]) -> tuple[Meta, lgb.Booster]
         raise BundleError(f"{meta_path}: expected a JSON object at the top level, found {type(meta).__name__}")
     kind = _kind(meta, meta_path)
     if kind != model.KIND:
-        _model_text(path, meta, _validated(meta, meta_path, _AnyKind))
+        other = _validated(meta, meta_path, _AnyKind)
+        _additive_model(path, meta, other) if other.family != "lightgbm" else _model_text(path, meta, other)
         raise BundleKindError(f"{path}: a bundle of kind {kind!r}, not {model.KIND!r}", kind)
     checked = _validated(meta, meta_path, model)
     if checked.family != "lightgbm":
