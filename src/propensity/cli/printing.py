@@ -126,6 +126,9 @@ def project_created(target: Path) -> None:
 def generated(world: World) -> None:
     print(f"synthetic CRM world with {world.leads:,} leads (seed {world.seed}) written to {world.path} "
           f"in {world.seconds:.1f}s; ground truth in {world.ground_truth}")
+    if world.hazards:
+        print("hazards: " + ", ".join(f"{k}={'+'.join(v) if isinstance(v, tuple) else v}"
+                                      for k, v in world.hazards.items()))
 
 
 def training_metrics(result) -> None:

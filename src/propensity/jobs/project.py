@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["World", "generate", "init_project"]
 
@@ -37,6 +39,7 @@ class World:
     leads: int
     seed: int
     seconds: float
+    hazards: dict[str, Any] = field(default_factory=dict)  # the options that differ from the plain world
 
     @property
     def ground_truth(self) -> Path:
@@ -44,13 +47,24 @@ class World:
 
 
 def generate(out: str | Path, leads: int = 20_000, seed: int = 0, fmt: str = "parquet",
-             force: bool = False) -> World:
-    """Write a synthetic CRM world; ``out`` may be replaced only if empty or a world this tool wrote (or ``force``)."""
-    from propensity.core.output import check_folder_output, claim
-    from propensity.data.synthetic import is_world_folder, write_world
+             force: bool = False, hazards: Mapping[str, Any] | None = None) -> World:
+    """Write a synthetic CRM world; ``out`` may be replaced only if empty or a world this tool wrote (or ``force``).
 
+    ``hazards``: options of :class:`propensity.data.synthetic.Hazards` (drift, landing pages, sparse activity ...).
+    """
+    from pydantic import ValidationError
+
+    from propensity.core.output import check_folder_output, claim
+    from propensity.data.synthetic import Hazards, is_world_folder, write_world
+
+    try:
+        chosen = Hazards.model_validate(dict(hazards or {}))
+    except ValidationError as err:
+        first = err.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
+        raise ValueError(f"generate: {flag}: {first['msg'].removeprefix('Value error, ')}") from None
     t = time.perf_counter()
     check_folder_output(out, owned=is_world_folder, force=force)
     with claim(out):
-        path = write_world(out, n_leads=leads, seed=seed, fmt=fmt, force=force)
-    return World(path, leads, seed, time.perf_counter() - t)
+        path = write_world(out, n_leads=leads, seed=seed, fmt=fmt, force=force, hazards=chosen)
+    return World(path, leads, seed, time.perf_counter() - t, chosen.model_dump(exclude_defaults=True))
