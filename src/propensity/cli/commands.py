@@ -22,7 +22,7 @@ _HAZARD_FLAGS = ("drift", "drift_at", "drift_shift", "drift_signal", "wins_from"
 def generate(args: argparse.Namespace) -> int:
     hazards = {k: getattr(args, k) for k in _HAZARD_FLAGS if getattr(args, k) is not None}
     printing.generated(jobs.generate(args.out, leads=args.leads, seed=args.seed, fmt=args.format, force=args.force,
-                                     hazards=hazards))
+                                     hazards=hazards, start=args.start, end=args.end))
     return 0
 
 

@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--leads", type=int, default=20_000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    s.add_argument("--start", metavar="DATE", help="first day of the world (default 2024-01-01)")
+    s.add_argument("--end", metavar="DATE", help="the export's date (default 2026-01-01)")
     h = s.add_argument_group("hazards (real-data look; see docs/synthetic.md)")
     h.add_argument("--drift", action="append", choices=["base-rate", "mechanics", "mix", "late-wins"],
                    help="a change over time (repeat for several): in-market rate, an intent signal that stops "
