@@ -279,3 +279,16 @@ def test_oracle_rejects_unknown_leads(plain):
     with pytest.raises(ValueError, match="L9999999"):
         oracle_probability(frames, pd.DataFrame({"lead_id": ["L9999999"], "cutoff": [pd.Timestamp(
             "2025-01-01", tz="UTC")]}), HORIZON, truth=truth)
+
+
+@pytest.mark.slow
+def test_demo_prints_the_oracle_as_the_best_possible_model(tmp_path, capsys):
+    from propensity.cli import main
+
+    assert main(["demo", "--dir", str(tmp_path / "d"), "--leads", "4000", "--seed", "3",
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("oracle ROC AUC"))
+    assert "the best possible model" in line
+    ratio = float(line.split("model / oracle = ")[1].split(" AUC")[0])
+    ll_ratio = float(line.split(" = ")[-1].split(" x")[0])
+    assert ratio <= 1.0 and ll_ratio >= 1.0, line

@@ -159,12 +159,12 @@ def oracle_probability(world: str | Path | CrmExport | Mapping[str, pd.DataFrame
     created = days(gt["created_at"])
 
     # the lead's source-event type, from the leads table (the mix drift redraws sources)
-    src_of = {LEAD_SOURCES.tolist().index(s): TYPE_INDEX[e] for s, e in SOURCE_EVENT.items()}
+    event_of_source = np.array([TYPE_INDEX.get(SOURCE_EVENT.get(str(s), ""), -1) for s in LEAD_SOURCES])
     lead_src = pd.Index(LEAD_SOURCES).get_indexer(leads["lead_source"].astype(str))
     src_kind = np.full(len(gt), -1, dtype=np.int64)
     lp = ids.get_indexer(leads["lead_id"].astype(str))
     ok = (lp >= 0) & (lead_src >= 0)
-    src_kind[lp[ok]] = [src_of.get(int(k), -1) for k in lead_src[ok]]
+    src_kind[lp[ok]] = event_of_source[lead_src[ok]]
 
     # the events that move the posterior: ramp types, emails, unsubscribes; grouped by lead, by time
     kinds = pd.Index(ACTIVITY_TYPES).get_indexer(acts["activity_type"].astype(str))
