@@ -243,6 +243,21 @@ def test_oracle_is_calibrated_per_decile(big):
     assert abs(y.sum() / p.sum() - 1) < 0.1
 
 
+def test_oracle_is_calibrated_per_decile_on_a_drifting_world():
+    hz = {"drift": ["base-rate", "mix", "mechanics"], "drift_shift": 1.2, "landing_pages": 300, "origin": True}
+    frames, truth = generate_world(20_000, seed=12, hazards=hz)
+    rows = _snapshots(frames)
+    p, y = oracle_probability(frames, rows, HORIZON, truth=truth), rows["y"].to_numpy()
+    d = _deciles(p, y)
+    z = (d["y"] - d["p"]) * d["n"] / np.sqrt(3 * d["var"])
+    assert (np.abs(z[d["n"] * d["p"] > 5]) < 3.5).all(), d.assign(z=z)
+    assert abs(y.sum() / p.sum() - 1) < 0.1
+    # before and after the drift date alike
+    for part in (rows["cutoff"] < pd.Timestamp("2024-12-31", tz="UTC")).to_numpy(), rows["cutoff"].ge(
+            pd.Timestamp("2025-03-01", tz="UTC")).to_numpy():
+        assert abs(y[part].sum() / p[part].sum() - 1) < 0.15
+
+
 def test_oracle_beats_the_latent_prior(big):
     rows, p, prior = big
     y = rows["y"].to_numpy()
