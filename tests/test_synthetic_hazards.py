@@ -190,3 +190,17 @@ def test_generate_cli_takes_the_hazard_options(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--wins-from" in err, err
     assert not bad.exists()
+
+
+def test_generate_cli_takes_the_span_and_refuses_a_bad_one_before_any_work(tmp_path, capsys):
+    out = tmp_path / "w"
+    assert main(["generate", "--out", str(out), "--leads", "500", "--start", "2025-01-01", "--end", "2026-01-01"]) == 0
+    assert pd.read_parquet(out / "leads.parquet")["created_at"].min() >= pd.Timestamp("2025-01-01", tz="UTC")
+    assert pd.read_parquet(out / "ground_truth.parquet").attrs["world"]["start"].startswith("2025-01-01")
+    capsys.readouterr()
+    for args in (["--start", "soon"], ["--start", "2025-01-01", "--end", "2024-01-01"]):
+        bad = tmp_path / "bad"
+        assert main(["generate", "--out", str(bad), "--leads", "500", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and ("--start" in err or "must be after" in err), err
+        assert not bad.exists()
