@@ -1,21 +1,24 @@
-"""Model quality on a synthetic world, against the generator's true probabilities."""
+"""Model quality on a synthetic world, against the generator's true probabilities (the oracle)."""
 
+import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 
-from propensity.data.synthetic import true_probability
+from propensity.data.synthetic import oracle_probability
 
 pytestmark = pytest.mark.slow
 
 
-def test_model_auc_reaches_95_percent_of_oracle(trained, world_dir):
-    truth = pd.read_parquet(world_dir / "ground_truth.parquet")
+def test_model_auc_reaches_95_percent_of_the_oracle_and_not_beyond(trained, world_dir):
+    # The oracle is the best possible prediction of each test snapshot: no model ranks better (the margin
+    # allows for the test window's noise), and the shipped one comes close.
     test = trained.test
-    oracle = roc_auc_score(test["label"], true_probability(truth, test[["lead_id", "cutoff"]],
-                                                           trained.bundle.horizon_days))
+    best = oracle_probability(world_dir, test[["lead_id", "cutoff"]], trained.bundle.horizon_days)
+    oracle = roc_auc_score(test["label"], best)
     model = roc_auc_score(test["label"], test["probability"])
-    assert model >= 0.95 * oracle, (model, oracle)
+    assert 0.95 * oracle <= model <= oracle + 0.002, (model, oracle)
+    assert log_loss(test["label"], np.clip(best, 1e-7, 1 - 1e-7)) < log_loss(test["label"], test["probability"])
 
 
 def test_model_beats_points_baseline(trained):

@@ -15,8 +15,14 @@ def init(args: argparse.Namespace) -> int:
     return 0
 
 
+_HAZARD_FLAGS = ("drift", "drift_at", "drift_shift", "drift_signal", "wins_from", "landing_pages", "origin",
+                "activity_scale", "in_market_shift")
+
+
 def generate(args: argparse.Namespace) -> int:
-    printing.generated(jobs.generate(args.out, leads=args.leads, seed=args.seed, fmt=args.format, force=args.force))
+    hazards = {k: getattr(args, k) for k in _HAZARD_FLAGS if getattr(args, k) is not None}
+    printing.generated(jobs.generate(args.out, leads=args.leads, seed=args.seed, fmt=args.format, force=args.force,
+                                     hazards=hazards, start=args.start, end=args.end))
     return 0
 
 

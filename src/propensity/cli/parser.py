@@ -28,6 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--leads", type=int, default=20_000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    s.add_argument("--start", metavar="DATE", help="first day of the world (default 2024-01-01)")
+    s.add_argument("--end", metavar="DATE", help="the export's date (default 2026-01-01)")
+    h = s.add_argument_group("hazards (real-data look; see docs/synthetic.md)")
+    h.add_argument("--drift", action="append", choices=["base-rate", "mechanics", "mix", "late-wins"],
+                   help="a change over time (repeat for several): in-market rate, an intent signal that stops "
+                   "meaning intent, the industry/source mix, or no deal won before --wins-from")
+    h.add_argument("--drift-at", metavar="DATE", help="when base-rate/mechanics/mix drift starts (default: mid-span)")
+    h.add_argument("--drift-shift", type=float, help="base-rate drift: in-market log-odds added (default 1.0)")
+    h.add_argument("--drift-signal", help="mechanics drift: the signal (default pricing_page_visit)")
+    h.add_argument("--wins-from", metavar="DATE", help="late-wins: first day a deal can be won (default: start + 6 "
+                   "months)")
+    h.add_argument("--landing-pages", type=int, help="add a landing_page lead column with N values (3 matter)")
+    h.add_argument("--origin", action="store_true", default=None, help="add an origin lead column (4 values)")
+    h.add_argument("--activity-scale", type=float, help="multiply activity rates (0.01: ~1 event per lead)")
+    h.add_argument("--in-market-shift", type=float, help="in-market log-odds added to every lead (2,000 leads with "
+                   "0.3: ~100 won)")
     s.set_defaults(func=commands.generate)
 
     s = sub.add_parser("train", help="train, evaluate and log a model from a CRM export folder")

@@ -126,6 +126,9 @@ def project_created(target: Path) -> None:
 def generated(world: World) -> None:
     print(f"synthetic CRM world with {world.leads:,} leads (seed {world.seed}) written to {world.path} "
           f"in {world.seconds:.1f}s; ground truth in {world.ground_truth}")
+    if world.hazards:
+        print("hazards: " + ", ".join(f"{k}={'+'.join(v) if isinstance(v, tuple) else v}"
+                                      for k, v in world.hazards.items()))
 
 
 def training_metrics(result) -> None:
@@ -340,9 +343,10 @@ def demo(d: Demo) -> None:
     print()
     training_metrics(d.training.result)
     m = d.training.result.metrics["model"]
-    print(f"oracle ROC AUC {d.oracle_auc:.4f} (the generator's true probabilities from each lead's latent "
-          f"fit and interest; they ignore the timing visible in recent events, so a model can beat them); "
-          f"model / oracle = {m['roc_auc'] / d.oracle_auc:.3f}")
+    print(f"oracle ROC AUC {d.oracle_auc:.4f}, log loss {d.oracle_log_loss:.4f} (the best possible model: the "
+          f"generator's true probability given what it knew at each cutoff); model / oracle = "
+          f"{m['roc_auc'] / d.oracle_auc:.3f} AUC, log loss {m['log_loss']:.4f} = "
+          f"{m['log_loss'] / d.oracle_log_loss:.3f} x the oracle's")
     print(f"scored {d.scored:,} open leads -> {d.scores}")
     explanation(d.best)
     print(f"model bundle: {d.model_dir}")

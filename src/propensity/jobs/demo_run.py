@@ -22,7 +22,8 @@ DEMO_ENTRIES = {"crm", "models", "scores.csv"}  # what a demo folder holds (besi
 
 @dataclass(frozen=True)
 class Demo:
-    """What the demo did: the training, the oracle's AUC, the scores and the best lead explained."""
+    """What the demo did: the training, the oracle's ROC AUC and log loss on the test window, the scores and the
+    best lead explained."""
 
     training: CrmTraining
     oracle_auc: float
@@ -30,6 +31,7 @@ class Demo:
     scores: Path
     best: Any  # the LeadScore of the most probable open lead
     model_dir: Path
+    oracle_log_loss: float = float("nan")
 
 
 def is_demo_folder(path: Path) -> bool:
@@ -64,7 +66,7 @@ def _demo_in(root: Path, leads: int, seed: int, tracking_uri: str | None, force:
     import pandas as pd
 
     from propensity.core.output import claim
-    from propensity.data.synthetic import true_probability, write_world
+    from propensity.data.synthetic import oracle_probability, write_world
     from propensity.jobs.outputs import write_table
     from propensity.modeling.metrics import classification_metrics
     from propensity.scoring.scorer import LeadScorer
@@ -77,9 +79,10 @@ def _demo_in(root: Path, leads: int, seed: int, tracking_uri: str | None, force:
     training = train_crm(crm, model_dir, None, tracking_uri, True, force=force, progress=progress)
     result = training.result
 
+    progress.step("computing the oracle: the true probability of every test snapshot")
     truth = pd.read_parquet(crm / "ground_truth.parquet")
-    oracle = true_probability(truth, result.test[["lead_id", "cutoff"]], result.bundle.horizon_days)
-    oracle_auc = classification_metrics(result.test["label"].to_numpy(), oracle)["roc_auc"]
+    oracle = oracle_probability(crm, result.test[["lead_id", "cutoff"]], result.bundle.horizon_days, truth=truth)
+    best_possible = classification_metrics(result.test["label"].to_numpy(), oracle)
 
     progress.step("scoring the open leads")
     scorer = LeadScorer.load(model_dir)
@@ -88,4 +91,5 @@ def _demo_in(root: Path, leads: int, seed: int, tracking_uri: str | None, force:
     with claim(out):
         write_table(scores[["lead_id", "probability", "score", "tier", "reasons"]], out)
     best = scores.sort_values("probability", ascending=False).iloc[0]["lead_id"]
-    return Demo(training, oracle_auc, len(scores), out, scorer.explain(crm, best), model_dir)
+    return Demo(training, best_possible["roc_auc"], len(scores), out, scorer.explain(crm, best), model_dir,
+                best_possible["log_loss"])

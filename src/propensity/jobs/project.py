@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["World", "generate", "init_project"]
 
@@ -37,6 +39,7 @@ class World:
     leads: int
     seed: int
     seconds: float
+    hazards: dict[str, Any] = field(default_factory=dict)  # the options that differ from the plain world
 
     @property
     def ground_truth(self) -> Path:
@@ -44,13 +47,41 @@ class World:
 
 
 def generate(out: str | Path, leads: int = 20_000, seed: int = 0, fmt: str = "parquet",
-             force: bool = False) -> World:
-    """Write a synthetic CRM world; ``out`` may be replaced only if empty or a world this tool wrote (or ``force``)."""
-    from propensity.core.output import check_folder_output, claim
-    from propensity.data.synthetic import is_world_folder, write_world
+             force: bool = False, hazards: Mapping[str, Any] | None = None, start: str | None = None,
+             end: str | None = None) -> World:
+    """Write a synthetic CRM world; ``out`` may be replaced only if empty or a world this tool wrote (or ``force``).
 
+    ``hazards``: options of :class:`propensity.data.synthetic.Hazards` (drift, landing pages, sparse activity ...);
+    ``start`` / ``end``: the world's time span (default 2024-01-01 to 2026-01-01).
+    """
+    from pydantic import ValidationError
+
+    from propensity.core.output import check_folder_output, claim
+    from propensity.data.synthetic import Hazards, is_world_folder, write_world
+    from propensity.data.synthetic.hazards import Timeline
+
+    try:
+        chosen = Hazards.model_validate(dict(hazards or {}))
+    except ValidationError as err:
+        first = err.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
+        raise ValueError(f"generate: {flag}: {first['msg'].removeprefix('Value error, ')}") from None
+    for flag, value in (("--start", start), ("--end", end)):
+        if value is not None and not _is_date(value):
+            raise ValueError(f"generate: {flag}: expected a date such as 2025-01-01, got {value!r}")
+    span = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+    Timeline.of(span.get("start", "2024-01-01"), span.get("end", "2026-01-01"), chosen)  # end after start
     t = time.perf_counter()
     check_folder_output(out, owned=is_world_folder, force=force)
     with claim(out):
-        path = write_world(out, n_leads=leads, seed=seed, fmt=fmt, force=force)
-    return World(path, leads, seed, time.perf_counter() - t)
+        path = write_world(out, n_leads=leads, seed=seed, fmt=fmt, force=force, hazards=chosen, **span)
+    return World(path, leads, seed, time.perf_counter() - t, chosen.model_dump(exclude_defaults=True))
+
+
+def _is_date(text: str) -> bool:
+    import pandas as pd
+
+    try:
+        return pd.Timestamp(text) is not pd.NaT
+    except ValueError:
+        return False
