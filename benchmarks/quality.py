@@ -123,7 +123,7 @@ def synthetic(budget: float, leads: int, seed: int = 0) -> dict:
 
     from propensity.config import load_project
     from propensity.data.export import read_export
-    from propensity.data.synthetic import true_probability, write_world
+    from propensity.data.synthetic import oracle_probability, write_world
     from propensity.features.cutoffs import training_cutoffs
     from propensity.features.pipeline import build_features
 
@@ -139,7 +139,8 @@ def synthetic(budget: float, leads: int, seed: int = 0) -> dict:
     test_start = dates[int(len(dates) * 0.7)]
     frame = frame.assign(label=np.where(frame["label"].astype(int) == 1, "yes", "no"))
     is_test = (frame["cutoff"] >= test_start).to_numpy()
-    oracle_p = true_probability(truth, frame.loc[is_test, ["lead_id", "cutoff"]], cfg.label.horizon_days)
+    oracle_p = oracle_probability(export, frame.loc[is_test, ["lead_id", "cutoff"]], cfg.label.horizon_days,
+                                  truth=truth)
     oracle = roc_auc_score(frame.loc[is_test, "label"].eq("yes"), oracle_p)
     flat = frame.drop(columns=["lead_id"])
     out = run_table(f"synthetic ({leads:,} leads, seed {seed})", flat[~is_test], flat[is_test], "label", budget,
@@ -227,7 +228,7 @@ def goals(budget: float, leads: int) -> list[dict]:
     import tempfile
 
     from propensity.data.export import read_export
-    from propensity.data.synthetic import write_world
+    from propensity.data.synthetic import oracle_probability, write_world
     from propensity.modeling.train import train
 
     print("\n[goals] test ROC AUC / log loss of the shipped model and the simple families on the same rows")
@@ -254,12 +255,13 @@ def goals(budget: float, leads: int) -> list[dict]:
                 print(f"  {name:34} skipped: {e}")
                 continue
             result = train(read_export(world), _project(world, Path(tmp)))
-        t = result.test
+            t = result.test
+            oracle = oracle_probability(world, t[["lead_id", "cutoff"]], result.bundle.horizon_days)
         y = t["label"].to_numpy().astype(int)
         rows.append(_goal_row(f"CRM {name}", y, t["probability"].to_numpy(),
                               {"logistic": t["logistic"].to_numpy(), "points": t["baseline"].to_numpy()},
                               result.family["chosen"], result.verdict["verdict"],
-                              moves))
+                              moves, {"oracle": oracle}))
     missed = [r["name"] for r in rows if not all(r["goals"].values())]
     print(f"  goals met on {len(rows) - len(missed)} of {len(rows)} tables" + (f"; missed: {missed}" if missed else ""))
     return rows
