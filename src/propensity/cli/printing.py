@@ -25,7 +25,8 @@ from propensity.jobs import (
 
 __all__ = ["TerminalProgress", "crm_evaluation", "crm_scoring", "crm_training", "demo", "error", "evaluation_run",
            "explanation", "feature_catalogue", "feature_table", "format_explanation", "format_feature_list",
-           "generated", "interrupted", "metric_table", "mlflow_run", "one_line_warning", "project_created",
+           "generated", "interrupted", "leakage_audit", "metric_table", "mlflow_run", "one_line_warning",
+           "project_created",
            "promotion", "say", "table_evaluation", "table_scoring", "table_training", "table_training_run",
            "training_metrics", "training_run"]
 
@@ -154,6 +155,25 @@ def training_metrics(result) -> None:
                                                  if cal["config"] == "auto" else ""))
 
 
+def leakage_audit(audit: dict | None, where: str) -> None:
+    """The leakage audit under a training's metrics: the flags to review, then the accepted ones, one line each."""
+    from propensity.modeling.audit import audit_summary
+
+    if not audit:
+        return
+    review, accepted = audit_summary(audit)
+    head = (f"leakage audit: {len(review)} flag(s) to review: these look filled in at or after the outcome; "
+            f"check them (details in {where}), then leave them out or list them under audit.accept"
+            if review else "leakage audit: no flag to review")
+    print(head + (f"; {len(accepted)} accepted (audit.accept)" if accepted else ""))
+    for line in review:
+        print(f"  flag: {line}")
+    for line in accepted:
+        print(f"  accepted: {line}")
+    for name in audit.get("accept_unused", []):
+        print(f"  note: audit.accept names {name!r}, which raised no flag")
+
+
 def training_run(run: dict | None) -> None:
     """The MLflow run of a CRM training and how to look at it."""
     if run is None:
@@ -165,23 +185,23 @@ def training_run(run: dict | None) -> None:
 
 def crm_training(t: CrmTraining) -> None:
     training_metrics(t.result)
+    leakage_audit(getattr(t.result, "audit", None), str(t.model_card))
     print(f"model bundle: {t.out} (best iteration {t.result.bundle.metadata['best_iteration']}, "
           f"{t.result.timings['total_s']:.1f}s); report: {t.model_card}")
     training_run(t.run)
 
 
 def table_training(t: TableTraining) -> None:
-    """A flat-table training once its bundle is written: notes, leakage warnings, metrics, the bundle."""
+    """A flat-table training once its bundle is written: notes, metrics, the leakage audit, the bundle."""
     result = t.result
     for note in result.notes:
         print(f"note: {note}")
-    for w in result.warnings:
-        print(f"warning: possible leakage: {w}")
     comp = result.comparison
     print(f"test rows: {comp['rows']:,}, {comp['positives']:,} conversions "
           f"({result.bundle.metadata['split']['kind']} split)")
     metric_table(list(comp["models"]), lambda n: comp["models"][n]["metrics"], TRAINING_METRICS,
                  label_width=22, cell_width=22, name_chars=20)
+    leakage_audit(result.audit, str(t.report))
     print(f"model bundle: {t.out} ({result.params['trials']} parameter sets tried, {result.params['n_rounds']} "
           f"trees, calibration {result.params['calibration']}, {result.timings['total_s']:.1f}s); report: {t.report}")
 

@@ -34,7 +34,7 @@ from propensity.features.cutoffs import training_cutoffs
 from propensity.features.matrix import fit_categories, to_matrix
 from propensity.features.pipeline import build_features
 from propensity.features.spec import FeatureDef, build_feature_spec
-from propensity.modeling.audit import leakage_audit
+from propensity.modeling.audit import feature_columns, leakage_audit
 from propensity.modeling.baseline import baseline_points
 from propensity.modeling.calibrate import choose_calibrator, fit_calibration
 from propensity.modeling.evaluate import compare, logistic_baseline
@@ -194,7 +194,8 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
 
     say("auditing for leakage")
     t2 = time.perf_counter()
-    audit = leakage_audit(frame, split, spec, y, x=x, export=export, seed=cfg.model.seed)
+    audit = leakage_audit(frame, split, spec, y, x=x, export=export, seed=cfg.model.seed, accept=cfg.audit.accept,
+                          sources=feature_columns(spec, project.icp))
     timings["audit_s"] = time.perf_counter() - t2
 
     bundle = Bundle(
