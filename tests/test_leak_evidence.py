@@ -215,3 +215,30 @@ def test_cli_train_records_accepted_columns(leaky_project, tmp_path, capsys):
     assert "1 accepted (audit.accept)" in out or "accepted (audit.accept)" in out
     assert "  accepted: leads.partner_flag = yes: " in out and "  flag: leads.partner_flag" not in out
     assert "  flag: leads.lead_status = converted" in out
+
+
+@pytest.mark.slow
+def test_promote_shows_the_challengers_flags_and_the_run_tags_them(leaky_project, tmp_path, capsys, monkeypatch):
+    import mlflow
+
+    world, proj = leaky_project
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    training = proj / "training" / "default.yaml"
+    accepting = proj / "training" / "accepting.yaml"
+    accepting.write_text(training.read_text().replace("  accept: []", "  accept: [partner_flag]"))
+    assert main(["train", "--data", str(world), "--config", str(accepting), "--out", str(tmp_path / "m"),
+                 "--tracking-uri", uri]) == 0
+    capsys.readouterr()
+    assert main(["promote", "--data", str(world), "--config", str(accepting), "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"challenger's leakage audit \(MLflow run \w+\): \d+ flag\(s\) to review; 1 accepted", out)
+    assert "  flag: leads.lead_status = converted: " in out and "  accepted: leads.partner_flag = yes: " in out
+    assert out.index("leakage audit") < out.index("decision:")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    version = client.get_model_version_by_alias("propensity-lead-score", "challenger")
+    tags = client.get_run(version.run_id).data.tags
+    assert int(tags["leakage_flags"]) >= 2 and tags["leakage_flags_accepted"] == "1"
+    assert "leads.lead_status" in tags["leakage_flagged_columns"]
+    assert "leads.partner_flag" not in tags["leakage_flagged_columns"]
+    assert client.get_model_version(version.name, version.version).tags["leakage_flags"] == tags["leakage_flags"]

@@ -322,6 +322,17 @@ def promotion(p: Promotion) -> None:
           f"{int(result['figures']['challenger']['rows']):,} holdout rows, capacity {result['capacity']:,}")
     metric_table(list(result["figures"]), lambda w: result["figures"][w], [(k, k) for k in PROMOTION_METRICS],
                  label_width=26, cell_width=12)
+    audit = result.get("challenger_audit")
+    if audit is None:
+        print("challenger's leakage audit: not recorded in its MLflow run")
+    else:
+        print(f"challenger's leakage audit (MLflow run {audit['run_id']}): "
+              + (f"{len(audit['review'])} flag(s) to review" if audit["review"] else "no flag to review")
+              + (f"; {len(audit['accepted'])} accepted (audit.accept)" if audit["accepted"] else ""))
+        for line in audit["review"]:
+            print(f"  flag: {line}")
+        for line in audit["accepted"]:
+            print(f"  accepted: {line}")
     print(f"decision: {result['decision']}" + (" -- --force was used" if result["forced"] else "")
           + f" (logged as MLflow run {result['run_id']})")
 

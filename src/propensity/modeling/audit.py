@@ -165,17 +165,24 @@ def leakage_audit(frame: pd.DataFrame, split: TimeSplit, spec: list[FeatureDef],
 
 
 def flag_line(flag: dict) -> str:
-    """One flag as a line: ``column = value: evidence`` (the column or value left out when there is none)."""
-    where = flag["column"] or "the model"
-    if flag.get("value") is not None:
-        where = f"{where} = {flag['value']}"
+    """One flag as a line: ``column = value: evidence`` (the column or value left out when there is none).
+
+    A flag written before flags had fields (a plain string) is its own line.
+    """
+    if isinstance(flag, str):
+        return flag
+    if not flag.get("column"):
+        return flag["evidence"]
+    where = flag["column"] if flag.get("value") is None else f"{flag['column']} = {flag['value']}"
     return f"{where}: {flag['evidence']}"
 
 
 def audit_summary(findings: dict) -> tuple[list[str], list[str]]:
     """(lines of the flags to review, lines of the accepted ones), each as :func:`flag_line`."""
     flags = findings.get("flags", [])
-    return ([flag_line(f) for f in flags if not f["accepted"]], [flag_line(f) for f in flags if f["accepted"]])
+    accepted = [isinstance(f, dict) and bool(f.get("accepted")) for f in flags]
+    return ([flag_line(f) for f, a in zip(flags, accepted, strict=True) if not a],
+            [flag_line(f) for f, a in zip(flags, accepted, strict=True) if a])
 
 
 def to_markdown(findings: dict) -> str:
