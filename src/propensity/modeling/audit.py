@@ -331,7 +331,8 @@ def _static_columns(frame: pd.DataFrame, export: CrmExport, y: np.ndarray, idx: 
                 found = column_evidence(f"{table}.{name}", df[name], outcomes[table],
                                         EvidenceThresholds(missing_gap=missing_gap))
             if found:
-                flagged.append({"table": table, "column": name, "reason": "; ".join(flag_line(f) for f in found)})
+                flagged.append({"table": table, "column": name, "reason": "; ".join(
+                    f["evidence"] if f["value"] is None else f"value {f['value']!r}: {f['evidence']}" for f in found)})
                 findings += found
     lo, ao = outcomes["leads"], outcomes["accounts"]
     return {"checked": checked, "flagged": flagged, "findings": findings, "rows": len(idx),
