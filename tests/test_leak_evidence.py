@@ -242,3 +242,24 @@ def test_promote_shows_the_challengers_flags_and_the_run_tags_them(leaky_project
     assert "leads.lead_status" in tags["leakage_flagged_columns"]
     assert "leads.partner_flag" not in tags["leakage_flagged_columns"]
     assert client.get_model_version(version.name, version.version).tags["leakage_flags"] == tags["leakage_flags"]
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_audit_accept_is_read_from_the_training_yaml_and_a_typo_is_named(tmp_path):
+    import shutil
+
+    from propensity.config import ConfigError, default_project_dir, load_project
+
+    for sub in ("features", "training"):
+        shutil.copytree(default_project_dir() / sub, tmp_path / sub)
+    cfg = tmp_path / "training" / "default.yaml"
+    assert load_project(cfg).training.audit.accept == []
+    text = cfg.read_text()
+    cfg.write_text(text.replace("  accept: []", "  accept: [partner_flag, leads.lead_status]"))
+    assert load_project(cfg).training.audit.accept == ["partner_flag", "leads.lead_status"]
+    cfg.write_text(text.replace("  accept: []", "  acept: [partner_flag]"))
+    with pytest.raises(ConfigError) as err:
+        load_project(cfg)
+    assert str(cfg) in str(err.value) and "audit.acept" in str(err.value)

@@ -340,6 +340,7 @@ def promotion(p: Promotion) -> None:
 def demo(d: Demo) -> None:
     print()
     training_metrics(d.training.result)
+    leakage_audit(getattr(d.training.result, "audit", None), str(d.training.model_card))
     m = d.training.result.metrics["model"]
     print(f"oracle ROC AUC {d.oracle_auc:.4f} (the generator's true probabilities from each lead's latent "
           f"fit and interest; they ignore the timing visible in recent events, so a model can beat them); "
