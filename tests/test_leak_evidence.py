@@ -160,7 +160,7 @@ def test_a_flat_table_gets_the_same_value_level_evidence_and_accept():
     flags = _by_column(result.audit)
     assert (flags["status"]["value"], flags["status"]["check"], flags["status"]["accepted"]) == \
         ("won", "outcome value", False)
-    assert re.match(r"[\d,]+ of [\d,]+ rows closed won; other values 0 of ", flags["status"]["evidence"])
+    assert re.match(r"[\d,]+ of [\d,]+ rows converted; other values 0 of ", flags["status"]["evidence"])
     assert (flags["partner"]["value"], flags["partner"]["accepted"]) == ("yes", True)
     assert "of open rows" in flags["partner"]["evidence"]
     assert not any("partner" in w for w in result.warnings)

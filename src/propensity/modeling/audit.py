@@ -27,7 +27,8 @@ findings; :func:`to_markdown` renders them for the training report.
    open at the end of the data; a value held by many won records and rare among the
    others; a column filled in mostly for records with an outcome; a number that alone
    separates won records. Columns with no such finding are then checked on the
-   sampled snapshot rows:
+   sampled snapshot rows (dates meet these first: a timestamp later than the cutoff
+   is proof, not suspicion):
 
    - a timestamp with values at or after the row's cutoff (the record was written
      later than the snapshot, e.g. ``converted_at`` or ``last_modified``);

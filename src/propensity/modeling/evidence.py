@@ -49,11 +49,13 @@ MAX_LEVELS = 20  # a numeric column with at most this many distinct values is re
 
 @dataclass(frozen=True)
 class Outcomes:
-    """Per record: ``won``; ``closed`` (won or lost; None: every record has an outcome); ``unit`` names a record."""
+    """Per record: ``won``; ``closed`` (won or lost; None: every record has an outcome); ``unit`` names a record,
+    ``won_word`` the good outcome ("won" for CRM leads, "converted" for a flat table's target)."""
 
     won: np.ndarray
     closed: np.ndarray | None = None
     unit: str = "leads"
+    won_word: str = "won"
 
     @property
     def open(self) -> np.ndarray | None:
@@ -94,8 +96,9 @@ def column_evidence(column: str, values: pd.Series, outcomes: Outcomes,
     auc, strength = roc_strength(numbers, won.astype(np.int64))
     if strength is not None and strength >= limits.strength:
         return [_finding(column, None, "alone decisive",
-                         f"alone ranks won {outcomes.unit} above the others with ROC AUC {auc:.3f} "
-                         f"(strength {strength:.3f} >= {limits.strength}; {int(won.sum()):,} won of {len(won):,})")]
+                         f"alone ranks {outcomes.won_word} {outcomes.unit} above the others with ROC AUC {auc:.3f} "
+                         f"(strength {strength:.3f} >= {limits.strength}; {int(won.sum()):,} {outcomes.won_word} of "
+                         f"{len(won):,})")]
     return []
 
 
@@ -136,59 +139,60 @@ def _missing(column: str, filled: np.ndarray, won: np.ndarray, outcomes: Outcome
             is_lost = outcomes.closed & ~won
             lost = f", {_count(filled, is_lost)} lost"
         return _finding(column, None, "filled for an outcome",
-                        f"filled in for {_count(filled, won)} won{lost} but {_count(filled, other)} {other_name} "
-                        f"{unit}: written when the outcome is known")
+                        f"filled in for {_count(filled, won)} {outcomes.won_word}{lost} but {_count(filled, other)} "
+                        f"{other_name} {unit}: written when the outcome is known")
     return None
 
 
 def _values(column: str, values: pd.Series, won: np.ndarray, outcomes: Outcomes,
             limits: EvidenceThresholds) -> list[dict]:
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        text = values.map(lambda v: None if pd.isna(v) else f"{v:g}").astype("string")
+        codes, numbers = pd.factorize(values, use_na_sentinel=True)
+        uniques = [f"{v:g}" for v in numbers]
     else:
-        text = values.astype("string").str.strip().str.lower()
-    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+        codes, uniques = pd.factorize(values.astype("string").str.strip().str.lower(), use_na_sentinel=True)
     if len(uniques) < 2:
         return []
     known = codes >= 0
-    n = len(won)
-    unit, base = outcomes.unit, won.mean()
-    count = np.bincount(codes[known], minlength=len(uniques))
-    wins = np.bincount(codes[known], weights=won[known], minlength=len(uniques)).astype(np.int64)
-    closed = outcomes.closed
-    open_ = outcomes.open
+    n, k = len(won), len(uniques)
+    unit, base, word = outcomes.unit, won.mean(), outcomes.won_word
+    closed_won = "closed won" if word == "won" else word
+
+    def per_value(mask: np.ndarray) -> np.ndarray:  # records with each value among those in ``mask``
+        return np.bincount(codes[known & mask], minlength=k)
+
+    count, wins = per_value(np.ones(n, dtype=bool)), per_value(won)
+    use_open = outcomes.closed is not None and outcomes.open.sum() >= limits.min_support
+    other, other_name = (outcomes.open, "open") if use_open else (~won, "other")
+    on_other = per_value(other)
+    on_closed = per_value(outcomes.closed) if use_open else None
+    n_won, n_other = int(won.sum()), int(other.sum())
+    n_closed = int(outcomes.closed.sum()) if use_open else 0
     found = []
-    for i in np.argsort(-wins, kind="stable"):
-        if count[i] < limits.min_support:
-            continue
-        has = codes == i
+    order = np.argsort(-wins, kind="stable")
+    for i in order[count[order] >= limits.min_support]:
         value = str(uniques[i])
-        rest_n, rest_won = n - count[i], int(won.sum() - wins[i])
+        rest_n, rest_won = n - count[i], n_won - int(wins[i])
         rest = f"other values {rest_won:,} of {rest_n:,} ({rest_won / max(rest_n, 1):.1%})"
         if wins[i] / count[i] >= limits.won_purity and rest_won / max(rest_n, 1) < 0.5:
             found.append(_finding(column, value, "outcome value",
-                                  f"{wins[i]:,} of {count[i]:,} {unit} closed won; {rest}; base rate {base:.1%}"))
-            continue
-        if closed is not None and open_.sum() >= limits.min_support:
-            on_closed = int((has & closed).sum())
-            on_open = int((has & open_).sum())
-            if (on_closed >= limits.min_support and on_closed / closed.sum() >= limits.closed_share
-                    and on_open / open_.sum() <= limits.open_share):
-                found.append(_finding(column, value, "never open",
-                                      f"on {on_closed:,} of {int(closed.sum()):,} closed {unit} "
-                                      f"({on_closed / closed.sum():.0%}) but {on_open:,} of {int(open_.sum()):,} "
-                                      f"{unit} still open at the end of the data: written when the outcome is known"))
-                continue
-        use_open = open_ is not None and open_.sum() >= limits.min_support
-        other, other_name = (open_, "open") if use_open else (~won, "other")
-        cover = wins[i] / won.sum()
-        share_other = (has & other).sum() / other.sum()
-        lift = cover / max(share_other, 1.0 / other.sum())
-        if wins[i] >= limits.min_support and cover >= limits.won_cover and lift >= limits.lift:
-            found.append(_finding(column, value, "enriched value",
-                                  f"{wins[i]:,} of {count[i]:,} {unit} closed won ({wins[i] / count[i]:.1%}); "
-                                  f"{rest}; on {cover:.0%} of won {unit} but {share_other:.1%} of {other_name} "
-                                  f"{unit} ({lift:.1f}x, >= {limits.lift:g}x)"))
+                                  f"{wins[i]:,} of {count[i]:,} {unit} {closed_won}; {rest}; base rate {base:.1%}"))
+        elif (use_open and on_closed[i] >= limits.min_support and on_closed[i] / n_closed >= limits.closed_share
+                and on_other[i] / n_other <= limits.open_share):
+            found.append(_finding(column, value, "never open",
+                                  f"on {on_closed[i]:,} of {n_closed:,} closed {unit} "
+                                  f"({on_closed[i] / n_closed:.0%}) but {on_other[i]:,} of {n_other:,} "
+                                  f"{unit} still open at the end of the data: written when the outcome is known"))
+        elif wins[i] >= limits.min_support and wins[i] / n_won >= limits.won_cover:
+            cover, share_other = wins[i] / n_won, on_other[i] / n_other
+            lift = cover / max(share_other, 1.0 / n_other)
+            if lift >= limits.lift:
+                found.append(_finding(column, value, "enriched value",
+                                      f"{wins[i]:,} of {count[i]:,} {unit} {closed_won} ({wins[i] / count[i]:.1%}); "
+                                      f"{rest}; on {cover:.0%} of {word} {unit} but {share_other:.1%} of {other_name} "
+                                      f"{unit} ({lift:.1f}x, >= {limits.lift:g}x)"))
+        if len(found) >= limits.max_values:
+            break
     return found[:limits.max_values]
 
 

@@ -271,7 +271,7 @@ def value_flags(df: pd.DataFrame, y: np.ndarray, labelled: np.ndarray, schema: T
     leads still open, so a value never seen among them while common among labelled rows is named.
     """
     outcomes = Outcomes(won=(np.asarray(y) == 1) & labelled, closed=None if labelled.all() else labelled,
-                        unit="rows")
+                        unit="rows", won_word="converted")
     out = []
     for c in schema.columns:
         out += column_evidence(c.name, df[c.name], outcomes)

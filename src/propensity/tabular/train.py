@@ -138,8 +138,10 @@ def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, tim
         notes.append(warning_text(u, len(df), source, rows=np.flatnonzero(kept)))
     cat_idx = schema.categorical_positions()
     x_tr, y_tr = x[train_idx], y[train_idx]
-    flags, unused = accept_flags([*value_flags(whole, y_all, kept, schema), *leakage_flags(x_tr, y_tr, schema)],
-                                 accept, {})
+    found = value_flags(whole, y_all, kept, schema)
+    named = {f["column"] for f in found}  # a column with value-level evidence needs no second AUC line
+    found += [f for f in leakage_flags(x_tr, y_tr, schema) if f["check"] == "name" or f["column"] not in named]
+    flags, unused = accept_flags(found, accept, {})
     audit = {"ok": all(f["accepted"] for f in flags), "flags": flags, "accept_unused": unused}
     warns = audit_summary(audit)[0]
     timings = {"prepare_s": time.perf_counter() - t0}
