@@ -146,7 +146,7 @@ def test_cli_train_and_score_a_csv(tmp_path, capsys):
     assert main(["train", "--data", str(data), "--target", "converted", "--id", "lead_id", "--budget", "2",
                  "--out", str(tmp_path / "m"), "--no-track"]) == 0
     out = capsys.readouterr().out
-    assert "possible leakage: call_duration" in out and "dropped country" in out
+    assert "flag: call_duration" in out and "dropped country" in out
     assert (tmp_path / "m" / "report" / "report.md").exists()
     scoring = tmp_path / "new.parquet"
     lead_table(50, seed=4).drop(columns=["converted"]).to_parquet(scoring)

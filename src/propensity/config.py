@@ -20,6 +20,7 @@ from propensity.core.errors import ConfigError
 from propensity.core.validation import validation_message
 
 __all__ = [
+    "AuditConfig",
     "ConfigError",
     "Criterion",
     "EngagementConfig",
@@ -230,6 +231,13 @@ class TrackingConfig(_Strict):
     registered_model: str = "propensity-lead-score"
 
 
+class AuditConfig(_Strict):
+    """The leakage audit: ``accept`` lists columns (``partner_flag``, ``leads.partner_flag``) or features a person has
+    checked; their flags are recorded as accepted notes instead of flags to review."""
+
+    accept: list[Annotated[str, Field(min_length=1)]] = []
+
+
 class TrainingConfig(_Strict):
     features_dir: str = "../features"
     label: LabelConfig = LabelConfig()
@@ -242,6 +250,7 @@ class TrainingConfig(_Strict):
     reasons: ReasonConfig = ReasonConfig()
     tracking: TrackingConfig = TrackingConfig()
     tuning: TuningConfig = TuningConfig()
+    audit: AuditConfig = AuditConfig()
 
 
 class ProjectConfig(BaseModel):

@@ -25,7 +25,8 @@ from propensity.jobs import (
 
 __all__ = ["TerminalProgress", "crm_evaluation", "crm_scoring", "crm_training", "demo", "error", "evaluation_run",
            "explanation", "feature_catalogue", "feature_table", "format_explanation", "format_feature_list",
-           "generated", "interrupted", "metric_table", "mlflow_run", "one_line_warning", "project_created",
+           "generated", "interrupted", "leakage_audit", "metric_table", "mlflow_run", "one_line_warning",
+           "project_created",
            "promotion", "say", "table_evaluation", "table_scoring", "table_training", "table_training_run",
            "training_metrics", "training_run"]
 
@@ -155,6 +156,10 @@ def training_metrics(result) -> None:
     if cal:
         print(f"calibration: {cal['method']}" + (" (chosen by cross-validated log loss on the validation window)"
                                                  if cal["config"] == "auto" else ""))
+
+
+def result_readiness(result) -> None:
+    """A CRM training's family, split notes, calibration checks and verdict (after its metrics and audit)."""
     readiness(getattr(result, "family", None), getattr(result, "verdict", None), getattr(result, "checks", None),
               result.split.get("notes", []))
 
@@ -178,6 +183,25 @@ def readiness(family: dict | None, verdict: dict | None, checks: dict | None, no
         print(f"readiness: {verdict['verdict'].upper()}" + (": " + "; ".join(reasons) if reasons else ""))
 
 
+def leakage_audit(audit: dict | None, where: str) -> None:
+    """The leakage audit under a training's metrics: the flags to review, then the accepted ones, one line each."""
+    from propensity.modeling.audit import audit_summary
+
+    if not audit:
+        return
+    review, accepted = audit_summary(audit)
+    head = (f"leakage audit: {len(review)} flag(s) to review: these look filled in at or after the outcome; "
+            f"check them (details in {where}), then leave them out or list them under audit.accept"
+            if review else "leakage audit: no flag to review")
+    print(head + (f"; {len(accepted)} accepted (audit.accept)" if accepted else ""))
+    for line in review:
+        print(f"  flag: {line}")
+    for line in accepted:
+        print(f"  accepted: {line}")
+    for name in audit.get("accept_unused", []):
+        print(f"  note: audit.accept names {name!r}, which raised no flag")
+
+
 def training_run(run: dict | None) -> None:
     """The MLflow run of a CRM training and how to look at it."""
     if run is None:
@@ -189,6 +213,8 @@ def training_run(run: dict | None) -> None:
 
 def crm_training(t: CrmTraining) -> None:
     training_metrics(t.result)
+    leakage_audit(getattr(t.result, "audit", None), str(t.model_card))
+    result_readiness(t.result)
     meta = t.result.bundle.metadata
     model = (f"best iteration {meta['best_iteration']}" if meta.get("family", {}).get("chosen", "lightgbm")
              == "lightgbm" else meta["family"]["chosen"])
@@ -197,17 +223,16 @@ def crm_training(t: CrmTraining) -> None:
 
 
 def table_training(t: TableTraining) -> None:
-    """A flat-table training once its bundle is written: notes, leakage warnings, metrics, the bundle."""
+    """A flat-table training once its bundle is written: notes, metrics, the leakage audit, the bundle."""
     result = t.result
     for note in result.notes:
         print(f"note: {note}")
-    for w in result.warnings:
-        print(f"warning: possible leakage: {w}")
     comp = result.comparison
     print(f"test rows: {comp['rows']:,}, {comp['positives']:,} conversions "
           f"({result.bundle.metadata['split']['kind']} split)")
     metric_table(list(comp["models"]), lambda n: comp["models"][n]["metrics"], TRAINING_METRICS,
                  label_width=22, cell_width=22, name_chars=20)
+    leakage_audit(result.audit, str(t.report))
     readiness(result.family, result.verdict, result.checks)
     shipped = (f"{result.params['n_rounds']} trees" if result.params.get("model_family", "lightgbm") == "lightgbm"
                else f"{result.params['model_family']} family")
@@ -331,6 +356,17 @@ def promotion(p: Promotion) -> None:
           f"{int(result['figures']['challenger']['rows']):,} holdout rows, capacity {result['capacity']:,}")
     metric_table(list(result["figures"]), lambda w: result["figures"][w], [(k, k) for k in PROMOTION_METRICS],
                  label_width=26, cell_width=12)
+    audit = result.get("challenger_audit")
+    if audit is None:
+        print("challenger's leakage audit: not recorded in its MLflow run")
+    else:
+        print(f"challenger's leakage audit (MLflow run {audit['run_id']}): "
+              + (f"{len(audit['review'])} flag(s) to review" if audit["review"] else "no flag to review")
+              + (f"; {len(audit['accepted'])} accepted (audit.accept)" if audit["accepted"] else ""))
+        for line in audit["review"]:
+            print(f"  flag: {line}")
+        for line in audit["accepted"]:
+            print(f"  accepted: {line}")
     ready = result.get("readiness") or {}
     if ready:
         print(f"challenger readiness: {ready['verdict']}" + (": " + "; ".join(ready["reasons"])
@@ -342,6 +378,8 @@ def promotion(p: Promotion) -> None:
 def demo(d: Demo) -> None:
     print()
     training_metrics(d.training.result)
+    leakage_audit(getattr(d.training.result, "audit", None), str(d.training.model_card))
+    result_readiness(d.training.result)
     m = d.training.result.metrics["model"]
     print(f"oracle ROC AUC {d.oracle_auc:.4f}, log loss {d.oracle_log_loss:.4f} (the best possible model: the "
           f"generator's true probability given what it knew at each cutoff); model / oracle = "

@@ -123,12 +123,13 @@ def train_table(data: str | Path, out: str | Path, target: str | None, config: s
         raise ValueError(f"{data}: a flat table needs --target COLUMN (the converted yes/no column)")
     check_folder_output(out, owned=is_bundle_folder, inputs=(data, config), force=force)
     budget_s = search_budget(budget, config)
+    accept = tuple(load_project(config).training.audit.accept)
     uri = resolve_tracking_uri(tracking_uri)
     with claim(out):
         if track:
             check_tracking(uri)  # before the expensive part
         training = _train_table_file(Path(data), target, Path(out), id_column, time_column, exclude, budget_s,
-                                     progress, force, model_family or "auto")
+                                     progress, force, model_family or "auto", accept)
         if on_written is not None:
             on_written(training)
         if not track:
@@ -159,12 +160,12 @@ def search_budget(budget: float | None, config: str | Path | None) -> float:
 
 def _train_table_file(data: Path, target: str, out: Path, id_column: str | None, time_column: str | None,
                       exclude: tuple[str, ...], budget_s: float, progress: Progress, force: bool,
-                      model_family: str = "auto") -> TableTraining:
+                      model_family: str = "auto", accept: tuple[str, ...] = ()) -> TableTraining:
     from propensity.tabular.jobs import REPORT_DIR, train_table_file
 
     result = train_table_file(data, target, out, id_column=id_column, time_column=time_column,
                               exclude=tuple(exclude or ()), budget_s=budget_s, progress=progress.step, force=force,
-                              model_family=model_family)
+                              model_family=model_family, accept=accept)
     return TableTraining(result, out, out / REPORT_DIR / "report.md")
 
 

@@ -19,16 +19,29 @@ findings; :func:`to_markdown` renders them for the training report.
    as several leads.
 3. **Static columns.** Account and lead columns carry no time: the export holds
    their value *today*, not at each cutoff. When ``export`` is given, every such
-   column (not only the ones the ICP reads) is checked for the marks of a field
-   written at or after the outcome:
+   column (not only the ones the ICP reads) is checked, one record per lead (lead
+   columns) or per account (account columns, an account won when one of its leads
+   did), for the marks of a field written at or after the outcome, with value-level
+   evidence (:mod:`propensity.modeling.evidence`): a value whose records nearly all
+   closed won; a value common among closed records but never seen among those still
+   open at the end of the data; a value held by many won records and rare among the
+   others; a column filled in mostly for records with an outcome; a number that alone
+   separates won records. Columns with no such finding are then checked on the
+   sampled snapshot rows (dates meet these first: a timestamp later than the cutoff
+   is proof, not suspicion):
 
-   - it is filled for one class and empty for the other (missing rate of won and
-     not-won rows differ by ``missing_gap_threshold``, 0.5, or more);
-   - one of its frequent values (at least ``min_support`` rows) almost only occurs
-     on won rows (positive rate 0.9 or more; think ``lifecycle_stage = customer``);
-   - alone it reaches the single-feature threshold;
-   - it is a timestamp with values at or after the row's cutoff (the record was
-     written later than the snapshot, e.g. ``converted_at`` or ``last_modified``).
+   - a timestamp with values at or after the row's cutoff (the record was written
+     later than the snapshot, e.g. ``converted_at`` or ``last_modified``);
+   - a missing rate of won and not-won rows that differs by ``missing_gap_threshold``;
+   - a frequent value (``min_support`` rows) almost only on won rows;
+   - the column alone reaching the single-feature threshold.
+
+Accepting: ``accept`` names columns a person has checked (``partner_flag``,
+``leads.partner_flag`` or a feature name such as ``fit_partner_flag_value``; a
+feature is also accepted through the column its ICP criterion reads). Their flags
+stay in ``flags`` with ``accepted: true``, a recorded note rather than a flag to
+review; ``ok`` is true when no flag is left to review. Accept entries that match no
+flag are listed in ``accept_unused`` (a typo, or a leak that has gone).
 
 What it cannot detect: without a history of the static columns, a strong honest
 predictor and a post-outcome field look alike, so flags are for a person to
@@ -48,17 +61,19 @@ import time
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
+from propensity.config import IcpConfig
 from propensity.core.native import LIGHTGBM
 from propensity.data.export import CrmExport
 from propensity.data.tables import ID_COLUMNS, TIMESTAMPS
 from propensity.features.matrix import fit_categories, to_matrix
 from propensity.features.spec import FeatureDef
+from propensity.modeling.evidence import EvidenceThresholds, Outcomes, column_evidence, roc_strength
 from propensity.modeling.split import TimeSplit
 
-__all__ = ["leakage_audit", "static_column_reason", "to_markdown"]
+__all__ = ["accept_flags", "audit_summary", "feature_columns", "flag_line", "leakage_audit", "lead_outcomes",
+           "static_column_reason", "to_markdown"]
 
 _QUICK_PARAMS = {
     "objective": "binary", "learning_rate": 0.1, "num_leaves": 15, "max_depth": 5, "min_child_samples": 50,
@@ -69,6 +84,7 @@ _QUICK_PARAMS = {
 
 def leakage_audit(frame: pd.DataFrame, split: TimeSplit, spec: list[FeatureDef], y: np.ndarray, *,
                   x: pd.DataFrame | None = None, export: CrmExport | None = None,
+                  accept: list[str] | tuple[str, ...] = (), sources: dict[str, str] | None = None,
                   auc_threshold: float = 0.9, gap_threshold: float = 0.05, missing_gap_threshold: float = 0.5,
                   min_support: int = 30, max_rows: int = 30_000, rounds: int = 60, seed: int = 0) -> dict:
     """Audit one training set for leakage (see the module docstring for the checks).
@@ -89,15 +105,22 @@ def leakage_audit(frame: pd.DataFrame, split: TimeSplit, spec: list[FeatureDef],
     export
         The CRM export, to check every static lead and account column (check 3);
         without it check 3 is skipped.
+    accept
+        Columns or features a person has checked: their flags are recorded as accepted.
+    sources
+        ``{feature name: "table.column"}`` for features read from one column (the ICP's),
+        so that accepting a column also accepts its features.
     max_rows
         Rows sampled per side of each check, which bounds the cost (a few seconds
         at 200k rows).
 
     Returns
     -------
-    A dict of plain JSON types: ``ok`` (no flag raised), ``flags`` (one readable
-    line per finding), ``single_feature``, ``split_gap``, ``static_columns``,
-    ``thresholds``, ``limits`` and ``seconds``.
+    A dict of plain JSON types: ``ok`` (no flag left to review), ``flags`` (one dict
+    per finding: ``column`` (a feature, ``table.column``, or None for the split
+    check), ``value`` (None for a whole-column finding), ``check``, ``evidence`` and
+    ``accepted``), ``accept_unused``, ``single_feature``, ``split_gap``,
+    ``static_columns``, ``thresholds``, ``limits`` and ``seconds``.
     """
     t0 = time.perf_counter()
     y = np.asarray(y, dtype=np.int64)
@@ -111,18 +134,25 @@ def leakage_audit(frame: pd.DataFrame, split: TimeSplit, spec: list[FeatureDef],
     gap = _split_gap(frame, split, x, y, max_rows, rounds, gap_threshold, rng)
     static = (_static_columns(frame, export, y, np.sort(np.concatenate([train_idx, eval_idx])), auc_threshold,
                               missing_gap_threshold, min_support) if export is not None
-              else {"checked": [], "flagged": [], "skipped": "no export given"})
+              else {"checked": [], "flagged": [], "findings": [], "skipped": "no export given"})
 
-    flags = [f"feature {f['feature']} alone reaches ROC AUC strength {f['strength']:.3f} "
-             f"(>= {auc_threshold}) on validation+test rows" for f in single["flagged"]]
+    sources = sources or {}
+    flags = [{"column": f["feature"], "value": None, "check": "single feature",
+              "evidence": (f"read from {sources[f['feature']]}, " if f["feature"] in sources else "")
+              + f"alone reaches ROC AUC strength {f['strength']:.3f} (>= {auc_threshold}) on validation+test rows"}
+             for f in single["flagged"]]
     if gap["flagged"]:
-        flags.append(f"a random split (grouped by lead) scores ROC AUC {gap['random_auc']:.3f} against "
-                     f"{gap['time_auc']:.3f} for the time split (gap {gap['gap']:+.3f} > {gap_threshold}): "
-                     "information may cross time, or the same people appear as several leads")
-    flags += [f"{c['table']}.{c['column']}: {c['reason']}" for c in static["flagged"]]
+        flags.append({"column": None, "value": None, "check": "random split",
+                      "evidence": f"a random split (grouped by lead) scores ROC AUC {gap['random_auc']:.3f} against "
+                                  f"{gap['time_auc']:.3f} for the time split (gap {gap['gap']:+.3f} > "
+                                  f"{gap_threshold}): information may cross time, or the same people appear as "
+                                  "several leads"})
+    flags += static["findings"]
+    flags, unused = accept_flags(flags, accept, sources)
     return _jsonable({
-        "ok": not flags,
+        "ok": not any(not f["accepted"] for f in flags),
         "flags": flags,
+        "accept_unused": unused,
         "single_feature": single,
         "split_gap": gap,
         "static_columns": static,
@@ -135,15 +165,43 @@ def leakage_audit(frame: pd.DataFrame, split: TimeSplit, spec: list[FeatureDef],
     })
 
 
+def flag_line(flag: dict) -> str:
+    """One flag as a line: ``column = value: evidence`` (the column or value left out when there is none).
+
+    A flag written before flags had fields (a plain string) is its own line.
+    """
+    if isinstance(flag, str):
+        return flag
+    if not flag.get("column"):
+        return flag["evidence"]
+    where = flag["column"] if flag.get("value") is None else f"{flag['column']} = {flag['value']}"
+    return f"{where}: {flag['evidence']}"
+
+
+def audit_summary(findings: dict) -> tuple[list[str], list[str]]:
+    """(lines of the flags to review, lines of the accepted ones), each as :func:`flag_line`."""
+    flags = findings.get("flags", [])
+    accepted = [isinstance(f, dict) and bool(f.get("accepted")) for f in flags]
+    return ([flag_line(f) for f, a in zip(flags, accepted, strict=True) if not a],
+            [flag_line(f) for f, a in zip(flags, accepted, strict=True) if a])
+
+
 def to_markdown(findings: dict) -> str:
-    """The findings of :func:`leakage_audit` as a Markdown section for a report."""
+    """The findings of :func:`leakage_audit` as a Markdown section for a report (with its heading)."""
     lines = ["## Leakage audit", ""]
-    if findings.get("ok"):
-        lines.append("No flag raised.")
+    review, accepted = audit_summary(findings)
+    if not review:
+        lines.append("No flag raised." if not accepted else "No flag to review.")
     else:
-        lines.append(f"**{len(findings['flags'])} flag(s) to review:**")
+        lines.append(f"**{len(review)} flag(s) to review:**")
         lines.append("")
-        lines += [f"- {f}" for f in findings["flags"]]
+        lines += [f"- {f}" for f in review]
+    if accepted:
+        lines += ["", f"Accepted in the training config (`audit.accept`), recorded here: {len(accepted)}", ""]
+        lines += [f"- {f}" for f in accepted]
+    if findings.get("accept_unused"):
+        lines += ["", "`audit.accept` names with no flag: " + ", ".join(f"`{a}`" for a in findings["accept_unused"])
+                  + "."]
     lines += ["", "### Strongest single features (validation + test rows)", "",
               "| feature | family | ROC AUC | strength | missing |", "|---|---|---:|---:|---:|"]
     for f in findings["single_feature"]["top"]:
@@ -163,6 +221,8 @@ def to_markdown(findings: dict) -> str:
         lines.append(f"Skipped: {s['skipped']}.")
     else:
         lines.append(f"Checked {len(s['checked'])} column(s); {len(s['flagged'])} flagged.")
+        if s.get("outcomes"):
+            lines.append(f"Outcomes: {s['outcomes']}.")
     lines += ["", f"_Limits: {findings['limits']}_", ""]
     return "\n".join(lines)
 
@@ -180,7 +240,7 @@ def _single_features(x: pd.DataFrame, spec: list[FeatureDef], y: np.ndarray, tra
             values = _target_encode(col.iloc[train_idx], y[train_idx], col.iloc[eval_idx])
         else:
             values = col.iloc[eval_idx].to_numpy(dtype=np.float64)
-        auc, strength = _strength(values, y_eval)
+        auc, strength = roc_strength(values, y_eval)
         rows.append({"feature": f.name, "family": f.family, "auc": auc, "strength": strength,
                      "missing_rate": float(np.isnan(values).mean()) if f.kind != "categorical"
                      else float(col.iloc[eval_idx].isna().mean())})
@@ -212,6 +272,30 @@ def _split_gap(frame: pd.DataFrame, split: TimeSplit, x: pd.DataFrame, y: np.nda
             "train_rows": int(n_train), "test_rows": int(n_test), "grouped_by": "lead_id"}
 
 
+def feature_columns(spec: list[FeatureDef], icp: IcpConfig) -> dict[str, str]:
+    """``{feature name: "table.column"}`` for the features an ICP criterion reads from one column."""
+    by_criterion = {c.name: f"{c.table}.{c.column}" for c in icp.criteria}
+    return {f.name: by_criterion[f.source] for f in spec if f.family == "fit" and f.source in by_criterion}
+
+
+def lead_outcomes(export: CrmExport) -> tuple[Outcomes, Outcomes]:
+    """Each lead's and each account's outcome at the end of the data (see :mod:`propensity.modeling.evidence`).
+
+    A lead won when it has a ``closed_won`` opportunity, is closed when it has a closed
+    one (won or lost), and is open otherwise; an account likewise through its leads.
+    """
+    opps = export.opportunities
+    stage = opps["stage"].astype("string")
+    lead_ids = export.leads["lead_id"].to_numpy(dtype=object)
+    won = np.isin(lead_ids, opps.loc[stage.eq("closed_won").fillna(False).to_numpy(), "lead_id"].to_numpy(dtype=object))
+    closed = np.isin(lead_ids, opps.loc[stage.isin(["closed_won", "closed_lost"]).fillna(False).to_numpy(),
+                                        "lead_id"].to_numpy(dtype=object))
+    acc = export.leads["account_id"].to_numpy(dtype=object)
+    acc_ids = export.accounts["account_id"].to_numpy(dtype=object)
+    return (Outcomes(won, closed, "leads"),
+            Outcomes(np.isin(acc_ids, acc[won]), np.isin(acc_ids, acc[closed]), "accounts"))
+
+
 def _static_columns(frame: pd.DataFrame, export: CrmExport, y: np.ndarray, idx: np.ndarray, auc_threshold: float,
                     missing_gap: float, min_support: int) -> dict:
     rows = frame.iloc[idx]
@@ -222,22 +306,39 @@ def _static_columns(frame: pd.DataFrame, export: CrmExport, y: np.ndarray, idx: 
     acc_pos = pd.Index(export.accounts["account_id"].to_numpy(dtype=object)).get_indexer(account_ids)
     acc_pos[lead_pos < 0] = -1
     cutoff = rows["cutoff"].reset_index(drop=True)
-    checked, flagged = [], []
-    if yy.sum() == 0 or yy.sum() == len(yy):
-        return {"checked": [], "flagged": [], "skipped": "a single class in the sampled rows"}
+    checked, flagged, findings = [], [], []
+    outcomes = dict(zip(("leads", "accounts"), lead_outcomes(export), strict=True))
+    single_class = yy.sum() == 0 or yy.sum() == len(yy)
     for table, pos in (("leads", lead_pos), ("accounts", acc_pos)):
         df = getattr(export, table)
         skip = set(ID_COLUMNS[table]) | set(TIMESTAMPS[table])
         for name in df.columns:
             if name in skip:
                 continue
-            col = df[name].iloc[np.maximum(pos, 0)].reset_index(drop=True)
-            col = col.where(pd.Series(pos >= 0), None) if (pos < 0).any() else col
             checked.append(f"{table}.{name}")
-            reason = static_column_reason(col, yy, cutoff, auc_threshold, missing_gap, min_support)
-            if reason:
-                flagged.append({"table": table, "column": name, "reason": reason})
-    return {"checked": checked, "flagged": flagged, "rows": len(idx)}
+            # A timestamp later than the snapshot is proof, so dates meet the snapshot rows first; other columns
+            # meet them only when the records show nothing (the records name values and counts).
+            is_time = isinstance(df[name].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(df[name])
+            found = [] if is_time else column_evidence(f"{table}.{name}", df[name], outcomes[table],
+                                                       EvidenceThresholds(missing_gap=missing_gap))
+            if not found and not single_class:
+                col = df[name].iloc[np.maximum(pos, 0)].reset_index(drop=True)
+                col = col.where(pd.Series(pos >= 0), None) if (pos < 0).any() else col
+                reason = static_column_reason(col, yy, cutoff, auc_threshold, missing_gap, min_support)
+                if reason:
+                    found = [{"column": f"{table}.{name}", "value": None, "check": "snapshot rows",
+                              "evidence": reason}]
+            if not found and is_time:
+                found = column_evidence(f"{table}.{name}", df[name], outcomes[table],
+                                        EvidenceThresholds(missing_gap=missing_gap))
+            if found:
+                flagged.append({"table": table, "column": name, "reason": "; ".join(
+                    f["evidence"] if f["value"] is None else f"value {f['value']!r}: {f['evidence']}" for f in found)})
+                findings += found
+    lo, ao = outcomes["leads"], outcomes["accounts"]
+    return {"checked": checked, "flagged": flagged, "findings": findings, "rows": len(idx),
+            "outcomes": (f"{int(lo.won.sum()):,} of {len(lo.won):,} leads closed won, {int(lo.closed.sum()):,} "
+                         f"closed; {int(ao.won.sum()):,} of {len(ao.won):,} accounts with a won lead")}
 
 
 def static_column_reason(col: pd.Series, y: np.ndarray, cutoff: pd.Series, auc_threshold: float,
@@ -283,7 +384,7 @@ def static_column_reason(col: pd.Series, y: np.ndarray, cutoff: pd.Series, auc_t
         values = np.full(len(codes), np.nan)
         use = known & frequent[np.maximum(codes, 0)]
         values[use] = rate[codes[use]]
-    _, strength = _strength(values, y)
+    _, strength = roc_strength(values, y)
     if strength is not None and strength >= auc_threshold:
         return f"alone reaches ROC AUC strength {strength:.3f} (>= {auc_threshold})"
     return None
@@ -294,33 +395,6 @@ def static_column_reason(col: pd.Series, y: np.ndarray, cutoff: pd.Series, auc_t
 
 def _sample(idx: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return idx if len(idx) <= n else np.sort(rng.choice(idx, n, replace=False))
-
-
-def _strength(values: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
-    """(AUC, 0.5 + |AUC - 0.5|) with missing values at the end that gives the larger strength."""
-    if y.sum() == 0 or y.sum() == len(y):
-        return None, None
-    nan = np.isnan(values)
-    if nan.all():
-        return 0.5, 0.5
-    if not nan.any():
-        auc = _auc(y, values)
-        return auc, 0.5 + abs(auc - 0.5)
-    lo, hi = np.nanmin(values), np.nanmax(values)
-    best = None
-    for fill in (lo - 1.0, hi + 1.0):
-        auc = _auc(y, np.where(nan, fill, values))
-        if best is None or abs(auc - 0.5) > abs(best - 0.5):
-            best = auc
-    return best, 0.5 + abs(best - 0.5)
-
-
-def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) formula, ties counted half; y has both classes."""
-    ranks = rankdata(score)
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _target_encode(train: pd.Series, y_train: np.ndarray, target: pd.Series) -> np.ndarray:
@@ -362,3 +436,19 @@ def _jsonable(obj: object) -> object:
     if isinstance(obj, (float, np.floating)):
         return None if math.isnan(float(obj)) else float(obj)
     return obj
+
+
+def accept_flags(flags: list[dict], accept, sources: dict[str, str]) -> tuple[list[dict], list[str]]:
+    """Mark each flag accepted when ``accept`` names its column (bare or ``table.column``) or its feature's column."""
+    wanted = {str(a).strip() for a in accept}
+    used: set[str] = set()
+    out = []
+    for f in flags:
+        names = set()
+        for col in (f["column"], sources.get(f["column"] or "")):
+            if col:
+                names |= {col, col.split(".", 1)[-1]}
+        hit = wanted & names
+        used |= hit
+        out.append({**f, "accepted": bool(hit)})
+    return out, sorted(wanted - used)

@@ -198,7 +198,7 @@ def model_card(result, project) -> str:
         try:
             from propensity.modeling.audit import to_markdown
 
-            lines += ["## Leakage audit", to_markdown(audit), ""]
+            lines += [to_markdown(audit), ""]  # the section brings its own heading
         except ImportError:
             pass
     lines += [

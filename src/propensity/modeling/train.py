@@ -38,8 +38,8 @@ from propensity.data.export import CrmExport, DataError
 from propensity.features.cutoffs import training_cutoffs
 from propensity.features.matrix import fit_categories, to_matrix
 from propensity.features.pipeline import build_features
-from propensity.features.spec import build_feature_spec
-from propensity.modeling.audit import leakage_audit
+from propensity.features.spec import FeatureDef, build_feature_spec
+from propensity.modeling.audit import feature_columns, leakage_audit
 from propensity.modeling.baseline import baseline_points
 from propensity.modeling.boosting import fit_booster, numeric_matrix
 from propensity.modeling.calibrate import choose_calibrator, fit_calibration
@@ -193,7 +193,8 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
 
     say("auditing for leakage")
     t2 = time.perf_counter()
-    audit = leakage_audit(frame, split, spec, y, x=x, export=export, seed=cfg.model.seed)
+    audit = leakage_audit(frame, split, spec, y, x=x, export=export, seed=cfg.model.seed, accept=cfg.audit.accept,
+                          sources=feature_columns(spec, project.icp))
     timings["audit_s"] = time.perf_counter() - t2
 
     simple = [n for n in ("logistic", "points") if n != chosen]
@@ -201,7 +202,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     margin = auc_margin(y_test, p_test, p_family[other], cfg.model.seed)
     checks = calibration_checks(y_test, p_test, float(y[split.train].mean()), float(y[newest].mean()),
                                 cfg.model.seed)
-    flags = len(audit.get("flags", [])) if isinstance(audit, dict) else 0
+    flags = sum(not f.get("accepted", False) for f in audit.get("flags", []) if isinstance(f, dict))
     ready = verdict(train_pos, int(y_test.sum()), margin, checks, flags, other=f"the {other} family")
     family = {"chosen": chosen, "why": why, "forced": forced != "auto", "validation": judged,
               "test_auc_margin": {"over": other, **margin}}

@@ -36,7 +36,8 @@ training and at scoring time alike. Rules, in order, per column:
     dropped as "high-cardinality text" when no value is seen ``min_count`` times,
     else ``categorical`` with the rare values pooled.
 
-:func:`leakage_warnings` names columns that look known only after the outcome.
+:func:`leakage_flags` names columns that look known only after the outcome (by name, or a feature alone
+ranking the target); :func:`value_flags` adds the value-level evidence the CRM audit gives.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from propensity.modeling.evidence import Outcomes, column_evidence
 from propensity.tabular.schema import TableColumn, TableSchema, feature_names
 from propensity.tabular.values import BOOL_FALSE, BOOL_TRUE, text_tokens
 
-__all__ = ["MAX_TEXT_TOKENS", "infer_schema", "leakage_warnings", "normalise_target"]
+__all__ = ["MAX_TEXT_TOKENS", "infer_schema", "leakage_flags", "leakage_warnings", "normalise_target", "value_flags"]
 
 MAX_TEXT_TOKENS = 30  # token features per free-text column
 STOP_WORDS = frozenset({"an", "and", "the", "of", "for", "to", "in", "on", "at", "by", "with", "or", "from", "as",
@@ -227,13 +229,18 @@ def infer_schema(df: pd.DataFrame, target: str, id_column: str | None = None, ti
                        columns=columns, dropped=dropped, features=feature_names(columns))
 
 
-def leakage_warnings(x: np.ndarray, y: np.ndarray, schema: TableSchema, threshold: float = 0.95) -> list[str]:
-    """Columns that look known only after the outcome: by name, or one feature alone ranking with AUC > threshold."""
+def leakage_flags(x: np.ndarray, y: np.ndarray, schema: TableSchema, threshold: float = 0.95) -> list[dict]:
+    """Columns that look known only after the outcome: by name, or one feature alone ranking with AUC > threshold.
+
+    Each flag is a dict as the leakage audit's (:mod:`propensity.modeling.evidence`): ``column``, ``value``
+    (None), ``check`` and ``evidence``.
+    """
     out = []
     for c in schema.columns:
         if _LEAKY_NAME.search(c.name):
-            out.append(f"{c.name}: the name suggests a value known only after the outcome; "
-                       "if so, leave it out (--exclude)")
+            out.append({"column": c.name, "value": None, "check": "name",
+                        "evidence": "the name suggests a value known only after the outcome; "
+                                    "if so, leave it out (--exclude)"})
     for j, name in enumerate(schema.features):
         v = x[:, j]
         known = ~np.isnan(v)
@@ -246,6 +253,26 @@ def leakage_warnings(x: np.ndarray, y: np.ndarray, schema: TableSchema, threshol
         auc = roc_auc_score(y[known], score)
         auc = max(auc, 1 - auc)
         if auc > threshold:
-            out.append(f"{name}: alone ranks the target with AUC {auc:.3f}; a value this telling is usually "
-                       "recorded after the outcome")
+            out.append({"column": name, "value": None, "check": "single feature",
+                        "evidence": f"alone ranks the target with AUC {auc:.3f}; a value this telling is usually "
+                                    "recorded after the outcome"})
+    return out
+
+
+def leakage_warnings(x: np.ndarray, y: np.ndarray, schema: TableSchema, threshold: float = 0.95) -> list[str]:
+    """:func:`leakage_flags` as ``name: evidence`` lines."""
+    return [f"{f['column']}: {f['evidence']}" for f in leakage_flags(x, y, schema, threshold)]
+
+
+def value_flags(df: pd.DataFrame, y: np.ndarray, labelled: np.ndarray, schema: TableSchema) -> list[dict]:
+    """Value-level evidence (:func:`propensity.modeling.evidence.column_evidence`) for each column the model reads.
+
+    ``df`` is the whole table, rows without a target value included (``labelled`` false): they are the
+    leads still open, so a value never seen among them while common among labelled rows is named.
+    """
+    outcomes = Outcomes(won=(np.asarray(y) == 1) & labelled, closed=None if labelled.all() else labelled,
+                        unit="rows", won_word="converted")
+    out = []
+    for c in schema.columns:
+        out += column_evidence(c.name, df[c.name], outcomes)
     return out

@@ -18,6 +18,7 @@ import pandas as pd
 
 from propensity.core.csvsafe import write_csv
 from propensity.core.output import check_folder_output, staged_folder, write_marker
+from propensity.modeling.audit import audit_summary
 from propensity.modeling.evaluate import (
     REPORT_KIND,
     compare,
@@ -44,13 +45,15 @@ REPORT_DIR = "report"
 def train_table_file(data: Path, target: str, out: Path, id_column: str | None = None,
                      time_column: str | None = None, exclude: tuple[str, ...] = (), budget_s: float = 60.0,
                      seed: int = 0, progress: Callable[[str], None] | None = None,
-                     force: bool = False, model_family: str = "auto") -> TableTrainResult:
+                     force: bool = False, model_family: str = "auto", accept: tuple[str, ...] = ()
+                     ) -> TableTrainResult:
     """Read ``data``, train, save the bundle to ``out`` (atomically) with ``out/report/`` inside."""
     check_folder_output(out, owned=is_bundle_folder, inputs=(data,), force=force)
     df = read_flat_table(data)
     result = train_table(df, target, id_column, time_column, exclude, budget_s=budget_s, seed=seed,
-                         source=str(data), progress=progress, model_family=model_family)
+                         source=str(data), progress=progress, model_family=model_family, accept=accept)
     notes = [*result.notes, *[f"leakage warning: {w}" for w in result.warnings],
+             *[f"leakage flag accepted (audit.accept): {w}" for w in audit_summary(result.audit)[1]],
              f"split: {json.dumps(result.bundle.metadata['split'])}",
              f"calibration: {result.params['calibration']} (chosen by cross-validated log loss on out-of-fold "
              f"predictions: {json.dumps(result.bundle.metadata['calibration_scores'])})"]

@@ -30,13 +30,14 @@ from sklearn.model_selection import StratifiedKFold, TimeSeriesSplit, train_test
 
 from propensity.core.native import predict
 from propensity.core.version import VERSION
+from propensity.modeling.audit import accept_flags, audit_summary
 from propensity.modeling.calibrate import choose_calibrator
 from propensity.modeling.evaluate import compare, logistic_baseline
 from propensity.modeling.readiness import auc_margin, calibration_checks, verdict
 from propensity.modeling.tune import fit_final, tune_lightgbm
 from propensity.tabular.bundle import TableBundle, table_additive_booster
 from propensity.tabular.families import choose_table_family, fit_table_logistic, logistic_folds
-from propensity.tabular.inference import infer_schema, leakage_warnings, normalise_target
+from propensity.tabular.inference import infer_schema, leakage_flags, normalise_target, value_flags
 from propensity.tabular.matrix import checked_table_matrix
 from propensity.tabular.values import warning_text
 
@@ -54,7 +55,8 @@ class TableTrainResult:
     y_test: np.ndarray
     predictions: dict[str, np.ndarray]  # test probabilities per model
     notes: list[str] = field(default_factory=list)  # dropped columns, sentinels, leakage warnings
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the audit's flags to review, one line each
+    audit: dict = field(default_factory=dict)  # ok, flags (as the CRM leakage audit's), accept_unused
     timings: dict[str, float] = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     family: dict = field(default_factory=dict)  # {"chosen", "why", "forced", "validation", "test_auc_margin"}
@@ -90,13 +92,14 @@ def _check_columns(df: pd.DataFrame, source: str, **named: str | None) -> None:
 
 def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, time_column: str | None = None,
                 exclude: tuple[str, ...] = (), budget_s: float = 60.0, seed: int = 0, top_k: int = 3,
-                refit_all: bool = True, model_family: str = "auto",
+                refit_all: bool = True, model_family: str = "auto", accept: tuple[str, ...] = (),
                 source: str = "the table", progress: Callable[[str], None] | None = None) -> TableTrainResult:
     """Infer types, split, tune LightGBM, calibrate and evaluate; see the module docstring for the split.
 
     Raises ``ValueError`` (one line, naming the file and column) for a missing
     target / id / time column, an empty table, a target with one class or more
-    than two values, or too few conversions to train and test.
+    than two values, or too few conversions to train and test. ``accept``: columns a person has
+    checked; their leakage flags are recorded as accepted.
     """
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
@@ -105,6 +108,7 @@ def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, tim
     _check_columns(df, source, target=target, id=id_column, time=time_column)
     y_all, positive, kept = normalise_target(df[target], target, source)
     notes = [] if kept.all() else [f"{int((~kept).sum()):,} rows without a target value left out"]
+    whole = df
     df = df.loc[kept].reset_index(drop=True)
     y = y_all[kept]
     if y.sum() < MIN_POSITIVES or len(y) - y.sum() < MIN_POSITIVES:
@@ -140,7 +144,12 @@ def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, tim
         notes.append(warning_text(u, len(df), source, rows=np.flatnonzero(kept)))
     cat_idx = schema.categorical_positions()
     x_tr, y_tr = x[train_idx], y[train_idx]
-    warns = leakage_warnings(x_tr, y_tr, schema)
+    found = value_flags(whole, y_all, kept, schema)
+    named = {f["column"] for f in found}  # a column with value-level evidence needs no second AUC line
+    found += [f for f in leakage_flags(x_tr, y_tr, schema) if f["check"] == "name" or f["column"] not in named]
+    flags, unused = accept_flags(found, accept, {})
+    audit = {"ok": all(f["accepted"] for f in flags), "flags": flags, "accept_unused": unused}
+    warns = audit_summary(audit)[0]
     timings = {"prepare_s": time.perf_counter() - t0}
 
     if model_family not in ("auto", "lightgbm", "logistic"):
@@ -198,10 +207,10 @@ def train_table(df: pd.DataFrame, target: str, id_column: str | None = None, tim
         "data": source, "label": f"{target} == {positive!r}", "split": split, "params": params,
         "cv_auc": tuned.cv_auc, "calibration_scores": cal_scores,
         "metrics": {n: m["metrics"] for n, m in comparison["models"].items()},
-        "leakage_warnings": warns, "notes": notes, "family": family, "verdict": ready,
+        "leakage_warnings": warns, "leakage_audit": audit, "notes": notes, "family": family, "verdict": ready,
         "calibration_checks": checks,
     })
     timings["total_s"] = time.perf_counter() - t0
     return TableTrainResult(bundle=bundle, comparison=comparison, y_test=y_te, predictions=preds, notes=notes,
-                            warnings=warns, timings=timings, params=params, family=family, verdict=ready,
-                            checks=checks)
+                            warnings=warns, audit=audit, timings=timings, params=params, family=family,
+                            verdict=ready, checks=checks)

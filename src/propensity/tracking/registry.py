@@ -7,7 +7,8 @@ challenger only if it wins: ROC AUC at least the champion's, lift at sales
 capacity not worse by more than ``tolerance`` (relative), calibration error not
 worse by more than ``tolerance`` (absolute). The decision and the figures are
 logged as an MLflow run and as tags on the model version. ``force`` promotes
-regardless and says so.
+regardless and says so. The challenger's leakage audit (from the MLflow run that
+trained it) comes with the decision, so whoever promotes sees its flags.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from propensity.features.cutoffs import training_cutoffs
 from propensity.features.pipeline import build_features
 from propensity.modeling.metrics import expected_calibration_error
 
-__all__ = ["holdout_metrics", "promote"]
+__all__ = ["challenger_audit", "holdout_metrics", "promote"]
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -85,6 +86,7 @@ def promote(name: str, export: CrmExport, tracking_uri: str, experiment: str = "
     if ready.get("verdict") == "not ready" and not force:
         raise ValueError(f"challenger {name} v{challenger.version} is not ready: {'; '.join(ready['reasons'])}; "
                          "promote refuses it (pass --force to promote it anyway)")
+    audit = challenger_audit(challenger)
     rows = holdout_rows(export, ch_scorer.bundle.horizon_days)
     k = capacity or max(1, len(rows) // 10)
     figures = {"challenger": holdout_metrics(ch_scorer, export, rows, k)}
@@ -106,6 +108,8 @@ def promote(name: str, export: CrmExport, tracking_uri: str, experiment: str = "
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, str(challenger.version))
     client.set_model_version_tag(name, str(challenger.version), "promotion", decision)
+    if audit is not None:
+        client.set_model_version_tag(name, str(challenger.version), "leakage_flags", str(len(audit["review"])))
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=f"promote {name} v{challenger.version}") as run:
         mlflow.set_tags({"action": "promote", "decision": decision, "forced": str(force),
@@ -113,8 +117,29 @@ def promote(name: str, export: CrmExport, tracking_uri: str, experiment: str = "
                          "champion_version": str(champion.version) if champion is not None else "none"})
         for who, fig in figures.items():
             mlflow.log_metrics({f"{who}_{k2}": v for k2, v in fig.items() if v == v})
-        mlflow.log_dict({"checks": checks, "figures": figures, "capacity": k, "tolerance": tolerance}, "promotion.json")
+        mlflow.log_dict({"checks": checks, "figures": figures, "capacity": k, "tolerance": tolerance,
+                         "challenger_audit": audit}, "promotion.json")
     return {"decision": decision, "promoted": promoted, "forced": force and not wins, "checks": checks,
             "figures": figures, "capacity": k, "challenger": challenger.version,
             "champion": champion.version if champion is not None else None, "run_id": run.info.run_id,
-            "readiness": ready}
+            "readiness": ready, "challenger_audit": audit}
+
+
+def challenger_audit(version) -> dict | None:
+    """The leakage audit of the run that trained a model version: ``review`` and ``accepted`` flag lines, its run id.
+
+    None when that run holds no ``leakage_audit.json`` (a model logged some other way).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from propensity.modeling.audit import audit_summary
+
+    if not version.run_id:
+        return None
+    try:
+        findings = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/leakage_audit.json")
+    except (MlflowException, OSError, ValueError):
+        return None
+    review, accepted = audit_summary(findings)
+    return {"run_id": version.run_id, "review": review, "accepted": accepted}

@@ -50,6 +50,7 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
     import mlflow
 
     from propensity.core.native import predict
+    from propensity.modeling.audit import audit_summary
     from propensity.modeling.charts import calibration_chart, lift_chart, shap_summary_chart, tier_chart
     from propensity.modeling.report import model_card
     from propensity.scoring.scorer import LeadScorer
@@ -101,8 +102,10 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         audit = getattr(result, "audit", None)
         if audit:
             mlflow.log_dict(audit, "leakage_audit.json")
-            flags = audit.get("flags", []) if isinstance(audit, dict) else []
-            mlflow.set_tag("leakage_flags", str(len(flags)))
+            review, accepted = audit_summary(audit)
+            columns = sorted({f["column"] for f in audit["flags"] if f["column"] and not f["accepted"]})
+            mlflow.set_tags({"leakage_flags": str(len(review)), "leakage_flags_accepted": str(len(accepted)),
+                             "leakage_flagged_columns": ", ".join(columns)[:4000]})
         mlflow.log_artifact(str(project.training_path), "config/training")
         for name in ("icp.yaml", "engagement.yaml"):
             mlflow.log_artifact(str(project.features_dir / name), "config/features")
