@@ -38,7 +38,7 @@ from propensity.data.export import CrmExport, DataError
 from propensity.features.cutoffs import training_cutoffs
 from propensity.features.matrix import fit_categories, to_matrix
 from propensity.features.pipeline import build_features
-from propensity.features.spec import FeatureDef, build_feature_spec
+from propensity.features.spec import build_feature_spec
 from propensity.modeling.audit import feature_columns, leakage_audit
 from propensity.modeling.baseline import baseline_points
 from propensity.modeling.boosting import fit_booster, numeric_matrix
