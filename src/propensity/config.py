@@ -24,6 +24,7 @@ __all__ = [
     "Criterion",
     "EngagementConfig",
     "IcpConfig",
+    "MonitoringConfig",
     "ProjectConfig",
     "Signal",
     "TrainingConfig",
@@ -219,6 +220,26 @@ class TrackingConfig(_Strict):
     registered_model: str = "propensity-lead-score"
 
 
+class MonitoringConfig(_Strict):
+    """Thresholds of ``propensity monitor`` (see docs/monitoring.md).
+
+    The drift defaults are Evidently's for reference data over 1000 rows: a numeric
+    feature drifts when its Wasserstein distance divided by the reference's standard
+    deviation reaches 0.1, a categorical one (or a number with at most 5 distinct
+    values) when its Jensen-Shannon distance reaches 0.1, and the data drifts when
+    half of the features do. The score's PSI alerts at 0.25, the usual "significant
+    shift" (0.1-0.25 is "moderate").
+    """
+
+    numeric_distance: Annotated[float, Field(gt=0)] = 0.1
+    categorical_distance: Annotated[float, Field(gt=0, le=1)] = 0.1
+    drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    score_psi: Annotated[float, Field(gt=0)] = 0.25
+    auc_drop: Annotated[float, Field(ge=0, le=1)] = 0.05  # realized AUC below the model card's test AUC by more
+    calibration_tolerance: Annotated[float, Field(gt=0, le=1)] = 0.05  # a matured run's ECE above this alerts
+    min_rows: Annotated[int, Field(ge=1)] = 200  # runs with fewer leads are reported, never alerted on
+
+
 class TrainingConfig(_Strict):
     features_dir: str = "../features"
     label: LabelConfig = LabelConfig()
@@ -230,6 +251,7 @@ class TrainingConfig(_Strict):
     reasons: ReasonConfig = ReasonConfig()
     tracking: TrackingConfig = TrackingConfig()
     tuning: TuningConfig = TuningConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
 
 class ProjectConfig(BaseModel):

@@ -64,6 +64,7 @@ class TrainResult:
     top_k: dict = field(default_factory=dict)  # {"ks": {label: K}, "policy": str}
     calibration: dict = field(default_factory=dict)  # {"config", "method", "scores"}
     tuning: dict = field(default_factory=dict)  # {"budget_s", "trials", "seconds", "valid_auc", "chosen"}
+    test_features: pd.DataFrame | None = None  # the test rows' features, as build_features made them (monitoring)
 
 
 def _lgb_params(cfg: ModelConfig, spec: list[FeatureDef]) -> dict:
@@ -225,6 +226,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
                        lift=lift, sample_matrix=sample, timings=timings, segments=segments, audit=audit,
                        comparison=comparison, top_k={"ks": named_ks, "policy": policy}, calibration=calibration,
                        tuning=tuning,
+                       test_features=frame.loc[split.test, [f.name for f in spec]].reset_index(drop=True),
                        params={**lgb_params, "calibration": calibrator.method, "calibration_config": cfg.calibration,
                                "tuning_budget_s": tuning["budget_s"], "tuning_trials": tuning.get("trials", 0),
                                "horizon_days": cfg.label.horizon_days, "cutoff_every_days": cfg.cutoffs.every_days,

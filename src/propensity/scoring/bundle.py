@@ -78,13 +78,14 @@ from propensity.scoring.bundle_files import (
     UnverifiedBundleWarning,
     is_bundle_folder,
     read_bundle_files,
+    read_sealed_file,
     write_bundle_files,
 )
 from propensity.scoring.bundle_meta import BundleMeta, CrmMeta
 from propensity.scoring.calibration import Calibrator
 
 __all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "SealableBundle", "UnverifiedBundleWarning",
-           "is_bundle_folder", "load_bundle", "save_bundle", "write_bundle"]
+           "is_bundle_folder", "load_bundle", "read_sealed_file", "save_bundle", "write_bundle"]
 
 
 class SealableBundle(Protocol):
@@ -136,25 +137,34 @@ class Bundle:
         }
 
 
-def write_bundle(bundle: SealableBundle, folder: str | Path, target: str | Path | None = None) -> Path:
+def write_bundle(bundle: SealableBundle, folder: str | Path, target: str | Path | None = None,
+                 extra_files: dict[str, bytes] | None = None) -> Path:
     """Write the bundle's files into the existing folder ``folder`` (not atomic: see :func:`save_bundle`).
 
     ``target`` (default ``folder``) is the path named in errors: the bundle's final place.
+    ``extra_files`` (name -> bytes, e.g. the monitoring reference profile) are written
+    first, so ``bundle.json`` records their digests and loading checks them like ``model.txt``.
     """
     folder = Path(folder)
+    for name, data in (extra_files or {}).items():
+        if name in (MODEL_FILE, META_FILE) or Path(name).name != name:
+            raise BundleError(f"{name!r}: not a name an extra bundle file may have")
+        (folder / name).write_bytes(data)
     write_bundle_files(bundle.booster, bundle.meta(), bundle.META, folder, Path(target or folder))
     return folder
 
 
-def save_bundle(bundle: SealableBundle, path: str | Path) -> Path:
+def save_bundle(bundle: SealableBundle, path: str | Path, extra_files: dict[str, bytes] | None = None) -> Path:
     """Write ``bundle`` (of any kind) to the folder ``path`` atomically; returns the path.
+
+    ``extra_files``: further files sealed with the bundle (see :func:`write_bundle`).
 
     Raises :class:`~propensity.core.output.OutputError` (a ``ValueError``) when ``path``
     holds something other than a bundle, or is the working directory, home or a parent of them.
     """
     check_folder_output(path, owned=is_bundle_folder, hint="choose another path, or remove it first")
     with staged_folder(path) as tmp:
-        write_bundle(bundle, tmp, path)
+        write_bundle(bundle, tmp, path, extra_files)
     return Path(path)
 
 
