@@ -14,7 +14,8 @@ from pathlib import Path
 
 from propensity.core.errors import TrackingError
 
-__all__ = ["TrackingError", "check_tracking", "log_report_run", "log_training", "resolve_tracking_uri"]
+__all__ = ["TrackingError", "check_tracking", "experiment_named", "log_report_run", "log_training",
+           "resolve_tracking_uri"]
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -57,7 +58,7 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
 
     cfg = project.training
     mlflow.set_tracking_uri(tracking_uri)
-    experiment = _experiment(mlflow, cfg.tracking.experiment, tracking_uri)
+    experiment = experiment_named(mlflow, cfg.tracking.experiment, tracking_uri)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         params = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in result.params.items()
@@ -133,7 +134,7 @@ def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], param
     from propensity.tracking.pyfunc import log_bundle_model
 
     mlflow.set_tracking_uri(tracking_uri)
-    exp = _experiment(mlflow, experiment, tracking_uri)
+    exp = experiment_named(mlflow, experiment, tracking_uri)
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in params.items()})
         mlflow.set_tags({k: str(v) for k, v in tags.items()})
@@ -148,7 +149,7 @@ def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], param
         return out
 
 
-def _experiment(mlflow, name: str, tracking_uri: str):
+def experiment_named(mlflow, name: str, tracking_uri: str):
     """Get or create the experiment; with a SQLite store, artifacts live beside the database
     (``mlartifacts/``) instead of wherever the process happens to run."""
     found = mlflow.get_experiment_by_name(name)
