@@ -7,6 +7,13 @@ against predicted per decile and the funnel per tier; always the CBPE estimate o
 AUC (:mod:`.performance`), so matured runs show how far the estimate was from what
 happened. Alerts come from the ``monitoring:`` thresholds of the training YAML.
 
+Which leads. Scoring ranks every open lead, however old; the training rows (and so the
+reference profile and the model card's figures) hold only leads up to the training's
+``max_lead_age_days``. Drift, the score PSI, the realized and estimated metrics and the
+alerts use the run's leads within that age, so they compare like with like; the
+funnel counts every lead of the run (what sales and marketing worked), and the older
+leads' conversions against their probabilities are reported apart (``details.json``).
+
 :func:`summary` is ``summary.json``: exactly ``runs`` (``as_of``, ``rows``,
 ``score_psi``, ``drifted_features``, ``matured``, ``auc``, ``ece``, ``estimated_auc``,
 ``funnel`` with ``leads`` and ``won`` per tier) and ``alerts``. Everything else (each
@@ -26,6 +33,7 @@ from propensity.data.export import CrmExport
 from propensity.monitoring.drift import FeatureDrift, feature_drift, score_psi
 from propensity.monitoring.history import FEATURE, HistoryError
 from propensity.monitoring.performance import (
+    calibration_in_the_large,
     decile_table,
     expected_auc,
     funnel,
@@ -33,6 +41,8 @@ from propensity.monitoring.performance import (
     realized,
     run_outcomes,
 )
+
+SIGNIFICANT = 3.0  # an AUC drop or a calibration gap alerts only beyond this many standard errors (noise)
 
 __all__ = ["Alert", "Monitoring", "RunFigures", "details", "monitor_runs", "summary"]
 
@@ -62,6 +72,7 @@ class RunFigures:
     funnel: dict[str, dict]
     metrics: dict[str, float] | None = None
     deciles: list[dict] = field(default_factory=list)
+    calibration: dict[str, dict] = field(default_factory=dict)  # "in_range" / "older": calibration_in_the_large
 
     @property
     def label(self) -> str:
@@ -126,15 +137,19 @@ def monitor_runs(history: pd.DataFrame, digest: str, bundle, reference: dict, ex
         fig = RunFigures(as_of=as_of, rows=len(rows), leads_in_export=int(in_export.sum()),
                          score_psi=score_psi(reference["score"], pool["probability"].to_numpy(dtype="float64")),
                          drift=drift, matured=matured,
-                         estimated_auc=expected_auc(p), funnel=funnel(rows["tier"].to_numpy(), None, None),
+                         estimated_auc=expected_auc(pool["probability"].to_numpy(dtype="float64")),
+                         funnel=funnel(rows["tier"].to_numpy(), None, None),
                          deciles=decile_table(p))
         if matured:
             seen = rows[in_export]
             opp, won = run_outcomes(export, seen["lead_id"], as_of, horizon)
             ps = seen["probability"].to_numpy(dtype="float64")
-            fig.metrics = realized(won, ps)
-            fig.deciles = decile_table(ps, won)
             fig.funnel = funnel(seen["tier"].to_numpy(), opp, won)
+            trained = _in_training_range(seen, bundle)
+            fig.metrics = realized(won[trained], ps[trained])
+            fig.deciles = decile_table(ps[trained], won[trained])
+            fig.calibration = {"in_range": calibration_in_the_large(won[trained], ps[trained]),
+                               "older": calibration_in_the_large(won[~trained], ps[~trained])}
         runs.append(fig)
     if not any(r.leads_in_export for r in runs):
         raise HistoryError(f"{export.source}: none of the leads of the {len(runs)} runs in the score history is in "
@@ -149,17 +164,22 @@ def monitor_runs(history: pd.DataFrame, digest: str, bundle, reference: dict, ex
     return result
 
 
-def _training_population(rows: pd.DataFrame, bundle) -> pd.DataFrame:
-    """The run's leads the training rows would have held: no older than the training's ``max_lead_age_days``.
+def _in_training_range(rows: pd.DataFrame, bundle) -> np.ndarray:
+    """Which of the run's leads the training rows would have held: none older than ``max_lead_age_days``.
 
-    Scoring ranks every open lead, however old; training rows (and so the reference)
-    stop at that age, so comparing the whole pool would report the old leads as drift.
+    Scoring ranks every open lead, however old; training rows (and so the reference
+    and the model card) stop at that age. Drift and the calibration alert compare like
+    with like; the older leads' calibration is reported apart.
     """
     max_age = bundle.metadata.get("cutoffs", {}).get("max_lead_age_days")
     column = FEATURE + LEAD_AGE
     if max_age is None or column not in rows:
-        return rows
-    return rows[pd.to_numeric(rows[column], errors="coerce").le(max_age).to_numpy()]
+        return np.ones(len(rows), dtype=bool)
+    return pd.to_numeric(rows[column], errors="coerce").le(max_age).to_numpy()
+
+
+def _training_population(rows: pd.DataFrame, bundle) -> pd.DataFrame:
+    return rows[_in_training_range(rows, bundle)]
 
 
 def _alerts(runs: list[RunFigures], cfg: MonitoringConfig, card_auc: float | None) -> list[Alert]:
@@ -177,16 +197,18 @@ def _alerts(runs: list[RunFigures], cfg: MonitoringConfig, card_auc: float | Non
                                 f"{cfg.score_psi})"))
         if r.metrics is None:
             continue
-        auc = r.metrics["auc"]
-        if card_auc is not None and not np.isnan(auc) and auc < card_auc - cfg.auc_drop:
-            alerts.append(Alert(r.label, "auc_drop", auc, card_auc - cfg.auc_drop,
+        auc, se = r.metrics["auc"], r.metrics["auc_se"]
+        floor = None if card_auc is None else card_auc - cfg.auc_drop
+        if floor is not None and not np.isnan(auc) and auc < floor and card_auc - auc > SIGNIFICANT * se:
+            alerts.append(Alert(r.label, "auc_drop", auc, floor,
                                 f"run {r.label}: realized ROC AUC {auc:.3f} is more than {cfg.auc_drop} below the "
-                                f"model card's test AUC {card_auc:.3f}"))
-        if r.metrics["ece"] > cfg.calibration_tolerance:
-            alerts.append(Alert(r.label, "calibration", r.metrics["ece"], cfg.calibration_tolerance,
-                                f"run {r.label}: calibration is off (ECE {r.metrics['ece']:.3f} > "
-                                f"{cfg.calibration_tolerance}; observed {r.metrics['base_rate']:.1%} against "
-                                f"predicted {r.metrics['predicted_rate']:.1%})"))
+                                f"model card's test AUC {card_auc:.3f} (standard error {se:.3f})"))
+        cal = r.calibration.get("in_range")
+        if cal and abs(cal["off"]) > cfg.calibration_tolerance and abs(cal["z"]) > SIGNIFICANT:
+            alerts.append(Alert(r.label, "calibration", cal["off"], cfg.calibration_tolerance,
+                                f"run {r.label}: calibration is off: {cal['observed']:,} of the leads within the "
+                                f"training's age range converted, the probabilities expected {cal['expected']:,.1f} "
+                                f"({cal['off']:+.0%}, beyond ±{cfg.calibration_tolerance:.0%}; z = {cal['z']:+.1f})"))
     return alerts
 
 
@@ -219,6 +241,6 @@ def details(result: Monitoring) -> dict:
                             for d in r.drift],
                   "metrics": {k: _num(v) if isinstance(v, float) else v for k, v in (r.metrics or {}).items()},
                   "estimated_auc": _num(r.estimated_auc), "estimate_error": _num(r.estimate_error),
-                  "deciles": r.deciles, "funnel": r.funnel} for r in result.runs],
+                  "calibration": r.calibration, "deciles": r.deciles, "funnel": r.funnel} for r in result.runs],
         "alerts": [a.to_dict() for a in result.alerts],
     }

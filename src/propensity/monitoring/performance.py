@@ -28,7 +28,8 @@ import pandas as pd
 from propensity.data.export import CrmExport
 from propensity.modeling.metrics import classification_metrics
 
-__all__ = ["TIERS", "decile_table", "expected_auc", "funnel", "is_matured", "realized", "run_outcomes"]
+__all__ = ["TIERS", "auc_standard_error", "decile_table", "expected_auc", "funnel", "is_matured", "realized",
+           "run_outcomes"]
 
 TIERS = ("SQL", "MQL", "nurture")
 
@@ -52,11 +53,37 @@ def run_outcomes(export: CrmExport, lead_ids: pd.Series, as_of: pd.Timestamp, ho
 
 
 def realized(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """ROC AUC, PR AUC, log loss, ECE, base rate and mean prediction of a matured run."""
+    """ROC AUC (with its Hanley-McNeil standard error), PR AUC, log loss, ECE, conversions observed and expected."""
     m = classification_metrics(y, p)
-    return {"auc": m["roc_auc"], "pr_auc": m["pr_auc"], "log_loss": m["log_loss"], "ece": m["ece"],
+    return {"auc": m["roc_auc"], "auc_se": auc_standard_error(m["roc_auc"], int(m["positives"]),
+                                                            len(y) - int(m["positives"])),
+            "pr_auc": m["pr_auc"], "log_loss": m["log_loss"], "ece": m["ece"],
             "base_rate": m["base_rate"], "predicted_rate": float(np.mean(p)) if len(p) else float("nan"),
-            "positives": int(m["positives"])}
+            "positives": int(m["positives"]), "expected_positives": float(np.sum(p))}
+
+
+def calibration_in_the_large(y: np.ndarray, p: np.ndarray) -> dict:
+    """Leads, conversions observed and expected (the sum of ``p``), the relative gap and its z-score.
+
+    ``z`` counts the standard deviations (``sqrt(sum p (1 - p))``, the spread of the
+    conversions if the probabilities are right) between observed and expected.
+    """
+    expected = float(np.sum(p))
+    sd = float(np.sqrt(np.sum(p * (1 - p))))
+    observed = int(np.sum(y))
+    return {"leads": len(y), "observed": observed, "expected": expected,
+            "off": observed / expected - 1 if expected > 0 else 0.0,
+            "z": (observed - expected) / sd if sd > 0 else 0.0}
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of a ROC AUC from its positives and negatives."""
+    if np.isnan(auc) or positives == 0 or negatives == 0:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives)
+    return float(np.sqrt(max(var, 0.0)))
 
 
 def decile_table(p: np.ndarray, y: np.ndarray | None = None, bins: int = 10) -> list[dict]:
