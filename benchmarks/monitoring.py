@@ -23,12 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _drift_worlds import DRIFT_KINDS, cut_world, drift_world  # noqa: E402
+from _drift_worlds import DRIFT_KINDS, cut_world, drift_world
 
-from propensity.data.synthetic import write_world  # noqa: E402
-from propensity.jobs.monitoring import monitor  # noqa: E402
-from propensity.jobs.scoring import score_crm  # noqa: E402
-from propensity.jobs.training import train_crm  # noqa: E402
+from propensity.data.synthetic import write_world
+from propensity.jobs.monitoring import monitor
+from propensity.jobs.scoring import score_crm
+from propensity.jobs.training import train_crm
 
 CUT = "2025-06-01"
 AS_OF = ["2025-06-01", "2025-07-01", "2025-08-01", "2025-09-01", "2025-10-01", "2025-11-01", "2025-12-01"]

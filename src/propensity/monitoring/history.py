@@ -46,6 +46,9 @@ BASE_COLUMNS = ["lead_id", "as_of", "model_name", "model_version", "bundle_diges
                 "grade", "fit_score", "engagement_score", "reasons"]
 
 
+EPOCH = pd.Timestamp(0, tz="UTC")
+
+
 class HistoryError(DataError):
     """A score history that cannot be read or used: one line naming the folder or file."""
 
@@ -117,7 +120,7 @@ def history_frame(scores: pd.DataFrame, run: HistoryRun, spec: list[FeatureDef],
     n = len(scores)
     cols: dict[str, object] = {
         "lead_id": scores["lead_id"].astype(str).to_numpy(),
-        "as_of": pd.Series([run.as_of] * n, dtype="datetime64[us, UTC]"),
+        "as_of": np.full(n, (pd.Timestamp(run.as_of) - EPOCH) // pd.Timedelta(microseconds=1), dtype="int64"),
         "model_name": [run.model_name] * n, "model_version": [run.model_version] * n,
         "bundle_digest": [run.bundle_digest] * n,
         "probability": scores["probability"].to_numpy(dtype="float64"),
