@@ -316,3 +316,65 @@ def test_report_html_opens_in_headless_chromium_with_the_alert_and_the_funnel(hi
                          text=True, timeout=120).stdout
     assert "ALERT (score_psi)" in dom
     assert 'class="funnel"' in dom and "conversion rate" in dom and "nurture" in dom
+
+
+# ------------------------------------------------------------------ trend, service, MLflow
+
+
+def test_explain_with_history_shows_the_trend_and_what_moved(history, model, formula_crm, capsys):
+    frame = read_history(history)
+    counts = frame.groupby("lead_id")["as_of"].nunique()
+    lead = counts[counts == len(RUNS)].index[0]
+    code = main(["explain", "--model", str(model), "--data", str(formula_crm), "--lead", lead, "--as-of", RUNS[-1],
+                 "--history", str(history)])
+    out = capsys.readouterr().out
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("history: "))
+    assert line.split(" (")[0].removeprefix("history: ") in {"improving", "steady", "declining"}
+    assert all(d in line for d in RUNS)
+    moved = [x for x in out.splitlines() if x.strip().startswith("changed: ")]
+    assert 1 <= len(moved) <= 3 and all("pts →" in x for x in moved)
+
+
+def test_a_service_records_its_scores_from_many_threads_in_batches(model, formula_crm, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from propensity.monitoring.service import HistoryRecorder
+    from propensity.scoring.scorer import LeadScorer
+
+    scorer = LeadScorer.load(model)
+    days = ["2025-05-01T09:00", "2025-05-01T15:00", "2025-05-02T10:00", "2025-05-02T11:00"]
+    with HistoryRecorder(scorer, tmp_path / "history", model_uri=model, batch_size=300) as recorder, \
+            ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda day: recorder.score(formula_crm, as_of=day), days))
+    assert not any(c.startswith(("feature:", "points:")) for c in outs[0].columns)
+    frame = read_history(tmp_path / "history")
+    assert len(frame) == sum(int(o["tier"].ne("error").sum()) for o in outs)
+    assert sorted({f"{t:%Y-%m-%d}" for t in frame["as_of"]}) == ["2025-05-01", "2025-05-02"]
+    assert len(recorder.written) >= len(days)  # written in batches, not once at the end
+    expected = pd.concat(outs)
+    mine = frame.set_index(["lead_id", frame["as_of"].dt.strftime("%Y-%m-%d")])
+    assert mine["probability"].between(0, 1).all() and set(mine.index.get_level_values(0)) == set(expected["lead_id"])
+
+
+def test_monitor_logs_an_mlflow_run_with_steps_inputs_name_and_description(history, model, formula_crm, tmp_path):
+    import mlflow
+
+    from propensity import jobs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = jobs.monitor(model, formula_crm, history, tmp_path / "rep", tracking_uri=uri)
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(done.run["run_id"])
+    assert run.info.run_name == f"monitor {done.result.export_end:%Y-%m-%d}"
+    assert run.data.tags["mlflow.note.content"].startswith(("No alert", f"{len(done.alerts)} alert"))
+    steps = client.get_metric_history(run.info.run_id, "score_psi")
+    assert sorted(m.step for m in steps) == list(range(len(RUNS)))
+    assert [m.value for m in sorted(steps, key=lambda m: m.step)] == [r["score_psi"] for r in done.summary["runs"]]
+    names = {d.dataset.name for d in run.inputs.dataset_inputs}
+    assert names == {f"crm export {formula_crm.name}", f"score history {history.name}"}
+    export_input = next(d for d in run.inputs.dataset_inputs if d.dataset.name.startswith("crm export"))
+    tags = {t.key: t.value for t in export_input.tags}
+    assert tags["leads"] == str(len(pd.read_parquet(formula_crm / "leads.parquet")))
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "monitoring")}
+    assert {"monitoring/summary.json", "monitoring/report.html"} <= artifacts

@@ -37,7 +37,7 @@ from propensity.features.spec import FeatureDef
 
 __all__ = ["BASE_COLUMNS", "FEATURE", "HISTORY_KIND", "POINTS", "HistoryError", "HistoryRun", "HistoryWriter",
            "bundle_digest", "check_history_dir", "history_frame", "history_schema", "is_history", "model_identity",
-           "read_history", "run_files"]
+           "read_history", "run_files", "write_run"]
 
 HISTORY_KIND = "score-history"
 FEATURE = "feature:"
@@ -174,7 +174,7 @@ class HistoryWriter:
 def write_run(folder: str | Path, scores: pd.DataFrame, run: HistoryRun, spec: list[FeatureDef],
               sources: list[str]) -> Path:
     """Write one whole run (a service's batch) under the history's lock; returns its file."""
-    with claim(folder), HistoryWriter(folder, run, spec, sources) as writer:
+    with claim(folder, timeout=60.0), HistoryWriter(folder, run, spec, sources) as writer:
         writer.write(scores)
     return writer.path
 

@@ -112,7 +112,8 @@ def _num(v: float | None) -> float | None:
 def monitor_runs(history: pd.DataFrame, digest: str, bundle, reference: dict, export: CrmExport,
                  cfg: MonitoringConfig, where: str = "the score history") -> Monitoring:
     """Figures and alerts for every run of model ``digest`` in ``history`` (:func:`~.history.read_history`)."""
-    mine = history[history["bundle_digest"] == digest]
+    # a lead scored more than once in one run (a service's day) counts once: its last score
+    mine = history[history["bundle_digest"] == digest].drop_duplicates(["as_of", "lead_id"], keep="last")
     if mine.empty:
         others = sorted({f"{n} ({d[:12]})" for n, d in zip(history["model_name"], history["bundle_digest"],
                                                                strict=True)})
