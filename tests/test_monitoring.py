@@ -378,3 +378,37 @@ def test_monitor_logs_an_mlflow_run_with_steps_inputs_name_and_description(histo
     assert tags["leads"] == str(len(pd.read_parquet(formula_crm / "leads.parquet")))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "monitoring")}
     assert {"monitoring/summary.json", "monitoring/report.html"} <= artifacts
+
+
+def test_an_export_ending_before_any_run_matured_gives_estimates_only(history, model, formula_crm, tmp_path):
+    from _drift_worlds import cut_world
+
+    early = cut_world(formula_crm, tmp_path / "early", "2025-05-01")  # after the first run, before it matures
+    code = main(["monitor", "--model", str(model), "--data", str(early), "--history", str(history), "--out",
+                 str(tmp_path / "rep"), "--no-track"])
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    details = json.loads((tmp_path / "rep" / "details.json").read_text())
+    assert code in (0, 3) and not any(r["matured"] for r in summary["runs"])
+    assert all(r["auc"] is None and r["estimated_auc"] is not None for r in summary["runs"])
+    assert all(cell["won"] is None for r in summary["runs"] for cell in r["funnel"].values())
+    assert any("no run has matured yet" in n for n in details["notes"])
+    assert "no run has matured yet" in (tmp_path / "rep" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_training_runs_get_a_readable_name_a_description_and_their_export_as_input(formula_crm, tmp_path):
+    import mlflow
+
+    from propensity import jobs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = jobs.train(formula_crm, tmp_path / "model", tracking_uri=uri)
+    run = mlflow.MlflowClient(uri).get_run(done.run["run_id"])
+    assert run.info.run_name == f"train crm {done.result.bundle.metadata['data_end'][:10]}"
+    assert run.data.tags["mlflow.note.content"].startswith(
+        f"ROC AUC {done.result.metrics['model']['roc_auc']:.3f}")
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == f"crm export {formula_crm.name}" and len(dataset.dataset.digest) == 16
+    tags = {t.key: t.value for t in dataset.tags}
+    assert tags["test_rows"] == str(done.result.split["test"]["rows"])
+    assert read_reference(tmp_path / "model")["rows"] == done.result.split["test"]["rows"]

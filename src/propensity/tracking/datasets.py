@@ -15,9 +15,13 @@ __all__ = ["log_export_input", "log_folder_input"]
 
 
 def _source(mlflow, path: Path):
+    import warnings
+
     from mlflow.data.dataset_source_registry import resolve_dataset_source
 
-    return resolve_dataset_source(str(Path(path).resolve()))
+    with warnings.catch_warnings():  # MLflow registers its local source class twice and warns that both match
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        return resolve_dataset_source(str(Path(path).resolve()))
 
 
 def log_folder_input(mlflow, path: str | Path, name: str, context: str, rows: dict[str, int]) -> str:
