@@ -105,10 +105,10 @@ def training_reference(result: Any, project: Any) -> dict:
     """The monitoring reference profile of a CRM training (its test window), sealed into the bundle."""
     from propensity.monitoring.reference import build_reference
 
+    test = result.split.get("test", {})
     return build_reference(result.test_features, result.bundle.spec, result.test["probability"].to_numpy(),
                            result.test["label"].to_numpy(), project.training.tiers,
-                           window={"rows": "test", **{k: str(v) for k, v in result.split.get("test", {}).items()}}
-                           if isinstance(result.split.get("test"), dict) else {"rows": "test"})
+                           window={"part": "test", **{k: str(v) for k, v in test.items()}})
 
 
 def train_table(data: str | Path, out: str | Path, target: str | None, config: str | Path | None = None,

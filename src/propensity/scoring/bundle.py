@@ -6,7 +6,12 @@ training code:
 - ``model.txt``: LightGBM's own text model (raw scores, before calibration);
 - ``bundle.json``: ``schema_version``, the feature spec, the categories of each
   categorical feature, the calibration, the ICP and engagement definitions (so the
-  scorer computes the same features), tiers, reason settings and training metadata.
+  scorer computes the same features), tiers, reason settings and training metadata;
+
+and any extra files its saver seals with them (``extra_files``: ``propensity train``
+adds ``reference.json``, the monitoring reference profile of
+:mod:`propensity.monitoring.reference`), digested and checked like ``model.txt``;
+:func:`read_sealed_file` reads one back, checked.
 
 ``bundle.json`` has a ``kind``: ``"crm"`` (the default when absent, so older
 bundles load unchanged) or ``"table"`` for a model trained on a flat table by
@@ -32,7 +37,7 @@ Integrity. ``bundle.json`` records the SHA-256 of every other file the save wrot
 the digest of the canonical JSON, keys sorted and no spaces, of everything in it
 but that key; a file cannot hold its own digest, and the canonical form lets the
 digest survive re-indenting). The bundle's files are exactly those :func:`save_bundle`
-writes; anything added to the folder later (the ``report/`` folder the CLI writes
+writes (with its extra files); anything added to the folder later (the ``report/`` folder the CLI writes
 after training) is not part of the model, is not recorded and is not checked.
 Loading checks every digest before LightGBM parses anything (LightGBM can crash
 the process on a damaged model file instead of raising), and parses the very
