@@ -323,8 +323,8 @@ def test_report_html_opens_in_headless_chromium_with_the_alert_and_the_funnel(hi
 
 def test_explain_with_history_shows_the_trend_and_what_moved(history, model, formula_crm, capsys):
     frame = read_history(history)
-    counts = frame.groupby("lead_id")["as_of"].nunique()
-    lead = counts[counts == len(RUNS)].index[0]
+    scores = frame.pivot_table(index="lead_id", columns="as_of", values="score").dropna()
+    lead = scores.index[(scores.iloc[:, -1] - scores.iloc[:, -2]).abs().to_numpy() >= 3][0]
     code = main(["explain", "--model", str(model), "--data", str(formula_crm), "--lead", lead, "--as-of", RUNS[-1],
                  "--history", str(history)])
     out = capsys.readouterr().out
@@ -333,7 +333,7 @@ def test_explain_with_history_shows_the_trend_and_what_moved(history, model, for
     assert line.split(" (")[0].removeprefix("history: ") in {"improving", "steady", "declining"}
     assert all(d in line for d in RUNS)
     moved = [x for x in out.splitlines() if x.strip().startswith("changed: ")]
-    assert 1 <= len(moved) <= 3 and all("pts →" in x for x in moved)
+    assert 1 <= len(moved) <= 3 and all("pts →" in x and "(now " in x for x in moved)
 
 
 def test_a_service_records_its_scores_from_many_threads_in_batches(model, formula_crm, tmp_path):

@@ -5,9 +5,10 @@ runs earlier (or its earliest, when it has fewer), runs of the same model only. 
 of at least :data:`TREND_POINTS` score points (on 0-100) up is ``improving``, down is
 ``declining``, less is ``steady``; a lead with no earlier run is ``not enough history``.
 
-Why it changed: between the lead's two latest runs, the reason sources whose points
-moved most, each as ``"<display>: +12.0 pts → +2.0 pts"``, with the source's latest
-"days since" value when it has one (``latest 41 days ago``).
+Why it changed: between the lead's two latest runs, the (up to three) reason sources
+whose points moved most, by at least :data:`MIN_MOVE`, each as ``"<display>: +12.0 pts →
++2.0 pts (now <the value as the reasons describe it>)"``, e.g. ``Pricing page visits:
++12.0 pts → +2.0 pts (now none in the last 90 days (latest 41 days ago))``.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from propensity.core.names import days_since
-from propensity.monitoring.history import POINTS, is_history, read_history, run_files
-from propensity.scoring.reasons import ReasonGroups
+from propensity.monitoring.history import FEATURE, POINTS, is_history, read_history, run_files
+from propensity.scoring.reasons import ReasonGroups, describe_one
 
 __all__ = ["NOT_ENOUGH", "TREND_POINTS", "TREND_RUNS", "LeadChange", "lead_changes", "previous_scores",
            "trend_column"]
 
 TREND_POINTS = 3
 TREND_RUNS = 3
+MIN_MOVE = 0.1  # probability points a reason must move to be named in "why it changed"
 NOT_ENOUGH = "not enough history"
 
 
@@ -85,11 +86,11 @@ def lead_changes(folder: str | Path, lead_id: str, bundle, digest: str, top: int
         if a is None or b is None or pd.isna(a) or pd.isna(b):
             continue
         moves.append((abs(b - a), s, a, b))
+    values = {k[len(FEATURE):]: (None if pd.isna(v) else v) for k, v in after.items() if k.startswith(FEATURE)}
     moved = []
     for _, s, a, b in sorted(moves, key=lambda m: -m[0])[:top]:
-        text = f"{groups.heads[s].display}: {a:+.1f} pts → {b:+.1f} pts"
-        days = after.get("feature:" + days_since(s))
-        if days is not None and not pd.isna(days):
-            text += f", latest now {float(days):.0f} days ago"
-        moved.append(text)
+        if abs(b - a) < MIN_MOVE:
+            break
+        display, now = describe_one(s, groups, values)
+        moved.append(f"{display}: {a:+.1f} pts → {b:+.1f} pts (now {now})")
     return LeadChange(str(lead_id), runs, trend, moved)
