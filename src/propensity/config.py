@@ -25,6 +25,7 @@ __all__ = [
     "Criterion",
     "EngagementConfig",
     "IcpConfig",
+    "MonitoringConfig",
     "ProjectConfig",
     "Signal",
     "TrainingConfig",
@@ -238,6 +239,30 @@ class AuditConfig(_Strict):
     accept: list[Annotated[str, Field(min_length=1)]] = []
 
 
+class MonitoringConfig(_Strict):
+    """Thresholds of ``propensity monitor`` (see docs/monitoring.md).
+
+    The drift defaults are Evidently's for reference data over 1000 rows: a numeric
+    feature drifts when its Wasserstein distance divided by the reference's standard
+    deviation reaches 0.1, a categorical one (or a number with at most 5 distinct
+    values) when its Jensen-Shannon distance reaches 0.1, and the data drifts when
+    half of the features do. The score's PSI alerts at 0.25, the usual "significant
+    shift" (0.1-0.25 is "moderate"). A matured run alerts when its realized ROC AUC is
+    more than ``auc_drop`` below the model card's test AUC, or when the leads that
+    converted differ from the number the probabilities expected by more than
+    ``calibration_tolerance`` (relative); either only beyond 3 standard errors, so
+    a run with few conversions does not alert on noise.
+    """
+
+    numeric_distance: Annotated[float, Field(gt=0)] = 0.1
+    categorical_distance: Annotated[float, Field(gt=0, le=1)] = 0.1
+    drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    score_psi: Annotated[float, Field(gt=0)] = 0.25
+    auc_drop: Annotated[float, Field(ge=0, le=1)] = 0.05  # realized AUC below the model card's test AUC by more
+    calibration_tolerance: Annotated[float, Field(gt=0)] = 0.25  # observed conversions off the expected by more
+    min_rows: Annotated[int, Field(ge=1)] = 200  # runs with fewer leads are reported, never alerted on
+
+
 class TrainingConfig(_Strict):
     features_dir: str = "../features"
     label: LabelConfig = LabelConfig()
@@ -251,6 +276,7 @@ class TrainingConfig(_Strict):
     tracking: TrackingConfig = TrackingConfig()
     tuning: TuningConfig = TuningConfig()
     audit: AuditConfig = AuditConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
 
 class ProjectConfig(BaseModel):

@@ -7,7 +7,7 @@ import argparse
 from propensity import jobs
 from propensity.cli import printing
 
-__all__ = ["demo", "evaluate", "explain", "features", "generate", "init", "promote", "score", "train"]
+__all__ = ["demo", "evaluate", "explain", "features", "generate", "init", "monitor", "promote", "score", "train"]
 
 
 def init(args: argparse.Namespace) -> int:
@@ -40,7 +40,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    done = jobs.score(args.model, args.data, args.out, as_of=args.as_of, progress=printing.TerminalProgress())
+    done = jobs.score(args.model, args.data, args.out, as_of=args.as_of, progress=printing.TerminalProgress(),
+                      history=args.history)
     if isinstance(done, jobs.TableScoring):
         printing.table_scoring(done)
     else:
@@ -75,8 +76,21 @@ def features(args: argparse.Namespace) -> int:
 def explain(args: argparse.Namespace) -> int:
     from propensity.scoring.scorer import LeadScorer
 
-    printing.explanation(LeadScorer.load(args.model).explain(args.data, args.lead, as_of=args.as_of))
+    scorer = LeadScorer.load(args.model)
+    printing.explanation(scorer.explain(args.data, args.lead, as_of=args.as_of))
+    if args.history:
+        from propensity.monitoring.history import bundle_digest
+        from propensity.monitoring.trend import lead_changes
+
+        printing.lead_changes(lead_changes(args.history, args.lead, scorer.bundle, bundle_digest(scorer.bundle)))
     return 0
+
+
+def monitor(args: argparse.Namespace) -> int:
+    done = jobs.monitor(args.model, args.data, args.history, args.out, config=args.config,
+                        tracking_uri=args.tracking_uri, track=not args.no_track, force=args.force)
+    printing.monitoring(done)
+    return done.exit_code
 
 
 def promote(args: argparse.Namespace) -> int:

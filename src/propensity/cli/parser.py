@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output file (.csv or .parquet; an existing file is replaced, "
                    "never a folder or an input); CSV text cells are escaped for spreadsheets")
     s.add_argument("--as-of", help="score as of this UTC time (default: end of the data)")
+    s.add_argument("--history", metavar="DIR", help="also keep this run in the score history DIR (Parquet, one "
+                   "file per as-of; the same as-of again replaces its run) and add a 'trend' column")
     s.set_defaults(func=commands.score)
 
     s = sub.add_parser("evaluate", help="report a model against baselines on labelled rows (Markdown, charts, MLflow)")
@@ -106,7 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True)
     s.add_argument("--lead", required=True, help="lead_id")
     s.add_argument("--as-of")
+    s.add_argument("--history", metavar="DIR", help="score history: also show the lead's trend over its runs and "
+                   "the reasons that moved most between its last two")
     s.set_defaults(func=commands.explain)
+
+    s = sub.add_parser("monitor", help="drift, realized and estimated performance and the funnel of a score history; "
+                       "exit code 3 when an alert fires")
+    s.add_argument("--model", required=True, help="bundle folder or MLflow models:/NAME@ALIAS URI")
+    s.add_argument("--data", required=True, help="the current CRM export folder (outcomes of matured runs)")
+    s.add_argument("--history", required=True, metavar="DIR", help="score history written by score --history")
+    s.add_argument("--out", default="monitoring", help="report folder (default: ./monitoring): summary.json, "
+                   "details.json, report.html; replaced only if it is empty or a report propensity wrote")
+    s.add_argument("--config", help="training YAML with the monitoring: thresholds (default: training/default.yaml "
+                   "here, else the packaged one)")
+    s.add_argument("--force", action="store_true", help="replace --out even if it is not one propensity wrote "
+                   "(never ., the working directory, its parents, home or an input)")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    s.set_defaults(func=commands.monitor)
 
     s = sub.add_parser("promote", help="move alias champion to the challenger if it wins on a recent holdout")
     s.add_argument("--data", required=True, help="CRM export folder whose newest labelled snapshots are the holdout")

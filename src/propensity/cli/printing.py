@@ -15,6 +15,7 @@ from propensity.jobs import (
     CrmTraining,
     Demo,
     FeatureTable,
+    Monitored,
     Progress,
     Promotion,
     TableEvaluation,
@@ -25,7 +26,8 @@ from propensity.jobs import (
 
 __all__ = ["TerminalProgress", "crm_evaluation", "crm_scoring", "crm_training", "demo", "error", "evaluation_run",
            "explanation", "feature_catalogue", "feature_table", "format_explanation", "format_feature_list",
-           "generated", "interrupted", "leakage_audit", "metric_table", "mlflow_run", "one_line_warning",
+           "generated", "interrupted", "lead_changes", "leakage_audit", "metric_table", "mlflow_run", "monitoring",
+           "one_line_warning",
            "project_created",
            "promotion", "say", "table_evaluation", "table_scoring", "table_training", "table_training_run",
            "training_metrics", "training_run"]
@@ -259,6 +261,35 @@ def crm_scoring(s: CrmScoring) -> None:
               else f"thresholds MQL >= {tiers.mql:.1%}, SQL >= {tiers.sql:.1%}")
     cut = f", SQL threshold {tiers.sql_threshold:.1%}" if tiers.sql_leads else ""
     print(f"tier policy: {policy}{cut}; conversions expected from the SQL leads: {tiers.expected_conversions:,.1f}")
+    if s.history is not None:
+        print(f"score history: this run -> {s.history}")
+
+
+def lead_changes(c) -> None:
+    """A lead's trend over its runs in the score history and the reasons that moved most."""
+    runs = ", ".join(f"{day} {score}" for day, score in c.runs[-5:])
+    print(f"history: {c.trend} (scores {runs})")
+    for text in c.moved:
+        print(f"  changed: {text}")
+
+
+def monitoring(m: Monitored) -> None:
+    r = m.result
+    matured = [x for x in r.runs if x.matured]
+    print(f"monitored {len(r.runs)} run(s) ({len(matured)} matured) against the export ending "
+          f"{r.export_end:%Y-%m-%d} -> {m.out / 'report.html'}")
+    for x in r.runs:
+        realized = f", realized AUC {x.metrics['auc']:.3f}" if x.metrics else ""
+        print(f"  {x.label}: {x.rows:,} leads, score PSI {x.score_psi:.3f}, {len(x.drifted_features)} of "
+              f"{len(x.drift)} features drifted, estimated AUC {x.estimated_auc:.3f}{realized}")
+    for note in r.notes:
+        print(f"note: {note}")
+    for a in m.alerts:
+        print(f"ALERT {a['kind']}: {a['message']}")
+    if not m.alerts:
+        print("no alert")
+    if m.run:
+        mlflow_run(m.run)
 
 
 def table_scoring(s: TableScoring) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["json_sha256", "sha256_hex"]
+__all__ = ["files_sha256", "json_sha256", "sha256_hex"]
 
 
 def sha256_hex(data: bytes) -> str:
@@ -22,3 +22,16 @@ def json_sha256(value: Any) -> str:
     """
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
     return sha256_hex(text.encode("ascii"))
+
+
+def files_sha256(paths) -> str:
+    """One SHA-256 over the names and bytes of ``paths`` (sorted by name), read in blocks: a folder's digest."""
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for path in sorted((Path(p) for p in paths), key=lambda p: p.name):
+        digest.update(path.name.encode("utf-8") + b"\0")
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -70,8 +70,12 @@ def _evaluate_crm(model: str | Path, data: Path, out: Path, window: str, force: 
         on_written(done)
     if uri is None:
         return done
+    m = ev["metrics"]["model"]
     run = log_report_run(out, ev["metrics"], ev["params"], {"kind": "evaluation", "model_kind": "crm",
-                                                           "window": window}, uri, run_name="evaluate")
+                                                           "window": window}, uri,
+                         run_name=f"evaluate crm {ev['params']['last_cutoff']}",
+                         description=f"ROC AUC {m['roc_auc']:.3f} (PR AUC {m['pr_auc']:.3f}, ECE {m['ece']:.4f}) "
+                         f"on {ev['window_text']}", data=data, data_rows={"rows": ev["rows"]})
     return replace(done, run=run)
 
 

@@ -66,6 +66,7 @@ class CrmScoring:
     out: str | Path
     seconds: float
     tiers: TierTally
+    history: Path | None = None  # the run's file in the score history, when one was written
 
     @property
     def leads(self) -> int:
@@ -83,19 +84,25 @@ class TableScoring:
 
 
 def score(model: str | Path, data: str | Path, out: str | Path, as_of: str | None = None,
-          chunk_size: int = CHUNK_LEADS, progress: Progress | None = None) -> CrmScoring | TableScoring:
+          chunk_size: int = CHUNK_LEADS, progress: Progress | None = None,
+          history: str | Path | None = None) -> CrmScoring | TableScoring:
     """Score ``data`` with the bundle (or ``models:/`` URI) ``model``: a flat table (a file) or a CRM export."""
     if Path(data).is_file():
+        if history is not None:
+            raise ValueError(f"--history {history}: the score history is kept for CRM exports, not flat tables")
         return score_table(model, data, out)
-    return score_crm(model, data, out, as_of, chunk_size, progress)
+    return score_crm(model, data, out, as_of, chunk_size, progress, history)
 
 
 def score_crm(model: str | Path, data: str | Path, out: str | Path, as_of: str | None = None,
-              chunk_size: int = CHUNK_LEADS, progress: Progress | None = None) -> CrmScoring:
+              chunk_size: int = CHUNK_LEADS, progress: Progress | None = None,
+              history: str | Path | None = None) -> CrmScoring:
     """Score the open leads of the export ``data`` as of ``as_of`` (default: the end of the data).
 
     Chunks of ``chunk_size`` leads go straight to the output's staging file, so memory
-    stays bounded by one chunk; ``progress`` counts the leads done.
+    stays bounded by one chunk; ``progress`` counts the leads done. ``history``: a score
+    history folder (:mod:`propensity.monitoring.history`) that gets this run too, and the
+    output a ``trend`` column from the lead's earlier runs there.
     """
     from propensity.core.output import check_file_output, claim
     from propensity.jobs.outputs import chunk_writer
@@ -104,8 +111,14 @@ def score_crm(model: str | Path, data: str | Path, out: str | Path, as_of: str |
     progress = progress or Progress()
     target = Path(out)
     check_file_output(target, inputs=(data, model))
+    if history is not None:
+        from propensity.monitoring.history import check_history_dir
+
+        check_history_dir(history, inputs=(data, model, out))
     with claim(target):
         scorer = LeadScorer.load(model)
+        if history is not None:
+            return _score_with_history(scorer, model, data, target, out, as_of, chunk_size, progress, Path(history))
         t = time.perf_counter()
         b = scorer.bundle.tiers
         tally = TierTally("capacity" if b.capacity else "thresholds",
@@ -121,6 +134,42 @@ def score_crm(model: str | Path, data: str | Path, out: str | Path, as_of: str |
             progress.finish()
         seconds = time.perf_counter() - t
     return CrmScoring(out, seconds, tally)
+
+
+def _score_with_history(scorer, model: str | Path, data: str | Path, target: Path, out: str | Path,
+                        as_of: str | None, chunk_size: int, progress: Progress, history: Path) -> CrmScoring:
+    """:func:`score_crm` writing the run into the score history too (under its lock) and a ``trend`` column."""
+    import pandas as pd
+
+    from propensity.core.output import claim
+    from propensity.core.times import as_of_utc
+    from propensity.data.export import read_export
+    from propensity.jobs.outputs import chunk_writer
+    from propensity.monitoring.history import HistoryRun, HistoryWriter, model_identity
+    from propensity.monitoring.trend import previous_scores, trend_column
+
+    export = read_export(data, lenient=True)
+    when = as_of_utc(as_of) if as_of is not None else export.end() + pd.Timedelta(microseconds=1)
+    name, version, digest = model_identity(model, scorer.bundle)
+    run = HistoryRun(when, name, version, digest)
+    earlier = previous_scores(history, digest, when)
+    t = time.perf_counter()
+    b = scorer.bundle.tiers
+    tally = TierTally("capacity" if b.capacity else "thresholds",
+                      b.capacity.leads_per_week if b.capacity else None, b.mql, b.sql)
+    progress.count(0, None)
+    try:
+        with claim(history), HistoryWriter(history, run, scorer.bundle.spec, scorer.groups.sources) as hist, \
+                chunk_writer(target, [*SCORE_COLUMNS, "trend"]) as writer:
+            for total, part in scorer.score_chunks(export, as_of=when, chunk_size=chunk_size, values=True):
+                progress.count(writer.rows + len(part), total)
+                hist.write(part)
+                part = part.assign(trend=trend_column(part, earlier))
+                writer.write(part)
+                tally.add(scorer.tier_summary(part), len(part), int(part["tier"].eq("error").sum()))
+    finally:
+        progress.finish()
+    return CrmScoring(out, time.perf_counter() - t, tally, hist.path)
 
 
 def score_table(model: str | Path, data: str | Path, out: str | Path) -> TableScoring:

@@ -71,6 +71,7 @@ def train_crm(data: str | Path, out: str | Path, config: str | Path | None = Non
     from propensity.data.export import read_export
     from propensity.modeling.report import write_training_report
     from propensity.modeling.train import train as train_model
+    from propensity.monitoring.reference import REFERENCE_FILE, reference_bytes
     from propensity.scoring.bundle import is_bundle_folder, write_bundle
     from propensity.tracking import check_tracking, log_training, resolve_tracking_uri
 
@@ -89,7 +90,8 @@ def train_crm(data: str | Path, out: str | Path, config: str | Path | None = Non
             result = train_model(export, project, progress=progress.step, model_family=model_family)
             progress.step(f"saving the bundle to {target}")
             with staged_folder(target) as tmp:
-                write_bundle(result.bundle, tmp)
+                write_bundle(result.bundle, tmp, extra_files={REFERENCE_FILE: reference_bytes(training_reference(
+                    result, project))})
                 write_training_report(result, project, tmp / "report")
             run = None
             if track:
@@ -98,6 +100,16 @@ def train_crm(data: str | Path, out: str | Path, config: str | Path | None = Non
         finally:
             progress.finish()
     return CrmTraining(result, out, run)
+
+
+def training_reference(result: Any, project: Any) -> dict:
+    """The monitoring reference profile of a CRM training (its test window), sealed into the bundle."""
+    from propensity.monitoring.reference import build_reference
+
+    test = result.split.get("test", {})
+    return build_reference(result.test_features, result.bundle.spec, result.test["probability"].to_numpy(),
+                           result.test["label"].to_numpy(), project.training.tiers,
+                           window={"part": "test", **{k: str(v) for k, v in test.items()}})
 
 
 def train_table(data: str | Path, out: str | Path, target: str | None, config: str | Path | None = None,

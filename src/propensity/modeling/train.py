@@ -78,6 +78,7 @@ class TrainResult:
     family: dict = field(default_factory=dict)  # {"chosen", "why", "forced", "validation", "test_auc_margin"}
     verdict: dict = field(default_factory=dict)  # {"verdict": ready | use with care | not ready, "reasons"}
     checks: dict = field(default_factory=dict)  # readiness.calibration_checks on the test window
+    test_features: pd.DataFrame | None = None  # the test rows' features, as build_features made them (monitoring)
 
 
 def _require_both_classes(y: np.ndarray, window: str) -> None:
@@ -242,6 +243,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
                        lift=lift, sample_matrix=sample, timings=timings, segments=segments, audit=audit,
                        comparison=comparison, top_k={"ks": named_ks, "policy": policy}, calibration=calibration,
                        tuning=tuning, family=family, verdict=ready, checks=checks,
+                       test_features=frame.loc[split.test, [f.name for f in spec]].reset_index(drop=True),
                        params={**params, "model_family": chosen, "calibration": calibrator.method,
                                "calibration_config": cfg.calibration, "calibration_clip": clip,
                                "tuning_budget_s": tuning.get("budget_s", 0.0),

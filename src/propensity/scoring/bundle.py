@@ -6,7 +6,12 @@ training code:
 - ``model.txt``: LightGBM's own text model (raw scores, before calibration);
 - ``bundle.json``: ``schema_version``, the feature spec, the categories of each
   categorical feature, the calibration, the ICP and engagement definitions (so the
-  scorer computes the same features), tiers, reason settings and training metadata.
+  scorer computes the same features), tiers, reason settings and training metadata;
+
+and any extra files its saver seals with them (``extra_files``: ``propensity train``
+adds ``reference.json``, the monitoring reference profile of
+:mod:`propensity.monitoring.reference`), digested and checked like ``model.txt``;
+:func:`read_sealed_file` reads one back, checked.
 
 ``bundle.json`` has a ``kind``: ``"crm"`` (the default when absent, so older
 bundles load unchanged) or ``"table"`` for a model trained on a flat table by
@@ -32,7 +37,7 @@ Integrity. ``bundle.json`` records the SHA-256 of every other file the save wrot
 the digest of the canonical JSON, keys sorted and no spaces, of everything in it
 but that key; a file cannot hold its own digest, and the canonical form lets the
 digest survive re-indenting). The bundle's files are exactly those :func:`save_bundle`
-writes; anything added to the folder later (the ``report/`` folder the CLI writes
+writes (with its extra files); anything added to the folder later (the ``report/`` folder the CLI writes
 after training) is not part of the model, is not recorded and is not checked.
 Loading checks every digest before LightGBM parses anything (LightGBM can crash
 the process on a damaged model file instead of raising), and parses the very
@@ -79,13 +84,14 @@ from propensity.scoring.bundle_files import (
     UnverifiedBundleWarning,
     is_bundle_folder,
     read_bundle_files,
+    read_sealed_file,
     write_bundle_files,
 )
 from propensity.scoring.bundle_meta import BundleMeta, CrmMeta
 from propensity.scoring.calibration import Calibrator
 
 __all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "SealableBundle", "UnverifiedBundleWarning",
-           "is_bundle_folder", "load_bundle", "save_bundle", "write_bundle"]
+           "is_bundle_folder", "load_bundle", "read_sealed_file", "save_bundle", "write_bundle"]
 
 
 class SealableBundle(Protocol):
@@ -143,25 +149,34 @@ class Bundle:
         }
 
 
-def write_bundle(bundle: SealableBundle, folder: str | Path, target: str | Path | None = None) -> Path:
+def write_bundle(bundle: SealableBundle, folder: str | Path, target: str | Path | None = None,
+                 extra_files: dict[str, bytes] | None = None) -> Path:
     """Write the bundle's files into the existing folder ``folder`` (not atomic: see :func:`save_bundle`).
 
     ``target`` (default ``folder``) is the path named in errors: the bundle's final place.
+    ``extra_files`` (name -> bytes, e.g. the monitoring reference profile) are written
+    first, so ``bundle.json`` records their digests and loading checks them like ``model.txt``.
     """
     folder = Path(folder)
+    for name, data in (extra_files or {}).items():
+        if name in (MODEL_FILE, META_FILE) or Path(name).name != name:
+            raise BundleError(f"{name!r}: not a name an extra bundle file may have")
+        (folder / name).write_bytes(data)
     write_bundle_files(bundle.booster, bundle.meta(), bundle.META, folder, Path(target or folder))
     return folder
 
 
-def save_bundle(bundle: SealableBundle, path: str | Path) -> Path:
+def save_bundle(bundle: SealableBundle, path: str | Path, extra_files: dict[str, bytes] | None = None) -> Path:
     """Write ``bundle`` (of any kind) to the folder ``path`` atomically; returns the path.
+
+    ``extra_files``: further files sealed with the bundle (see :func:`write_bundle`).
 
     Raises :class:`~propensity.core.output.OutputError` (a ``ValueError``) when ``path``
     holds something other than a bundle, or is the working directory, home or a parent of them.
     """
     check_folder_output(path, owned=is_bundle_folder, hint="choose another path, or remove it first")
     with staged_folder(path) as tmp:
-        write_bundle(bundle, tmp, path)
+        write_bundle(bundle, tmp, path, extra_files)
     return Path(path)
 
 

@@ -41,6 +41,7 @@ from propensity.scoring.model_text import layout_problem
 
 __all__ = ["ADDITIVE_FILE", "KINDS", "META_FILE", "MODEL_FILE", "SCHEMA_VERSION", "BundleKindError",
            "UnverifiedBundleWarning", "bundle_kind", "current_umask", "is_bundle_folder", "read_bundle_files",
+           "read_sealed_file",
            "resolve_bundle_uri", "write_bundle_files"]
 
 SCHEMA_VERSION = 1
@@ -244,6 +245,35 @@ def _additive_model(path: Path, meta: dict, checked: BundleMeta) -> AdditiveMode
     if model.family != checked.family:
         raise BundleError(f"{file}: a {model.family!r} model, but {META_FILE} says family {checked.family!r}")
     return model
+
+
+def read_sealed_file(path: str | Path, name: str) -> bytes | None:
+    """The bytes of the extra file ``name`` of the bundle folder ``path``, checked against its recorded digest.
+
+    None when the bundle records no such file (saved without it, or by an older
+    propensity); :class:`BundleError` when ``bundle.json`` was edited or the file
+    does not match its digest.
+    """
+    path = Path(path)
+    meta_path = path / META_FILE
+    meta = _meta_object(path)
+    if meta is None:
+        raise BundleError(f"{path}: not a propensity model bundle (no readable {META_FILE})")
+    checked = _validated(meta, meta_path, _AnyKind)
+    if checked.files is None or name not in checked.files:
+        return None
+    recorded = {k: v for k, v in meta.items() if k != "content_sha256"}
+    if json_sha256(recorded) != checked.content_sha256:
+        raise BundleError(f"{meta_path}: its content does not match the SHA-256 recorded in it (content_sha256): "
+                          "edited or damaged after saving; restore the bundle from its source or retrain")
+    try:
+        data = (path / name).read_bytes()
+    except OSError:
+        raise BundleError(f"{path}: bundle is incomplete (no {name})") from None
+    if sha256_hex(data) != checked.files[name]:
+        raise BundleError(f"{path / name}: its SHA-256 does not match the one {META_FILE} records for it: damaged "
+                          "or replaced after saving; restore the bundle from its source or retrain")
+    return data
 
 
 def _model_text(path: Path, meta: dict, checked: BundleMeta) -> bytes:

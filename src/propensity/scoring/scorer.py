@@ -181,8 +181,12 @@ class LeadScorer:
                           sql_leads=sql)
         return with_error_rows(out, export)
 
-    def score_chunks(self, data: Any, as_of: pd.Timestamp | str | None = None, chunk_size: int = 50_000):
+    def score_chunks(self, data: Any, as_of: pd.Timestamp | str | None = None, chunk_size: int = 50_000,
+                     values: bool = False):
         """Score the open leads of ``data`` in chunks of ``chunk_size`` leads.
+
+        ``values``: add each lead's feature values (``feature:<name>``) and each reason
+        source's points (``points:<source>``), as the score history stores them.
 
         Yields ``(n_leads_total, DataFrame)`` pairs; the chunks together equal
         :meth:`score` on the same data, in the same order. Under a capacity tier
@@ -207,7 +211,7 @@ class LeadScorer:
                 mask = None if sql is None else sql[start:start + len(part)]
                 start += len(part)
                 out = self._score_cutoffs(export, part, detail=False, sql_leads=mask, unlisted=unlisted,
-                                          frame=frame.iloc[s:s + chunk_size].reset_index(drop=True))
+                                          frame=frame.iloc[s:s + chunk_size].reset_index(drop=True), values=values)
                 last = b == len(blocks) - 1 and s + chunk_size >= len(rows)
                 yield total, (with_error_rows(out, export) if last else out)
 
@@ -278,7 +282,7 @@ class LeadScorer:
 
     def _score_cutoffs(self, export: CrmExport, cut: pd.DataFrame, detail: bool,
                        extra_notes: list[str] | None = None, sql_leads: np.ndarray | None = None,
-                       unlisted: Any = False, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+                       unlisted: Any = False, frame: pd.DataFrame | None = None, values: bool = False) -> pd.DataFrame:
         """Score the ``cut`` rows of ``export``; ``unlisted``: :func:`unlisted_events`, when already known;
         ``frame``: the rows' features, when already built."""
         b = self.bundle
@@ -290,7 +294,7 @@ class LeadScorer:
         notes = value_notes(notes, export, b.icp, cut)
         notes = type_notes(notes, unlisted_events(export, b.engagement) if unlisted is False else unlisted, cut)
         notes = export_notes(notes, export, cut)
-        return self._table(frame, self._contributions(x), notes, detail, sql_leads=sql_leads)
+        return self._table(frame, self._contributions(x), notes, detail, sql_leads=sql_leads, values=values)
 
     def _pool_sql(self, export: CrmExport, parts: list[pd.DataFrame]) -> np.ndarray | None:
         """The SQL leads of the cutoffs ``parts`` (in order) ranked as one pool; None without a capacity policy."""
@@ -308,7 +312,8 @@ class LeadScorer:
         return contributions(self.bundle.booster, x, len(self.bundle.spec))
 
     def _table(self, frame: pd.DataFrame, contrib: np.ndarray, notes: list[list[str]], detail: bool,
-               sql_threshold: float | None = None, sql_leads: np.ndarray | None = None) -> pd.DataFrame:
+               sql_threshold: float | None = None, sql_leads: np.ndarray | None = None,
+               values: bool = False) -> pd.DataFrame:
         """The output table; SQL rows are ``sql_leads`` when given, else ``p >= sql_threshold`` (or ``sql``)."""
         b = self.bundle
         p, pts, lo = probability_points(contrib, b.calibrator, self.groups, with_log_odds=True)
@@ -332,6 +337,10 @@ class LeadScorer:
         out["engagement_score"] = eng
         out["grade"] = grades(fit, eng)
         out["notes"] = ["; ".join(n) for n in notes]
+        if values:  # the score history's columns (propensity.monitoring.history)
+            extra = {f"feature:{f.name}": frame[f.name].to_numpy() for f in b.spec}
+            extra.update({f"points:{s}": pts[:, i] for i, s in enumerate(self.groups.sources)})
+            out = pd.concat([out, pd.DataFrame(extra, index=out.index)], axis=1)
         return out
 
 

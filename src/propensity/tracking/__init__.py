@@ -4,6 +4,7 @@ the pyfunc wrapper logged around a bundle (:mod:`.pyfunc`, with the entry file M
 The run functions are importable from here; importing this package does not import MLflow.
 """
 
+from propensity.tracking.monitoring import log_monitoring
 from propensity.tracking.runs import (
     TrackingError,
     check_tracking,
@@ -12,4 +13,5 @@ from propensity.tracking.runs import (
     resolve_tracking_uri,
 )
 
-__all__ = ["TrackingError", "check_tracking", "log_report_run", "log_training", "resolve_tracking_uri"]
+__all__ = ["TrackingError", "check_tracking", "log_monitoring", "log_report_run", "log_training",
+           "resolve_tracking_uri"]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from propensity.core.errors import TrackingError
 
-__all__ = ["TrackingError", "check_tracking", "log_report_run", "log_training", "resolve_tracking_uri"]
+__all__ = ["TrackingError", "check_tracking", "experiment_named", "log_report_run", "log_training",
+           "resolve_tracking_uri", "training_description"]
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -54,17 +55,23 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
     from propensity.modeling.charts import calibration_chart, lift_chart, shap_summary_chart, tier_chart
     from propensity.modeling.report import model_card
     from propensity.scoring.scorer import LeadScorer
+    from propensity.tracking.datasets import log_folder_input
     from propensity.tracking.pyfunc import CRM_OUTPUT, log_bundle_model
 
     cfg = project.training
     mlflow.set_tracking_uri(tracking_uri)
-    experiment = _experiment(mlflow, cfg.tracking.experiment, tracking_uri)
-    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+    experiment = experiment_named(mlflow, cfg.tracking.experiment, tracking_uri)
+    meta = result.bundle.metadata
+    with mlflow.start_run(run_name=f"train crm {str(meta['data_end'])[:10]}",
+                          description=training_description(result)) as run, tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
+        if Path(meta["data"]).exists():
+            log_folder_input(mlflow, meta["data"], f"crm export {Path(meta['data']).name}", "training",
+                             {f"{part}_rows": info["rows"] for part, info in result.split.items()})
         params = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in result.params.items()
                   if k != "monotone_constraints"}
         mlflow.log_params(params)
-        meta, test = result.bundle.metadata, result.split["test"]
+        test = result.split["test"]
         mlflow.set_tags({"label": meta["label"], "data": meta["data"], "data_end": meta["data_end"],
                          "horizon_days": str(cfg.label.horizon_days),
                          "test_window": f"{test['first_cutoff']}..{test['last_cutoff']}"})
@@ -129,10 +136,20 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
                 "tracking_uri": tracking_uri}
 
 
+def training_description(result) -> str:
+    """A CRM training run's description in MLflow: the model card's headline figures."""
+    m, test = result.metrics["model"], result.split["test"]
+    others = ", ".join(f"{who} {v['roc_auc']:.3f}" for who, v in result.metrics.items() if who != "model")
+    return (f"ROC AUC {m['roc_auc']:.3f} (PR AUC {m['pr_auc']:.3f}, ECE {m['ece']:.4f}) on {test['rows']:,} test "
+            f"rows, cutoffs {test['first_cutoff']}..{test['last_cutoff']}; baselines: {others}. Label: "
+            f"{result.bundle.metadata['label']}; calibration {result.bundle.calibrator.method}.")
+
+
 def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], params: dict, tags: dict,
                    tracking_uri: str, experiment: str = "propensity", run_name: str | None = None,
                    bundle_path: Path | None = None, registered_model: str | None = None,
-                   input_example=None) -> dict:
+                   input_example=None, description: str | None = None, data: str | Path | None = None,
+                   data_rows: dict[str, int] | None = None) -> dict:
     """Log a report folder (Markdown, charts, JSON) as one new MLflow run.
 
     ``metrics`` is ``{model_name: {metric: value}}``, logged as ``<model>_<metric>``.
@@ -140,14 +157,20 @@ def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], param
     With ``bundle_path`` the bundle is logged as a pyfunc model (models-from-code) and,
     with ``registered_model``, registered as a new version with alias ``challenger``
     (table training: ``models:/NAME@challenger`` then loads with ``mlflow.pyfunc``).
+    ``description`` is the run's description; ``data`` (a folder or table) is logged as
+    its input dataset with ``data_rows`` as input tags.
     """
     import mlflow
 
+    from propensity.tracking.datasets import log_folder_input
     from propensity.tracking.pyfunc import log_bundle_model
 
     mlflow.set_tracking_uri(tracking_uri)
-    exp = _experiment(mlflow, experiment, tracking_uri)
-    with mlflow.start_run(run_name=run_name) as run:
+    exp = experiment_named(mlflow, experiment, tracking_uri)
+    with mlflow.start_run(run_name=run_name, description=description) as run:
+        if data is not None and Path(data).exists():
+            log_folder_input(mlflow, data, Path(data).name, "evaluation" if tags.get("kind") == "evaluation"
+                             else "training", data_rows or {})
         mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in params.items()})
         mlflow.set_tags({k: str(v) for k, v in tags.items()})
         for who, values in metrics.items():
@@ -161,7 +184,7 @@ def log_report_run(report_dir: Path, metrics: dict[str, dict[str, float]], param
         return out
 
 
-def _experiment(mlflow, name: str, tracking_uri: str):
+def experiment_named(mlflow, name: str, tracking_uri: str):
     """Get or create the experiment; with a SQLite store, artifacts live beside the database
     (``mlartifacts/``) instead of wherever the process happens to run."""
     found = mlflow.get_experiment_by_name(name)
