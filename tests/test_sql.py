@@ -106,3 +106,54 @@ def test_duckdb_sql_applies_the_time_contract_at_the_edges():
     assert first["eng_web_7d"] == 2.0 and first["eng_pricing_7d"] == 1.0 and first["eng_active_days_30d"] == 3.0
     assert got.iloc[1]["eng_web_7d"] == 3.0  # the event at T0 is seen a µs later
     assert np.isclose(first["eng_days_since_any"], 1 / 86_400_000_000)
+
+
+@pytest.fixture(scope="module")
+def crm(tmp_path_factory) -> Path:
+    from propensity.data.synthetic import write_world
+
+    return write_world(tmp_path_factory.mktemp("sqlcli") / "crm", n_leads=800, seed=11)
+
+
+def test_features_sql_prints_a_query_that_gives_the_cli_table_on_the_export_files(crm, tmp_path, capsys):
+    import duckdb
+
+    from propensity.cli import main
+    from propensity.data.export import read_export
+    from propensity.features.cutoffs import training_cutoffs
+
+    out = tmp_path / "train.parquet"
+    assert main(["features", "--data", str(crm), "--out", str(out)]) == 0
+    want = pd.read_parquet(out)
+    capsys.readouterr()
+    assert main(["features", "--sql", "duckdb", "--table", "activities=crm_events"]) == 0
+    sql = capsys.readouterr().out
+    assert "--   crm_events: lead_id, activity_type, occurred_at, recorded_at" in sql
+    assert "--   cutoffs: lead_id, cutoff, label" in sql
+
+    export = read_export(crm)
+    icp, engagement = default_configs()
+    cfg = load_project(default_project_dir() / "training" / "default.yaml").training
+    cutoffs = training_cutoffs(export, cfg.cutoffs, cfg.label.horizon_days)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("cutoffs", cutoffs)
+    for table, name in (("leads", "leads"), ("accounts", "accounts"), ("activities", "crm_events")):
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{crm / (table + '.parquet')}')")
+    got = con.execute(f"SELECT * FROM ({sql.rstrip().rstrip(';')}) ORDER BY lead_id, cutoff").df()
+    want = want.sort_values(["lead_id", "cutoff"], kind="stable").reset_index(drop=True)
+    assert len(got) == len(want) == len(cutoffs) > 1000
+    assert got["label"].tolist() == want["label"].tolist()
+    _assert_parity(got, want, icp, engagement)
+
+
+def test_features_sql_without_label_as_of_and_refuses_data(capsys):
+    from propensity.cli import main
+
+    assert main(["features", "--sql", "bigquery", "--as-of", "2025-01-01"]) == 0
+    sql = capsys.readouterr().out
+    assert "UNIX_MICROS(" in sql and "label" not in sql
+    assert main(["features", "--sql", "spark", "--out", "x.parquet"]) == 2
+    assert "reads no data" in capsys.readouterr().err
+    assert main(["features", "--sql", "spark", "--table", "events"]) == 2
+    assert "NAME=TABLE" in capsys.readouterr().err

@@ -58,6 +58,19 @@ def features(args: argparse.Namespace) -> int:
     if args.list:
         printing.feature_catalogue(jobs.feature_catalogue(args.config))
         return 0
+    if args.sql:
+        if args.data is not None or args.out is not None:
+            raise ValueError("features --sql prints the query and reads no data: leave out --data and --out")
+        tables = {}
+        for item in args.table:
+            name, sep, table = item.partition("=")
+            if not sep:
+                raise ValueError(f"--table: expected NAME=TABLE, e.g. activities=crm.events; got {item!r}")
+            tables[name.strip()] = table.strip()
+        print(jobs.feature_query(args.sql, args.config, tables, labelled=args.as_of is None), end="")
+        return 0
+    if args.table:
+        raise ValueError("--table applies to --sql only")
     if args.data is None or args.out is None:
         raise ValueError("features: --data and --out are required (or --list for the feature catalogue)")
     printing.feature_table(jobs.features(args.data, args.out, as_of=args.as_of, config=args.config,

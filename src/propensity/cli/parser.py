@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
     s.add_argument("--list", action="store_true",
                    help="print the feature catalogue of the configs (name, family, display, ...) and exit")
+    s.add_argument("--sql", metavar="DIALECT", choices=["duckdb", "spark", "snowflake", "bigquery", "postgres"],
+                   help="print the feature table as one SQL query in DIALECT (duckdb, spark, snowflake, bigquery, "
+                   "postgres) for a warehouse console, headed by the tables it reads, and exit; with --as-of the "
+                   "cutoffs table has no label column")
+    s.add_argument("--table", action="append", default=[], metavar="NAME=TABLE",
+                   help="with --sql: read NAME (cutoffs, activities, leads, accounts) from TABLE, e.g. "
+                   "activities=crm.events (repeatable)")
     s.set_defaults(func=commands.features)
 
     s = sub.add_parser("explain", help="print one lead's score and the reasons behind it")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from propensity.jobs.progress import Progress
 
-__all__ = ["FeatureTable", "feature_catalogue", "features"]
+__all__ = ["FeatureTable", "feature_catalogue", "feature_query", "features"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,34 @@ def feature_catalogue(config: str | Path | None = None) -> list:
 
     project = load_project(config)
     return list(build_feature_spec(project.icp, project.engagement))
+
+
+def feature_query(dialect: str, config: str | Path | None = None, tables: dict[str, str] | None = None,
+                  labelled: bool = True) -> str:
+    """The feature table of the configs as SQL in ``dialect``, headed by comments naming the tables it reads.
+
+    ``labelled``: the cutoffs table carries a ``label`` column (training rows) into the
+    result; otherwise it has only ``lead_id, cutoff`` (scoring rows as of a time).
+    """
+    from propensity.config import load_project
+    from propensity.features.engines.sql import TABLES, feature_sql
+
+    project = load_project(config)
+    rel = {t: t for t in TABLES} | (tables or {})
+    sql = feature_sql(project.icp, project.engagement, dialect, tables=rel, extra_columns=["label"] if labelled else [])
+    icp_cols = {t: sorted({c.column for c in project.icp.criteria if c.table == t}) for t in ("leads", "accounts")}
+    rows = ("one row per lead and snapshot date, label = 1 if won within the horizon after it"
+            if labelled else "one row per lead to score, all at the same as-of time")
+    head = [
+        f"-- propensity feature table ({dialect}), generated from the feature spec; one output row per cutoffs row.",
+        "-- Tables it reads (times are timestamps; the query converts them to UTC microseconds once):",
+        f"--   {rel['cutoffs']}: lead_id, cutoff{', label' if labelled else ''}  ({rows})",
+        f"--   {rel['activities']}: lead_id, activity_type, occurred_at, recorded_at (null: counts from occurred_at)",
+        f"--   {rel['leads']}: lead_id, account_id, created_at, {', '.join(icp_cols['leads'])}",
+        f"--   {rel['accounts']}: account_id, {', '.join(icp_cols['accounts'])}",
+        "-- An activity counts for a row only if it occurred and was recorded strictly before the row's cutoff.",
+    ]
+    return "\n".join(head) + "\n" + sql + ";\n"
 
 
 def features(data: str | Path, out: str | Path, as_of: str | None = None, config: str | Path | None = None,
