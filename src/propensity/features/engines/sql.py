@@ -49,7 +49,7 @@ from propensity.core import names
 from propensity.core.times import DAY_US
 from propensity.features.spec import build_feature_spec
 
-__all__ = ["DIALECTS", "TABLES", "feature_sql", "features_duckdb"]
+__all__ = ["DIALECTS", "TABLES", "cutoffs_sql", "feature_sql", "features_duckdb"]
 
 DIALECTS = ("duckdb", "spark", "snowflake", "bigquery", "postgres")
 TABLES = ("cutoffs", "activities", "leads", "accounts")
@@ -249,3 +249,46 @@ def features_duckdb(export, cutoffs: pd.DataFrame, icp: IcpConfig | None, engage
     got["lead_id"] = got["lead_id"].astype(object)
     return got
 
+
+
+def cutoffs_sql(dialect: str = "duckdb", labelled: bool = True, max_lead_age_days: int | None = None,
+                horizon_days: int | None = None, tables: dict[str, str] | None = None, pretty: bool = True) -> str:
+    """The cutoff rows as SQL: the open leads at each time of a relation ``cutoff_times(cutoff)``.
+
+    The rules of :mod:`propensity.features.cutoffs`: a lead has a row at ``T`` when it
+    was created before ``T`` and has no opportunity created before ``T``.
+    ``labelled`` (training snapshots): also ``T - max_lead_age_days <= created_at``, and
+    ``label`` is 1 when a ``closed_won`` opportunity of the lead has ``T <= closed_at <
+    T + horizon_days``. Otherwise (scoring as of one time): ``lead_id, cutoff`` only.
+    ``tables`` maps ``leads``, ``opportunities`` and ``cutoff_times`` to the relations to read.
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect: expected one of {list(DIALECTS)}; got {dialect!r}")
+    rel = {t: t for t in ("leads", "opportunities", "cutoff_times")}
+    for key, value in (tables or {}).items():
+        if key not in rel or not _TABLE_NAME.fullmatch(value):
+            raise ValueError(f"tables: expected leads, opportunities or cutoff_times = a table name; got {key}={value}")
+        rel[key] = value
+    if labelled and (max_lead_age_days is None or horizon_days is None):
+        raise ValueError("cutoffs_sql: labelled rows need max_lead_age_days and horizon_days")
+    open_at = f"""SELECT l.lead_id AS lead_id, d.cutoff AS cutoff, EPOCH_US(d.cutoff) AS t
+  FROM {rel['leads']} AS l CROSS JOIN {rel['cutoff_times']} AS d
+  LEFT JOIN (SELECT lead_id, MIN(EPOCH_US(created_at)) AS first_us FROM {rel['opportunities']}
+             WHERE created_at IS NOT NULL GROUP BY lead_id) AS f ON f.lead_id = l.lead_id
+  WHERE EPOCH_US(l.created_at) < EPOCH_US(d.cutoff) AND (f.first_us IS NULL OR f.first_us >= EPOCH_US(d.cutoff))"""
+    if not labelled:
+        text = f"SELECT lead_id, cutoff FROM ({open_at}) AS r"
+    else:
+        text = f"""WITH open_rows AS (
+  {open_at}
+    AND EPOCH_US(l.created_at) >= EPOCH_US(d.cutoff) - {int(max_lead_age_days) * DAY_US}
+), won AS (
+  SELECT lead_id, EPOCH_US(closed_at) AS closed FROM {rel['opportunities']}
+  WHERE stage = 'closed_won' AND closed_at IS NOT NULL
+)
+SELECT r.lead_id AS lead_id, r.cutoff AS cutoff,
+  CAST(MAX(CASE WHEN w.closed IS NULL THEN 0 ELSE 1 END) AS TINYINT) AS label
+FROM open_rows AS r
+LEFT JOIN won AS w ON w.lead_id = r.lead_id AND w.closed >= r.t AND w.closed < r.t + {int(horizon_days) * DAY_US}
+GROUP BY r.lead_id, r.cutoff"""
+    return _transpile(text, dialect, pretty)
