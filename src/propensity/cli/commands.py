@@ -33,6 +33,12 @@ def train(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
+    if args.engine == "spark":
+        printing.crm_scoring(jobs.score_crm_spark(args.model, args.data, args.out, as_of=args.as_of,
+                                                  master=args.spark_master, progress=printing.TerminalProgress()))
+        return 0
+    if args.spark_master:
+        raise ValueError("--spark-master applies to --engine spark only")
     done = jobs.score(args.model, args.data, args.out, as_of=args.as_of, progress=printing.TerminalProgress())
     if isinstance(done, jobs.TableScoring):
         printing.table_scoring(done)
@@ -73,6 +79,12 @@ def features(args: argparse.Namespace) -> int:
         raise ValueError("--table applies to --sql only")
     if args.data is None or args.out is None:
         raise ValueError("features: --data and --out are required (or --list for the feature catalogue)")
+    if args.engine == "spark":
+        printing.feature_table(jobs.features_spark(args.data, args.out, as_of=args.as_of, config=args.config,
+                                                   master=args.spark_master, progress=printing.TerminalProgress()))
+        return 0
+    if args.spark_master:
+        raise ValueError("--spark-master applies to --engine spark only")
     printing.feature_table(jobs.features(args.data, args.out, as_of=args.as_of, config=args.config,
                                          progress=printing.TerminalProgress()))
     return 0

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output file (.csv or .parquet; an existing file is replaced, "
                    "never a folder or an input); CSV text cells are escaped for spreadsheets")
     s.add_argument("--as-of", help="score as of this UTC time (default: end of the data)")
+    s.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local (default): in this process; spark: on a SparkSession (--out is then a Parquet "
+                   "dataset folder; --data may also be table:SCHEMA for catalog tables)")
+    s.add_argument("--spark-master", help="with --engine spark: the master (local[2], spark://host:7077, yarn); "
+                   "default: $SPARK_REMOTE, the active session, else local[*]")
     s.set_defaults(func=commands.score)
 
     s = sub.add_parser("evaluate", help="report a model against baselines on labelled rows (Markdown, charts, MLflow)")
@@ -87,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--table", action="append", default=[], metavar="NAME=TABLE",
                    help="with --sql: read NAME (cutoffs, activities, leads, accounts) from TABLE, e.g. "
                    "activities=crm.events (repeatable)")
+    s.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local (default): in this process; spark: on a SparkSession (--out is then a Parquet "
+                   "dataset folder; --data may also be table:SCHEMA for catalog tables)")
+    s.add_argument("--spark-master", help="with --engine spark: the master (local[2], spark://host:7077, yarn); "
+                   "default: $SPARK_REMOTE, the active session, else local[*]")
     s.set_defaults(func=commands.features)
 
     s = sub.add_parser("explain", help="print one lead's score and the reasons behind it")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from propensity.jobs.progress import Progress
 
-__all__ = ["FeatureTable", "feature_catalogue", "feature_query", "features"]
+__all__ = ["FeatureTable", "feature_catalogue", "feature_query", "features", "features_spark"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +94,39 @@ def features(data: str | Path, out: str | Path, as_of: str | None = None, config
         write_table(frame, target)
         seconds = time.perf_counter() - t
     return FeatureTable(target, len(frame), frame.shape[1], what, seconds)
+
+
+def features_spark(data: str | Path, out: str | Path, as_of: str | None = None, config: str | Path | None = None,
+                   master: str | None = None, progress: Progress | None = None) -> FeatureTable:
+    """:func:`features` on Spark: the same rows and values, written as a Parquet dataset (a folder) to ``out``.
+
+    ``data``: an export folder (local or a URI) or ``table:SCHEMA`` for catalog tables;
+    ``master``: the Spark master (default: ``SPARK_REMOTE``, the active session or
+    ``local[*]``, see :func:`propensity.spark.session.spark_session`). A local ``out``
+    is checked before any work and replaced atomically.
+    """
+    from contextlib import nullcontext
+
+    from propensity.config import load_project
+    from propensity.core.output import claim
+    from propensity.spark.features import spark_features
+    from propensity.spark.output import check_spark_output, write_spark_parquet
+    from propensity.spark.session import spark_session
+    from propensity.spark.tables import read_spark_export
+
+    progress = progress or Progress()
+    local = "://" not in str(out)
+    check_spark_output(out, inputs=(data, config) if local and "://" not in str(data) else ())
+    with claim(out) if local else nullcontext():
+        project = load_project(config)
+        t = time.perf_counter()
+        progress.step(f"starting Spark ({master or 'SPARK_REMOTE / active session / local[*]'})")
+        spark = spark_session(master)
+        progress.step(f"reading {data} on Spark")
+        tables = read_spark_export(spark, data)
+        frame, what = spark_features(spark, tables, project, as_of=as_of)
+        progress.step(f"building features for {what} on Spark")
+        write_spark_parquet(frame, out)
+        rows = spark.read.parquet(str(Path(out).resolve()) if local else str(out)).count()
+        seconds = time.perf_counter() - t
+    return FeatureTable(Path(out), rows, len(frame.columns), what, seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 __all__ = ["spark_session"]
 
@@ -20,6 +21,9 @@ def spark_session(master: str | None = None):
     """
     from pyspark.sql import SparkSession
 
+    # PySpark's notice that it "does not yet fully support pandas >= 3.0.0": the parity tests are the check here.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
     if master is None and not os.environ.get("SPARK_REMOTE"):
         active = SparkSession.getActiveSession()
         if active is not None:
@@ -32,5 +36,6 @@ def spark_session(master: str | None = None):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         builder = (builder.config("spark.ui.enabled", "false").config("spark.driver.bindAddress", "127.0.0.1")
-                   .config("spark.driver.host", "127.0.0.1").config("spark.sql.shuffle.partitions", "8"))
+                   .config("spark.driver.host", "127.0.0.1").config("spark.sql.shuffle.partitions", "8")
+                   .config("spark.ui.showConsoleProgress", "false"))
     return builder.master(master).getOrCreate()
