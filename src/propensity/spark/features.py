@@ -15,13 +15,13 @@ import secrets
 
 import pandas as pd
 
-from propensity.config import ProjectConfig
+from propensity.config import EngagementConfig, IcpConfig, ProjectConfig
 from propensity.core.errors import DataError
 from propensity.core.times import as_of_utc
 from propensity.features.cutoffs import snapshot_dates_between
 from propensity.features.engines.sql import cutoffs_sql, feature_sql
 
-__all__ = ["export_bounds", "spark_features"]
+__all__ = ["export_bounds", "features_of_cutoffs", "spark_features"]
 
 
 def export_bounds(tables: dict) -> tuple[pd.Timestamp, pd.Timestamp | None]:
@@ -80,7 +80,21 @@ def spark_features(spark, tables: dict, project: ProjectConfig, as_of: object = 
     spark.sql(cutoffs_sql("spark", labelled, cfg.cutoffs.max_lead_age_days, cfg.label.horizon_days,
                           tables={k: views[k] for k in ("leads", "opportunities", "cutoff_times")})
               ).createOrReplaceTempView(views["cutoffs"])
-    query = feature_sql(project.icp, project.engagement, "spark",
-                        tables={k: views[k] for k in ("cutoffs", "activities", "leads", "accounts")},
-                        extra_columns=["label"] if labelled else [])
-    return spark.sql(query), what
+    return features_of_cutoffs(spark, tables, spark.table(views["cutoffs"]), project.icp, project.engagement,
+                               ["label"] if labelled else [], prefix), what
+
+
+def features_of_cutoffs(spark, tables: dict, cutoffs, icp: IcpConfig, engagement: EngagementConfig,
+                        extra_columns: list[str] | tuple[str, ...] = (), prefix: str | None = None):
+    """The features of the rows of ``cutoffs`` (a Spark DataFrame: ``lead_id``, ``cutoff`` and ``extra_columns``).
+
+    The library form of ``build_features`` on Spark, for a cutoff table of the
+    caller's; every ``lead_id`` must be in ``tables["leads"]`` (rows of other leads
+    are dropped by the join).
+    """
+    prefix = prefix or f"propensity_{secrets.token_hex(4)}_"
+    views = {name: prefix + name for name in ("cutoffs", "activities", "leads", "accounts")}
+    for name in ("activities", "leads", "accounts"):
+        tables[name].createOrReplaceTempView(views[name])
+    cutoffs.createOrReplaceTempView(views["cutoffs"])
+    return spark.sql(feature_sql(icp, engagement, "spark", tables=views, extra_columns=list(extra_columns)))
