@@ -118,19 +118,23 @@ def test_features_engine_spark_writes_the_in_process_table(spark, model, tmp_pat
 
 def test_spark_output_replaces_only_what_propensity_wrote(spark, model, tmp_path, capsys):
     from propensity.cli import main
+    from propensity.core.errors import OutputError
+    from propensity.spark.output import check_spark_output, write_spark_parquet
 
-    crm = model[0]
     foreign = tmp_path / "mine.parquet"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    assert main(["features", "--engine", "spark", "--data", str(crm), "--out", str(foreign),
-                 "--as-of", "2025-06-01"]) == 2
+    assert main(["features", "--engine", "spark", "--data", str(model[0]), "--out", str(foreign),
+                 "--as-of", "2025-06-01"]) == 2  # refused before any work
     assert "did not write" in capsys.readouterr().err and (foreign / "notes.txt").read_text() == "keep me"
     out = tmp_path / "f.parquet"
-    for _ in range(2):  # the second run replaces the dataset the first one wrote
-        assert main(["features", "--engine", "spark", "--data", str(crm), "--out", str(out),
-                     "--as-of", "2025-06-01"]) == 0
-    assert len(pd.read_parquet(out)) > 0
+    for n in (3, 5):  # the second write replaces the dataset the first one wrote
+        check_spark_output(out)
+        write_spark_parquet(spark.range(n), out)
+    assert len(pd.read_parquet(out)) == 5
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+    with pytest.raises(OutputError, match="parquet"):
+        check_spark_output(tmp_path / "f.csv")
 
 
 def test_score_engine_spark_gives_the_in_process_scores(spark, model, tmp_path):
