@@ -192,7 +192,7 @@ def measure(folder: Path, engine: str = "auto", asof_path: str = "auto", snapsho
         from propensity.features.engines.sql import feature_sql
         from propensity.jobs.outputs import write_table
 
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             mine, again, peer = Path(tmp) / "cli.parquet", Path(tmp) / "rewrite.parquet", Path(tmp) / "sql.parquet"
             t = time.perf_counter()
             write_table(frame, mine)
@@ -267,7 +267,7 @@ def main() -> None:
                               check=True, capture_output=True, text=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         # The command as a user runs it, end to end (start-up, reading, features, writing), in its own process.
-        cli_out = folder / f".bench-cli-{os.getpid()}.parquet"
+        cli_out = Path(tmp) / "cli.parquet"  # outside the world: an output inside an input is refused
         t = time.perf_counter()
         subprocess.run([sys.executable, "-m", "propensity.cli", "features", "--data", str(folder), "--out",
                         str(cli_out)], check=True, capture_output=True, text=True)
