@@ -73,7 +73,7 @@ def features(args: argparse.Namespace) -> int:
             if not sep:
                 raise ValueError(f"--table: expected NAME=TABLE, e.g. activities=crm.events; got {item!r}")
             tables[name.strip()] = table.strip()
-        print(jobs.feature_query(args.sql, args.config, tables, labelled=args.as_of is None), end="")
+        printing.sql_query(jobs.feature_query(args.sql, args.config, tables, labelled=args.as_of is None))
         return 0
     if args.table:
         raise ValueError("--table applies to --sql only")
