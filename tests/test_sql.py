@@ -96,6 +96,7 @@ def test_duckdb_sql_applies_the_time_contract_at_the_edges():
         ("L1", "pricing_page_visit", T0 - 2 * DAY, T0),  # recorded at the cutoff: unseen
         ("L1", "pricing_page_visit", T0 - 7 * DAY, T0 - us),  # recorded a µs before: seen, exactly 7 days old
         ("L1", "chat", T0 - 3 * DAY),  # unknown type: an active day and days since any, no signal
+        ("L1", "demo_request", T0, T0 - DAY),  # occurs at the cutoff, recorded before it: unseen
     ])
     rows = pd.DataFrame({"lead_id": ["L1", "L1"], "cutoff": [T0, T0 + us]})
     with pytest.warns(UserWarning, match="chat"):
@@ -105,6 +106,7 @@ def test_duckdb_sql_applies_the_time_contract_at_the_edges():
     first = got.iloc[0]
     assert first["eng_web_7d"] == 2.0 and first["eng_pricing_7d"] == 1.0 and first["eng_active_days_30d"] == 3.0
     assert got.iloc[1]["eng_web_7d"] == 3.0  # the event at T0 is seen a µs later
+    assert first["eng_demo_7d"] == 0.0 and got.iloc[1]["eng_demo_7d"] == 1.0
     assert np.isclose(first["eng_days_since_any"], 1 / 86_400_000_000)
 
 
