@@ -106,7 +106,9 @@ def test_features_engine_spark_writes_the_in_process_table(spark, model, tmp_pat
     assert main(["features", "--data", str(crm), "--out", str(tmp_path / "local.parquet"), *extra]) == 0
     assert main(["features", "--engine", "spark", "--data", str(crm), "--out", str(tmp_path / "spark.parquet"),
                  *extra]) == 0
-    assert "columns ->" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "columns ->" in printed.out
+    assert "heaviest leads (one task each on Spark): " in printed.out + printed.err
     want = pd.read_parquet(tmp_path / "local.parquet")
     got = pd.read_parquet(tmp_path / "spark.parquet").sort_values(["cutoff", "lead_id"] if as_of is None
                                                                     else ["lead_id"]).reset_index(drop=True)
@@ -186,3 +188,10 @@ def test_spark_session_uses_the_active_session(spark):
 
     assert spark_session() is spark
     assert Path(sys.executable).exists()
+
+
+def test_heaviest_leads_are_named_with_their_counts(spark):
+    from propensity.spark.tables import heaviest_leads
+
+    acts = spark.createDataFrame(pd.DataFrame({"lead_id": ["bot"] * 50 + ["a", "a", "b"]}))
+    assert heaviest_leads(acts, top=2) == ([("bot", 50), ("a", 2)], 53 / 3)

@@ -7,7 +7,7 @@ from pathlib import Path
 from propensity.core.errors import DataError
 from propensity.data.tables import REQUIRED, TABLES, TIMESTAMPS, find_table
 
-__all__ = ["CATALOG_PREFIX", "read_spark_export"]
+__all__ = ["CATALOG_PREFIX", "heaviest_leads", "read_spark_export"]
 
 CATALOG_PREFIX = "table:"  # --data table:SCHEMA reads SCHEMA.leads, SCHEMA.accounts, ...
 
@@ -54,3 +54,18 @@ def _table_path(folder: str, name: str) -> str:
     if "://" in folder:  # a remote folder: Spark knows whether it exists; Parquet is the format there
         return f"{folder.rstrip('/')}/{name}.parquet"
     return str(find_table(Path(folder), name))
+
+
+def heaviest_leads(activities, top: int = 3) -> tuple[list[tuple[str, int]], float]:
+    """The ``top`` leads with the most activities (lead_id, count), and the mean count per lead with any.
+
+    The join of cutoff rows to events runs a lead's events in one task, so one lead
+    with millions of events (a bot) makes that task the run's longest: the Spark
+    commands name the heaviest leads so that such a lead can be filtered out first.
+    """
+    from pyspark.sql import functions as F
+
+    per_lead = activities.groupBy("lead_id").agg(F.count("*").alias("n"))
+    rows = per_lead.orderBy(F.col("n").desc(), F.col("lead_id")).limit(top).collect()
+    mean = per_lead.agg(F.avg("n").alias("m")).first()["m"]
+    return [(str(r["lead_id"]), int(r["n"])) for r in rows], float(mean or 0.0)
