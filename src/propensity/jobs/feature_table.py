@@ -52,8 +52,8 @@ def feature_query(dialect: str, config: str | Path | None = None, tables: dict[s
         "-- Tables it reads (times are timestamps; the query converts them to UTC microseconds once):",
         f"--   {rel['cutoffs']}: lead_id, cutoff{', label' if labelled else ''}  ({rows})",
         f"--   {rel['activities']}: lead_id, activity_type, occurred_at, recorded_at (null: counts from occurred_at)",
-        f"--   {rel['leads']}: lead_id, account_id, created_at, {', '.join(icp_cols['leads'])}",
-        f"--   {rel['accounts']}: account_id, {', '.join(icp_cols['accounts'])}",
+        f"--   {rel['leads']}: {', '.join(['lead_id', 'account_id', 'created_at', *icp_cols['leads']])}",
+        f"--   {rel['accounts']}: {', '.join(['account_id', *icp_cols['accounts']])}",
         "-- An activity counts for a row only if it occurred and was recorded strictly before the row's cutoff.",
     ]
     return "\n".join(head) + "\n" + sql + ";\n"
