@@ -2,9 +2,9 @@
 
 :func:`reference_features` is the definitions written plainly: a loop over the
 rows, then over every activity. :func:`engagement_duckdb` computes the engagement
-features by the direct join of cutoff rows to events in SQL (DuckDB streams and
-spills, but does rows x events work). No code of the package calls it; the tests
-run ``build_features`` with it in place of the pairwise engine
+features by the SQL the package generates for warehouses
+(:mod:`propensity.features.engines.sql`), run on DuckDB; the tests run
+``build_features`` with it in place of the pairwise engine
 (:func:`duckdb_engine`), so that every definition is checked against a second
 implementation written in another language.
 """
@@ -12,17 +12,18 @@ implementation written in another language.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from propensity.config import EngagementConfig, IcpConfig
 from propensity.core import names
-from propensity.core.times import DAY_US
+from propensity.core.times import from_us
 from propensity.data.export import CrmExport
 from propensity.features.engines import pairwise
 from propensity.features.engines.events import Events
+from propensity.features.engines.sql import features_duckdb
 from propensity.features.spec import build_feature_spec
 
 
@@ -34,72 +35,27 @@ def duckdb_engine(monkeypatch) -> str:
 
 def engagement_duckdb(row_lead: np.ndarray, row_t: np.ndarray, events: Events,
                       engagement: EngagementConfig) -> dict[str, np.ndarray]:
-    """The engagement features of the pairwise engine, computed by DuckDB.
+    """The engagement features of the pairwise engine, computed by the generated SQL on DuckDB.
 
-    Events are joined to rows on lead under the time contract and aggregated per
-    (row, signal) with FILTERed counts, one pass; a second pass counts distinct
-    active days per row. DuckDB streams and spills, so the (row, event) pairs are
-    never held in pandas; the long result is pivoted to wide columns in NumPy.
+    The rows and events become the query's relations (leads numbered, times as UTC
+    timestamps) and :func:`propensity.features.engines.sql.features_duckdb` runs the
+    query :func:`~propensity.features.engines.sql.feature_sql` writes for DuckDB: a
+    join of cutoff rows to events under the time contract, aggregated per row with
+    CASE per signal. DuckDB streams and spills, so the pairs never reach pandas.
     """
-    n, n_sig = len(row_lead), len(engagement.signals)
-    windows = engagement.windows_days
-    longest = max(windows)
-    rows = pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "lead": row_lead, "t": row_t})
-    # One event row per signal it belongs to (sig -1: no signal, still activity).
-    sig_of_event, event_idx = [], []
-    for s_idx in range(n_sig):
-        idx = np.flatnonzero(events.member[s_idx][events.code])
-        event_idx.append(idx)
-        sig_of_event.append(np.full(len(idx), s_idx))
-    none = np.flatnonzero(~events.member.any(axis=0)[events.code])
-    idx = np.concatenate([*event_idx, none])
-    sig = np.concatenate([*sig_of_event, np.full(len(none), -1)]).astype(np.int64)
-    half_life = np.array([s.half_life_days for s in engagement.signals] + [1.0], dtype=np.float64)
-    ev = pd.DataFrame({"lead": events.lead[idx], "occ": events.occ[idx], "rec": events.rec[idx],
-                       "sig": sig, "hl": half_life[sig], "day": events.day[idx]})
-    joined = "FROM rows r JOIN ev e ON e.lead = r.lead AND e.occ < r.t AND e.rec < r.t"
-    counts = ", ".join(f"count(*) FILTER (WHERE age <= {w * DAY_US}) AS w{i}" for i, w in enumerate(windows))
-    per_signal = f"""
-        SELECT rid, sig, {counts}, min(age) AS min_age,
-               sum(pow(0.5, (age::DOUBLE / {DAY_US}::DOUBLE) / hl)) AS decay
-        FROM (SELECT r.rid, r.t - e.occ AS age, e.sig, e.hl {joined})
-        GROUP BY rid, sig"""
-    active = f"""
-        SELECT rid, count(*) AS days
-        FROM (SELECT DISTINCT r.rid, e.day {joined} AND r.t - e.occ <= {longest * DAY_US})
-        GROUP BY rid"""
-    con = duckdb.connect()
-    try:
-        con.execute("SET enable_progress_bar = false")  # the CLI owns progress output
-        con.register("rows", rows)
-        con.register("ev", ev)
-        long = con.execute(per_signal).fetchnumpy()
-        act = con.execute(active).fetchnumpy()
-    finally:
-        con.close()
-
-    rid = np.asarray(long["rid"], dtype=np.int64)
-    sig = np.asarray(long["sig"], dtype=np.int64)
-    min_age = np.asarray(long["min_age"], dtype=np.int64)
-    out: dict[str, np.ndarray] = {}
-    for s_idx, s in enumerate(engagement.signals):
-        m = sig == s_idx
-        for i, w in enumerate(windows):
-            out[names.events_in_window(s.name, w)] = _scatter(n, rid[m], np.asarray(long[f"w{i}"])[m], 0.0)
-        out[names.days_since(s.name)] = _scatter(n, rid[m], min_age[m] / DAY_US, np.nan)
-        out[names.decay(s.name)] = _scatter(n, rid[m], np.asarray(long["decay"])[m], 0.0)
-    out[names.active_days(longest)] = _scatter(n, np.asarray(act["rid"], dtype=np.int64),
-                                                  np.asarray(act["days"]), 0.0)
-    latest = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(latest, rid, min_age)
-    out[names.DAYS_SINCE_ANY] = np.where(latest == np.iinfo(np.int64).max, np.nan, latest / DAY_US)
-    return out
-
-
-def _scatter(n: int, index: np.ndarray, values: np.ndarray, fill: float) -> np.ndarray:
-    full = np.full(n, fill, dtype=np.float64)
-    full[index] = values
-    return full
+    n_leads = int(row_lead.max(initial=-1)) + 1
+    tables = SimpleNamespace(
+        leads=pd.DataFrame({"lead_id": np.arange(n_leads, dtype=np.int64), "account_id": [None] * n_leads,
+                            "created_at": from_us(np.zeros(n_leads, dtype=np.int64))}),
+        accounts=pd.DataFrame({"account_id": pd.Series(dtype=object)}),
+        activities=pd.DataFrame({"lead_id": np.asarray(events.lead, dtype=np.int64),
+                                 "activity_type": np.asarray(events.types, dtype=object)[events.code],
+                                 "occurred_at": from_us(events.occ), "recorded_at": from_us(events.rec)}))
+    cutoffs = pd.DataFrame({"lead_id": np.asarray(row_lead, dtype=np.int64), "cutoff": from_us(row_t)})
+    got = features_duckdb(tables, cutoffs, None, engagement)
+    eng = [f.name for f in build_feature_spec(IcpConfig.model_construct(criteria=[]), engagement)
+           if f.name != names.LEAD_AGE]
+    return {name: got[name].to_numpy(np.float64) for name in eng}
 
 
 def reference_features(export: CrmExport, cutoffs: pd.DataFrame, icp: IcpConfig,

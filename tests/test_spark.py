@@ -1,10 +1,21 @@
-"""Batch scoring on a local Spark (local[2]) gives the in-process scorer's results."""
+"""Spark on local[2]: the same feature rows and scores as in process, and the MLflow pyfunc as a Spark UDF.
+
+One session and one trained model for the module; the worlds are small so that the
+Spark part of the suite stays within a few minutes (JVM start-up included).
+"""
 
 import shutil
 import sys
+import warnings
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from _feature_cases import assert_same_as_pairwise, random_world
+
+from propensity.config import default_project_dir, load_project
+from propensity.features.spec import build_feature_spec
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +33,7 @@ def spark():
     monkeypatch.setenv("PYSPARK_DRIVER_PYTHON", sys.executable)
     session = (SparkSession.builder.master("local[2]").appName("propensity-test")
                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+               .config("spark.sql.session.timeZone", "UTC").config("spark.ui.showConsoleProgress", "false")
                .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
                .getOrCreate())
     yield session
@@ -29,24 +41,135 @@ def spark():
     monkeypatch.undo()
 
 
-def test_spark_udf_scores_equal_in_process_scorer(spark, tmp_path):
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A CRM world and a model trained on it by the CLI (tracked, for the pyfunc test)."""
+    from propensity.cli import main
+
+    root = tmp_path_factory.mktemp("spark")
+    crm = root / "crm"
+    assert main(["generate", "--out", str(crm), "--leads", "4000", "--seed", "5"]) == 0
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    assert main(["train", "--data", str(crm), "--out", str(root / "m"), "--tracking-uri", uri]) == 0
+    return crm, root / "m", uri
+
+
+def _categorical(values) -> list:
+    return [None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else v for v in values]
+
+
+def _assert_same_features(got: pd.DataFrame, want: pd.DataFrame, project) -> None:
+    """Same columns and rows; counts, days exact, decay 1e-9 relative, categorical values equal."""
+    spec = build_feature_spec(project.icp, project.engagement)
+    assert list(got.columns) == list(want.columns)
+    assert got["lead_id"].astype(object).tolist() == want["lead_id"].astype(object).tolist()
+    assert (pd.to_datetime(got["cutoff"], utc=True).to_numpy() == pd.to_datetime(want["cutoff"], utc=True).to_numpy()
+            ).all()
+    assert_same_as_pairwise(got, want, spec, rtol=1e-9)
+    for f in spec:
+        if f.kind == "categorical":
+            assert _categorical(got[f.name]) == _categorical(want[f.name]), f.name
+
+
+def test_spark_features_equal_the_engines_on_a_world_with_backfills_edges_and_unknown_types(spark, tmp_path):
+    from propensity.features.pipeline import build_features
+    from propensity.spark import features_of_cutoffs, read_spark_export
+
+    export, cutoffs = random_world(seed=3, n_leads=60, n_events=3000)
+    project = load_project(default_project_dir() / "training" / "default.yaml")
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    for name in ("accounts", "leads", "activities", "opportunities"):
+        getattr(export, name).to_parquet(folder / f"{name}.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = build_features(export, cutoffs, project.icp, project.engagement)
+    rows = spark.createDataFrame(cutoffs.astype({"label": "int32"}))
+    sdf = features_of_cutoffs(spark, read_spark_export(spark, folder), rows, project.icp, project.engagement,
+                              ["label"])
+    got = sdf.toPandas().assign(_key=lambda d: d["lead_id"].astype(str) + d["cutoff"].astype(str))
+    want = want.assign(label=want["label"].astype("int32"))
+    order = want.assign(_key=want["lead_id"].astype(str) + pd.to_datetime(want["cutoff"]).dt.tz_localize(None)
+                        .astype(str))
+    got = got.sort_values("_key", kind="stable").drop(columns="_key").reset_index(drop=True)
+    want = order.sort_values("_key", kind="stable").drop(columns="_key").reset_index(drop=True)
+    _assert_same_features(got, want, project)
+    assert (got["eng_active_days_90d"] > 0).any() and got["eng_web_visit_days_since"].isna().any()
+
+
+@pytest.mark.parametrize("as_of", [None, "2025-06-01"])
+def test_features_engine_spark_writes_the_in_process_table(spark, model, tmp_path, as_of, capsys):
+    from propensity.cli import main
+
+    crm = model[0]
+    extra = [] if as_of is None else ["--as-of", as_of]
+    assert main(["features", "--data", str(crm), "--out", str(tmp_path / "local.parquet"), *extra]) == 0
+    assert main(["features", "--engine", "spark", "--data", str(crm), "--out", str(tmp_path / "spark.parquet"),
+                 *extra]) == 0
+    printed = capsys.readouterr()
+    assert "columns ->" in printed.out
+    assert "heaviest leads (one task each on Spark): " in printed.out + printed.err
+    want = pd.read_parquet(tmp_path / "local.parquet")
+    got = pd.read_parquet(tmp_path / "spark.parquet").sort_values(["cutoff", "lead_id"] if as_of is None
+                                                                    else ["lead_id"]).reset_index(drop=True)
+    assert len(got) == len(want) > 1000
+    if as_of is None:
+        assert got["label"].tolist() == want["label"].tolist()
+    _assert_same_features(got, want, load_project(default_project_dir() / "training" / "default.yaml"))
+
+
+def test_spark_output_replaces_only_what_propensity_wrote(spark, model, tmp_path, capsys):
+    from propensity.cli import main
+    from propensity.core.errors import OutputError
+    from propensity.spark.output import check_spark_output, write_spark_parquet
+
+    foreign = tmp_path / "mine.parquet"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert main(["features", "--engine", "spark", "--data", str(model[0]), "--out", str(foreign),
+                 "--as-of", "2025-06-01"]) == 2  # refused before any work
+    assert "did not write" in capsys.readouterr().err and (foreign / "notes.txt").read_text() == "keep me"
+    out = tmp_path / "f.parquet"
+    for n in (3, 5):  # the second write replaces the dataset the first one wrote
+        check_spark_output(out)
+        write_spark_parquet(spark.range(n), out)
+    assert len(pd.read_parquet(out)) == 5
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+    with pytest.raises(OutputError, match="parquet"):
+        check_spark_output(tmp_path / "f.csv")
+
+
+def test_score_engine_spark_gives_the_in_process_scores(spark, model, tmp_path):
+    from propensity.cli import main
+    from propensity.jobs.scoring import SCORE_COLUMNS
+
+    crm, bundle, _ = model
+    assert main(["score", "--model", str(bundle), "--data", str(crm), "--out", str(tmp_path / "local.parquet")]) == 0
+    assert main(["score", "--engine", "spark", "--model", str(bundle), "--data", str(crm),
+                 "--out", str(tmp_path / "spark.parquet")]) == 0
+    want = pd.read_parquet(tmp_path / "local.parquet")
+    got = pd.read_parquet(tmp_path / "spark.parquet").sort_values("lead_id").reset_index(drop=True)
+    assert list(got.columns) == SCORE_COLUMNS and len(got) == len(want) > 1000
+    assert got["lead_id"].tolist() == want["lead_id"].tolist()
+    np.testing.assert_allclose(got["probability"], want["probability"], rtol=1e-9, atol=0)
+    for col in ("score", "tier", "reasons", "fit_score", "engagement_score", "grade"):
+        assert got[col].tolist() == want[col].tolist(), col
+
+
+def test_spark_udf_scores_equal_in_process_scorer(spark, model):
     import mlflow
 
     from propensity import LeadScorer
-    from propensity.cli import main
     from propensity.data.export import read_export
     from propensity.features.cutoffs import scoring_cutoffs
     from propensity.features.pipeline import build_features
     from propensity.spark import score_spark
 
-    crm = tmp_path / "crm"
-    assert main(["generate", "--out", str(crm), "--leads", "6000", "--seed", "5"]) == 0
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert main(["train", "--data", str(crm), "--out", str(tmp_path / "m"), "--tracking-uri", uri]) == 0
+    crm, bundle, uri = model
     mlflow.set_tracking_uri(uri)
-    scorer = LeadScorer.load(tmp_path / "m")
+    scorer = LeadScorer.load(bundle)
     export = read_export(crm)
-    frame = build_features(export, scoring_cutoffs(export).head(3000), scorer.bundle.icp, scorer.bundle.engagement)
+    frame = build_features(export, scoring_cutoffs(export).head(1500), scorer.bundle.icp, scorer.bundle.engagement)
     features = frame.drop(columns=["cutoff"])
     expected = scorer.score_features(features)
 
@@ -58,3 +181,17 @@ def test_spark_udf_scores_equal_in_process_scorer(spark, tmp_path):
                                    check_names=False)
     assert (got["tier"] == expected["tier"]).all()
     assert (got["reasons"] == expected["reasons"]).all()
+
+
+def test_spark_session_uses_the_active_session(spark):
+    from propensity.spark import spark_session
+
+    assert spark_session() is spark
+    assert Path(sys.executable).exists()
+
+
+def test_heaviest_leads_are_named_with_their_counts(spark):
+    from propensity.spark.tables import heaviest_leads
+
+    acts = spark.createDataFrame(pd.DataFrame({"lead_id": ["bot"] * 50 + ["a", "a", "b"]}))
+    assert heaviest_leads(acts, top=2) == ([("bot", 50), ("a", 2)], 53 / 3)

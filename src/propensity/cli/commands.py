@@ -40,6 +40,14 @@ def train(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
+    if args.engine == "spark":
+        if args.history:
+            raise ValueError("--history applies to --engine local only")
+        printing.crm_scoring(jobs.score_crm_spark(args.model, args.data, args.out, as_of=args.as_of,
+                                                  master=args.spark_master, progress=printing.TerminalProgress()))
+        return 0
+    if args.spark_master:
+        raise ValueError("--spark-master applies to --engine spark only")
     done = jobs.score(args.model, args.data, args.out, as_of=args.as_of, progress=printing.TerminalProgress(),
                       history=args.history)
     if isinstance(done, jobs.TableScoring):
@@ -66,8 +74,27 @@ def features(args: argparse.Namespace) -> int:
     if args.list:
         printing.feature_catalogue(jobs.feature_catalogue(args.config))
         return 0
+    if args.sql:
+        if args.data is not None or args.out is not None:
+            raise ValueError("features --sql prints the query and reads no data: leave out --data and --out")
+        tables = {}
+        for item in args.table:
+            name, sep, table = item.partition("=")
+            if not sep:
+                raise ValueError(f"--table: expected NAME=TABLE, e.g. activities=crm.events; got {item!r}")
+            tables[name.strip()] = table.strip()
+        printing.sql_query(jobs.feature_query(args.sql, args.config, tables, labelled=args.as_of is None))
+        return 0
+    if args.table:
+        raise ValueError("--table applies to --sql only")
     if args.data is None or args.out is None:
         raise ValueError("features: --data and --out are required (or --list for the feature catalogue)")
+    if args.engine == "spark":
+        printing.feature_table(jobs.features_spark(args.data, args.out, as_of=args.as_of, config=args.config,
+                                                   master=args.spark_master, progress=printing.TerminalProgress()))
+        return 0
+    if args.spark_master:
+        raise ValueError("--spark-master applies to --engine spark only")
     printing.feature_table(jobs.features(args.data, args.out, as_of=args.as_of, config=args.config,
                                          progress=printing.TerminalProgress()))
     return 0

@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as-of", help="score as of this UTC time (default: end of the data)")
     s.add_argument("--history", metavar="DIR", help="also keep this run in the score history DIR (Parquet, one "
                    "file per as-of; the same as-of again replaces its run) and add a 'trend' column")
+    s.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local (default): in this process; spark: on a SparkSession (--out is then a Parquet "
+                   "dataset folder; --data may also be table:SCHEMA for catalog tables)")
+    s.add_argument("--spark-master", help="with --engine spark: the master (local[2], spark://host:7077, yarn); "
+                   "default: $SPARK_REMOTE, the active session, else local[*]")
     s.set_defaults(func=commands.score)
 
     s = sub.add_parser("evaluate", help="report a model against baselines on labelled rows (Markdown, charts, MLflow)")
@@ -101,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="training YAML (default: training/default.yaml here, else the packaged one)")
     s.add_argument("--list", action="store_true",
                    help="print the feature catalogue of the configs (name, family, display, ...) and exit")
+    s.add_argument("--sql", metavar="DIALECT", choices=["duckdb", "spark", "snowflake", "bigquery", "postgres"],
+                   help="print the feature table as one SQL query in DIALECT (duckdb, spark, snowflake, bigquery, "
+                   "postgres) for a warehouse console, headed by the tables it reads, and exit; with --as-of the "
+                   "cutoffs table has no label column")
+    s.add_argument("--table", action="append", default=[], metavar="NAME=TABLE",
+                   help="with --sql: read NAME (cutoffs, activities, leads, accounts) from TABLE, e.g. "
+                   "activities=crm.events (repeatable)")
+    s.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local (default): in this process; spark: on a SparkSession (--out is then a Parquet "
+                   "dataset folder; --data may also be table:SCHEMA for catalog tables)")
+    s.add_argument("--spark-master", help="with --engine spark: the master (local[2], spark://host:7077, yarn); "
+                   "default: $SPARK_REMOTE, the active session, else local[*]")
     s.set_defaults(func=commands.features)
 
     s = sub.add_parser("explain", help="print one lead's score and the reasons behind it")

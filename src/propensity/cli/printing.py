@@ -27,9 +27,8 @@ from propensity.jobs import (
 __all__ = ["TerminalProgress", "crm_evaluation", "crm_scoring", "crm_training", "demo", "error", "evaluation_run",
            "explanation", "feature_catalogue", "feature_table", "format_explanation", "format_feature_list",
            "generated", "interrupted", "lead_changes", "leakage_audit", "metric_table", "mlflow_run", "monitoring",
-           "one_line_warning",
-           "project_created",
-           "promotion", "say", "table_evaluation", "table_scoring", "table_training", "table_training_run",
+           "one_line_warning", "project_created", "promotion", "say", "sql_query", "table_evaluation", "table_scoring",
+           "table_training", "table_training_run",
            "training_metrics", "training_run"]
 
 # The headline metrics of a training, with the names a reader knows.
@@ -346,6 +345,11 @@ def format_feature_list(spec: list) -> str:
 
 def feature_catalogue(spec: list) -> None:
     print(format_feature_list(spec))
+
+
+def sql_query(text: str) -> None:
+    """The query as it is (it ends with its own newline), for a file or a warehouse console."""
+    print(text, end="")
 
 
 def format_explanation(ls) -> str:

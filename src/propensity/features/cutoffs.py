@@ -20,7 +20,7 @@ from propensity.core.ids import arrow_text, id_positions, remember_positions
 from propensity.core.times import DAY_US, as_of_utc, from_us, to_us
 from propensity.data.export import CrmExport
 
-__all__ = ["scoring_cutoffs", "snapshot_dates", "training_cutoffs"]
+__all__ = ["scoring_cutoffs", "snapshot_dates", "snapshot_dates_between", "training_cutoffs"]
 
 
 def snapshot_dates(export: CrmExport, cutoffs: CutoffConfig, horizon_days: int) -> pd.DatetimeIndex:
@@ -32,10 +32,15 @@ def snapshot_dates(export: CrmExport, cutoffs: CutoffConfig, horizon_days: int) 
     """
     if horizon_days <= 0:
         raise ValueError(f"horizon_days must be positive; got {horizon_days}")
-    last = (export.end() - pd.Timedelta(days=horizon_days)).floor("D")
     if len(export.leads) == 0:
         return pd.DatetimeIndex([], dtype="datetime64[us, UTC]")
-    earliest = export.leads["created_at"].min()
+    return snapshot_dates_between(export.end(), export.leads["created_at"].min(), cutoffs, horizon_days)
+
+
+def snapshot_dates_between(end: pd.Timestamp, earliest: pd.Timestamp, cutoffs: CutoffConfig,
+                           horizon_days: int) -> pd.DatetimeIndex:
+    """:func:`snapshot_dates` from the end of the data and the earliest lead's ``created_at`` (for other engines)."""
+    last = (end - pd.Timedelta(days=horizon_days)).floor("D")
     n = 0 if last < earliest else int((last - earliest) // pd.Timedelta(days=cutoffs.every_days)) + 1
     dates = [last - pd.Timedelta(days=cutoffs.every_days * k) for k in range(n)]
     return pd.DatetimeIndex(sorted(dates), dtype="datetime64[us, UTC]")

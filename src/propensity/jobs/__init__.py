@@ -21,15 +21,15 @@ parses flags, calls one of these and prints what it returns. Progress goes to a
 
 from propensity.jobs.demo_run import Demo, demo
 from propensity.jobs.evaluation import CrmEvaluation, TableEvaluation, evaluate
-from propensity.jobs.feature_table import FeatureTable, feature_catalogue, features
+from propensity.jobs.feature_table import FeatureTable, feature_catalogue, feature_query, features, features_spark
 from propensity.jobs.monitoring import Monitored, monitor
 from propensity.jobs.progress import Progress
 from propensity.jobs.project import World, generate, init_project
 from propensity.jobs.promotion import Promotion, promote
-from propensity.jobs.scoring import CHUNK_LEADS, CrmScoring, TableScoring, score
+from propensity.jobs.scoring import CHUNK_LEADS, CrmScoring, TableScoring, score, score_crm_spark
 from propensity.jobs.training import CrmTraining, TableTraining, train
 
 __all__ = ["CHUNK_LEADS", "CrmEvaluation", "CrmScoring", "CrmTraining", "Demo", "FeatureTable", "Monitored",
            "Progress", "Promotion", "TableEvaluation", "TableScoring", "TableTraining", "World", "demo", "evaluate",
-           "feature_catalogue", "features", "generate", "init_project", "monitor", "promote", "score",
-           "train"]
+           "feature_catalogue", "feature_query", "features", "features_spark", "generate", "init_project", "monitor",
+           "promote", "score", "score_crm_spark", "train"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from propensity.jobs.progress import Progress
 
-__all__ = ["FeatureTable", "feature_catalogue", "features"]
+__all__ = ["FeatureTable", "feature_catalogue", "feature_query", "features", "features_spark"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,34 @@ def feature_catalogue(config: str | Path | None = None) -> list:
 
     project = load_project(config)
     return list(build_feature_spec(project.icp, project.engagement))
+
+
+def feature_query(dialect: str, config: str | Path | None = None, tables: dict[str, str] | None = None,
+                  labelled: bool = True) -> str:
+    """The feature table of the configs as SQL in ``dialect``, headed by comments naming the tables it reads.
+
+    ``labelled``: the cutoffs table carries a ``label`` column (training rows) into the
+    result; otherwise it has only ``lead_id, cutoff`` (scoring rows as of a time).
+    """
+    from propensity.config import load_project
+    from propensity.features.engines.sql import TABLES, feature_sql
+
+    project = load_project(config)
+    rel = {t: t for t in TABLES} | (tables or {})
+    sql = feature_sql(project.icp, project.engagement, dialect, tables=rel, extra_columns=["label"] if labelled else [])
+    icp_cols = {t: sorted({c.column for c in project.icp.criteria if c.table == t}) for t in ("leads", "accounts")}
+    rows = ("one row per lead and snapshot date, label = 1 if won within the horizon after it"
+            if labelled else "one row per lead to score, all at the same as-of time")
+    head = [
+        f"-- propensity feature table ({dialect}), generated from the feature spec; one output row per cutoffs row.",
+        "-- Tables it reads (times are timestamps; the query converts them to UTC microseconds once):",
+        f"--   {rel['cutoffs']}: lead_id, cutoff{', label' if labelled else ''}  ({rows})",
+        f"--   {rel['activities']}: lead_id, activity_type, occurred_at, recorded_at (null: counts from occurred_at)",
+        f"--   {rel['leads']}: {', '.join(['lead_id', 'account_id', 'created_at', *icp_cols['leads']])}",
+        f"--   {rel['accounts']}: {', '.join(['account_id', *icp_cols['accounts']])}",
+        "-- An activity counts for a row only if it occurred and was recorded strictly before the row's cutoff.",
+    ]
+    return "\n".join(head) + "\n" + sql + ";\n"
 
 
 def features(data: str | Path, out: str | Path, as_of: str | None = None, config: str | Path | None = None,
@@ -66,3 +94,43 @@ def features(data: str | Path, out: str | Path, as_of: str | None = None, config
         write_table(frame, target)
         seconds = time.perf_counter() - t
     return FeatureTable(target, len(frame), frame.shape[1], what, seconds)
+
+
+def features_spark(data: str | Path, out: str | Path, as_of: str | None = None, config: str | Path | None = None,
+                   master: str | None = None, progress: Progress | None = None) -> FeatureTable:
+    """:func:`features` on Spark: the same rows and values, written as a Parquet dataset (a folder) to ``out``.
+
+    ``data``: an export folder (local or a URI) or ``table:SCHEMA`` for catalog tables;
+    ``master``: the Spark master (default: ``SPARK_REMOTE``, the active session or
+    ``local[*]``, see :func:`propensity.spark.session.spark_session`). A local ``out``
+    is checked before any work and replaced atomically.
+    """
+    from contextlib import nullcontext
+
+    from propensity.config import load_project
+    from propensity.core.output import claim
+    from propensity.spark.features import spark_features
+    from propensity.spark.output import check_spark_output, write_spark_parquet
+    from propensity.spark.session import spark_session
+    from propensity.spark.tables import heaviest_leads, read_spark_export
+
+    progress = progress or Progress()
+    local = "://" not in str(out)
+    check_spark_output(out, inputs=(data, config) if local and "://" not in str(data) else ())
+    with claim(out) if local else nullcontext():
+        project = load_project(config)
+        t = time.perf_counter()
+        progress.step(f"starting Spark ({master or 'SPARK_REMOTE / active session / local[*]'})")
+        spark = spark_session(master)
+        progress.step(f"reading {data} on Spark")
+        tables = read_spark_export(spark, data)
+        heavy, mean = heaviest_leads(tables["activities"])
+        if heavy:
+            progress.step("heaviest leads (one task each on Spark): " + ", ".join(
+                f"{lead} {n:,} activities" for lead, n in heavy) + f" (mean per lead with any: {mean:,.1f})")
+        frame, what = spark_features(spark, tables, project, as_of=as_of)
+        progress.step(f"building features for {what} on Spark")
+        write_spark_parquet(frame, out)
+        rows = spark.read.parquet(str(Path(out).resolve()) if local else str(out)).count()
+        seconds = time.perf_counter() - t
+    return FeatureTable(Path(out), rows, len(frame.columns), what, seconds)

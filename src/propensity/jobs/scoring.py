@@ -14,7 +14,7 @@ from pathlib import Path
 from propensity.jobs.progress import Progress
 
 __all__ = ["CHUNK_LEADS", "SCORE_COLUMNS", "CrmScoring", "TableScoring", "TierTally", "score", "score_crm",
-           "score_table"]
+           "score_crm_spark", "score_table"]
 
 # Leads scored (SHAP values and reasons) and written per chunk: bounds the memory of a large export.
 CHUNK_LEADS = 50_000
@@ -170,6 +170,61 @@ def _score_with_history(scorer, model: str | Path, data: str | Path, target: Pat
     finally:
         progress.finish()
     return CrmScoring(out, time.perf_counter() - t, tally, hist.path)
+
+
+def score_crm_spark(model: str | Path, data: str | Path, out: str | Path, as_of: str | None = None,
+                    master: str | None = None, progress: Progress | None = None) -> CrmScoring:
+    """:func:`score_crm` on Spark: features by the generated Spark SQL, then one scorer per Python worker.
+
+    Writes a Parquet dataset (a folder) with the columns :data:`SCORE_COLUMNS`; each
+    value equals the in-process scorer's (``notes`` hold what the features say:
+    unknown values; the in-process notes on rows set aside by a lenient read and on
+    unlisted activity types are not computed here). ``model`` is a bundle folder
+    readable by every executor. Rows are in Spark's order, not sorted by lead.
+    """
+    from contextlib import nullcontext
+
+    from propensity.config import load_project
+    from propensity.core.output import claim
+    from propensity.scoring.scorer import LeadScorer
+    from propensity.spark.features import spark_features
+    from propensity.spark.output import check_spark_output, write_spark_parquet
+    from propensity.spark.scoring import score_features_spark
+    from propensity.spark.session import spark_session
+    from propensity.spark.tables import read_spark_export
+
+    progress = progress or Progress()
+    if str(model).startswith("models:/"):
+        raise ValueError(f"{model}: --engine spark scores with a bundle folder every executor can read; for a "
+                         "registered model use propensity.spark.score_spark (the MLflow pyfunc as a Spark UDF)")
+    local = "://" not in str(out)
+    check_spark_output(out, inputs=(data, model) if local and "://" not in str(data) else ())
+    with claim(out) if local else nullcontext():
+        bundle = LeadScorer.load(model).bundle
+        project = load_project(None).model_copy(update={"icp": bundle.icp, "engagement": bundle.engagement})
+        t = time.perf_counter()
+        progress.step(f"starting Spark ({master or 'SPARK_REMOTE / active session / local[*]'})")
+        spark = spark_session(master)
+        tables = read_spark_export(spark, data)
+        frame, _ = spark_features(spark, tables, project, as_of="end" if as_of is None else as_of, labelled=False)
+        progress.step("scoring on Spark")
+        write_spark_parquet(score_features_spark(frame, model), out)
+        written = spark.read.parquet(str(Path(out).resolve()) if local else str(out))
+        b = bundle.tiers
+        tally = TierTally("thresholds", None, b.mql, b.sql)
+        from pyspark.sql import functions as F
+
+        for row in written.groupBy("tier").agg(F.count("*").alias("n"), F.min("probability").alias("low"),
+                                               F.sum("probability").alias("total")).collect():
+            tally.leads += row["n"]
+            if row["tier"] == "SQL":
+                tally.sql_leads, tally.sql_threshold, tally.expected_conversions = row["n"], row["low"], row["total"]
+            elif row["tier"] == "MQL":
+                tally.mql_leads = row["n"]
+            elif row["tier"] == "error":
+                tally.error_leads = row["n"]
+        seconds = time.perf_counter() - t
+    return CrmScoring(out, seconds, tally)
 
 
 def score_table(model: str | Path, data: str | Path, out: str | Path) -> TableScoring:

@@ -1,4 +1,12 @@
-"""Batch scoring on Apache Spark through the same MLflow pyfunc the service uses.
+"""The package on Apache Spark: the same feature table and scores, computed where the data lives.
+
+- :func:`~propensity.spark.features.spark_features`: the feature table (training rows
+  with labels, or open leads as of a time) by the generated SQL in Spark's dialect,
+  over an export read by :func:`~propensity.spark.tables.read_spark_export`;
+  :func:`~propensity.spark.features.features_of_cutoffs` for a cutoff table of the caller's;
+- :func:`~propensity.spark.scoring.score_features_spark`: a bundle folder scoring that
+  table per partition (``propensity score --engine spark``);
+- :func:`score_spark`: a registered model through the same MLflow pyfunc the service uses:
 
 >>> scored = score_spark(features_sdf, "models:/propensity-lead-score@champion")  # doctest: +SKIP
 
@@ -11,7 +19,13 @@ partitions with pandas batches, so results equal the in-process scorer's.
 
 from __future__ import annotations
 
-__all__ = ["RESULT_SCHEMA", "score_spark"]
+from propensity.spark.features import features_of_cutoffs, spark_features
+from propensity.spark.scoring import score_features_spark
+from propensity.spark.session import spark_session
+from propensity.spark.tables import read_spark_export
+
+__all__ = ["RESULT_SCHEMA", "features_of_cutoffs", "read_spark_export", "score_features_spark", "score_spark",
+           "spark_features", "spark_session"]
 
 RESULT_SCHEMA = "lead_id string, probability double, score long, tier string, reasons string"
 

@@ -1,0 +1,41 @@
+"""The SparkSession a command runs on: the caller's, a master given by name, or Spark Connect."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+__all__ = ["spark_session"]
+
+
+def spark_session(master: str | None = None):
+    """The session to run on.
+
+    ``master`` (``--spark-master``: ``local[2]``, ``spark://host:7077``, ``yarn``, ...) starts
+    or reuses a classic session on it; without it, ``SPARK_REMOTE`` (``sc://host``)
+    connects through Spark Connect; without either, the caller's active session is
+    used, else a ``local[*]`` one. Times are read and shown in UTC, as everywhere in
+    the package. On a local master the Python workers run this interpreter, so
+    they import the same ``propensity``.
+    """
+    from pyspark.sql import SparkSession
+
+    # PySpark's notice that it "does not yet fully support pandas >= 3.0.0": the parity tests are the check here.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
+    if master is None and not os.environ.get("SPARK_REMOTE"):
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            return active
+    builder = SparkSession.builder.appName("propensity").config("spark.sql.session.timeZone", "UTC")
+    if master is None and os.environ.get("SPARK_REMOTE"):
+        return builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
+    master = master or "local[*]"
+    if master.startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        builder = (builder.config("spark.ui.enabled", "false").config("spark.driver.bindAddress", "127.0.0.1")
+                   .config("spark.driver.host", "127.0.0.1").config("spark.sql.shuffle.partitions", "8")
+                   .config("spark.ui.showConsoleProgress", "false"))
+    return builder.master(master).getOrCreate()
