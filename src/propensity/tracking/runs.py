@@ -67,7 +67,7 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         tmpd = Path(tmp)
         if Path(meta["data"]).exists():
             log_folder_input(mlflow, meta["data"], f"crm export {Path(meta['data']).name}", "training",
-                             {f"{part}_rows": info["rows"] for part, info in result.split.items()})
+                             {f"{part}_rows": result.split[part]["rows"] for part in ("train", "valid", "test")})
         params = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in result.params.items()
                   if k != "monotone_constraints"}
         mlflow.log_params(params)
