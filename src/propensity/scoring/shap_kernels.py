@@ -80,59 +80,62 @@ def tabulate(k: int, m: int, left: np.ndarray, right: np.ndarray, feat: np.ndarr
 
 
 @_compiled
-def _goes_left(fv: float, kind: int, thr: float, cat_bits: np.ndarray, c0: int, c1: int) -> bool:
-    """LightGBM's decision at one split for a dense row's value ``fv`` (see :func:`add_contributions`)."""
-    if kind == 8:
-        if math.isnan(fv) or fv <= -1.0 or fv >= 2147483648.0:  # NaN, negative or out of int: right
-            return False
-        c = int(fv)  # truncation toward zero, as C's static_cast<int>
-        w = c >> 5
-        return w < c1 - c0 and (cat_bits[c0 + w] >> (c & 31)) & 1 == 1
-    missing = kind & 3
-    if math.isnan(fv):
-        if missing == 2:
-            return kind & 4 != 0
-        fv = 0.0
-    if fv >= -KZERO and fv <= KZERO:  # a dense row's (near) zero is no entry: read as 0.0
-        fv = 0.0
-        if missing == 1:
-            return kind & 4 != 0
-    return fv <= thr
-
-
-@_compiled
 def add_contributions(x: np.ndarray, out: np.ndarray, lo: int, hi: int, tree_nodes: np.ndarray,
-                      node_feat: np.ndarray, node_thr: np.ndarray, node_kind: np.ndarray, node_cats: np.ndarray,
-                      cat_bits: np.ndarray, tree_feats: np.ndarray, feats: np.ndarray, tree_table: np.ndarray,
-                      table: np.ndarray) -> None:
+                      node_feat: np.ndarray, node_thr: np.ndarray, node_nan: np.ndarray, node_zero: np.ndarray,
+                      node_cats: np.ndarray, cat_bits: np.ndarray, tree_feats: np.ndarray, feats: np.ndarray,
+                      tree_table: np.ndarray, table: np.ndarray) -> None:
     """Adds every tree's looked-up contributions of rows ``lo <= r < hi`` of ``x`` into ``out``.
 
     Tree ``t``'s splits are ``tree_nodes[t]:tree_nodes[t + 1]`` (bit ``j`` of the
     index: its ``j``-th split sends the row left); its features are
     ``feats[tree_feats[t]:tree_feats[t + 1]]`` and its table starts at
-    ``table[tree_table[t]]``, row-major ``(2**k, m)``. ``node_kind``: 0 numeric
-    (missing None), 1 numeric with missing Zero, 2 numeric with missing NaN, each
-    plus 4 when the default direction is left; 8 categorical, whose categories
-    are the bits of ``cat_bits[node_cats[j]:node_cats[j + 1]]``. The decisions are
-    LightGBM's (``Tree::NumericalDecision``/``CategoricalDecision``) on a dense row.
+    ``table[tree_table[t]]``, row-major ``(2**k, m)``. The decisions are
+    LightGBM's (``Tree::NumericalDecision``/``CategoricalDecision``) on a dense
+    row, whose values within ``KZERO`` of 0 LightGBM reads as 0.0: a split sends
+    NaN by ``node_nan`` and such a zero by ``node_zero`` (1 left, 0 right: what
+    ``missing_type``, ``default_left`` and the threshold make of them), other
+    values by ``value <= node_thr``, or, where ``node_cats[j] < node_cats[j + 1]``
+    (categorical), by the category bitset ``cat_bits[node_cats[j]:node_cats[j + 1]]``
+    (the value truncated to an int; negative or beyond the bitset: right).
     """
     block = 256  # rows per pass over the trees: one tree's table stays in cache across the block
+    idx = np.empty(block, dtype=np.int64)
     n_trees = len(tree_nodes) - 1
     for b0 in range(lo, hi, block):
         b1 = min(b0 + block, hi)
         for t in range(n_trees):
             n0 = tree_nodes[t]
             k = tree_nodes[t + 1] - n0
+            idx[:] = 0
+            for j in range(k):  # one split at a time over the block: its kind and threshold stay put
+                node = n0 + j
+                f = node_feat[node]
+                bit = 1 << j
+                c0 = node_cats[node]
+                c1 = node_cats[node + 1]
+                if c0 == c1:
+                    thr = node_thr[node]
+                    for r in range(b0, b1):
+                        fv = x[r, f]
+                        if fv != fv:
+                            left = node_nan[node]
+                        elif fv >= -KZERO and fv <= KZERO:
+                            left = node_zero[node]
+                        else:
+                            left = 1 if fv <= thr else 0
+                        idx[r - b0] |= left * bit
+                else:
+                    for r in range(b0, b1):
+                        fv = x[r, f]
+                        if fv > -1.0 and fv < 2147483648.0:  # NaN, negative or beyond int: right
+                            c = int(fv)  # truncation toward zero, as C's static_cast<int>
+                            w = c >> 5
+                            if w < c1 - c0 and (cat_bits[c0 + w] >> (c & 31)) & 1:
+                                idx[r - b0] |= bit
             f0 = tree_feats[t]
             m = tree_feats[t + 1] - f0
             base = tree_table[t]
             for r in range(b0, b1):
-                idx = 0
-                for j in range(k):
-                    node = n0 + j
-                    if _goes_left(x[r, node_feat[node]], node_kind[node], node_thr[node], cat_bits,
-                                  node_cats[node], node_cats[node + 1]):
-                        idx |= 1 << j
-                at = base + idx * m
+                at = base + idx[r - b0] * m
                 for q in range(m):
                     out[r, feats[f0 + q]] += table[at + q]

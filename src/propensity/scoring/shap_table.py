@@ -48,7 +48,8 @@ class ShapTable:
     tree_nodes: np.ndarray
     node_feat: np.ndarray
     node_thr: np.ndarray
-    node_kind: np.ndarray
+    node_nan: np.ndarray
+    node_zero: np.ndarray
     node_cats: np.ndarray
     cat_bits: np.ndarray
     tree_feats: np.ndarray
@@ -63,7 +64,7 @@ class ShapTable:
         x = np.ascontiguousarray(x, dtype=np.float64)
         n = len(x)
         out = np.zeros((n, self.n_features + 1))
-        args = (self.tree_nodes, self.node_feat, self.node_thr, self.node_kind, self.node_cats, self.cat_bits,
+        args = (self.tree_nodes, self.node_feat, self.node_thr, self.node_nan, self.node_zero, self.node_cats, self.cat_bits,
                 self.tree_feats, self.feats, self.tree_table, self.table)
         threads = min(cores(), max(n // _MIN_ROWS_PER_THREAD, 1))
         if threads == 1:
@@ -106,7 +107,7 @@ def _build(dump: dict) -> ShapTable | None:
     from propensity.scoring.shap_kernels import tabulate
 
     n_features = dump["max_feature_idx"] + 1
-    tree_nodes, node_feat, node_thr, node_kind, node_cats = [0], [], [], [], [0]
+    tree_nodes, node_feat, node_thr, node_nan, node_zero, node_cats = [0], [], [], [], [], [0]
     cat_bits: list[int] = []
     tree_feats, feats, tree_table, tables = [0], [], [0], []
     bias = 0.0
@@ -139,11 +140,16 @@ def _build(dump: dict) -> ShapTable | None:
                 for c in cats:
                     words[c >> 5] |= 1 << (c & 31)
                 cat_bits.extend(int(w) for w in words)
-                node_kind.append(8)
                 node_thr.append(0.0)
+                node_nan.append(0)  # LightGBM: NaN goes right at a categorical split
+                node_zero.append(int(0 in cats))  # 0.0 is category 0 (unused: the kernel reads the bitset)
             else:
-                node_kind.append({"None": 0, "Zero": 1, "NaN": 2}[s["missing_type"]] + (4 if s["default_left"] else 0))
-                node_thr.append(float(s["threshold"]))
+                thr, missing, default = float(s["threshold"]), s["missing_type"], int(bool(s["default_left"]))
+                node_thr.append(thr)
+                # NaN: the default side where missing is NaN, else read as 0.0; 0.0: the default side where
+                # missing is Zero, else compared with the threshold
+                node_zero.append(default if missing == "Zero" else int(0.0 <= thr))
+                node_nan.append(default if missing in ("NaN", "Zero") else int(0.0 <= thr))
             node_cats.append(len(cat_bits))
         feats.extend(sorted(local, key=local.__getitem__))
         tree_nodes.append(len(node_feat))
@@ -153,7 +159,7 @@ def _build(dump: dict) -> ShapTable | None:
     return ShapTable(
         n_features=n_features, bias=bias, tree_nodes=np.array(tree_nodes, dtype=i64),
         node_feat=np.array(node_feat, dtype=i64), node_thr=np.array(node_thr, dtype=np.float64),
-        node_kind=np.array(node_kind, dtype=i64), node_cats=np.array(node_cats, dtype=i64),
+        node_nan=np.array(node_nan, dtype=i64), node_zero=np.array(node_zero, dtype=i64), node_cats=np.array(node_cats, dtype=i64),
         cat_bits=np.array(cat_bits, dtype=i64), tree_feats=np.array(tree_feats, dtype=i64),
         feats=np.array(feats, dtype=i64), tree_table=np.array(tree_table[:-1], dtype=i64),
         table=np.concatenate(tables) if tables else np.zeros(0))
