@@ -64,8 +64,8 @@ class ShapTable:
         x = np.ascontiguousarray(x, dtype=np.float64)
         n = len(x)
         out = np.zeros((n, self.n_features + 1))
-        args = (self.tree_nodes, self.node_feat, self.node_thr, self.node_nan, self.node_zero, self.node_cats, self.cat_bits,
-                self.tree_feats, self.feats, self.tree_table, self.table)
+        args = (self.tree_nodes, self.node_feat, self.node_thr, self.node_nan, self.node_zero, self.node_cats,
+                self.cat_bits, self.tree_feats, self.feats, self.tree_table, self.table)
         threads = min(cores(), max(n // _MIN_ROWS_PER_THREAD, 1))
         if threads == 1:
             add_contributions(x, out, 0, n, *args)
@@ -148,8 +148,8 @@ def _build(dump: dict) -> ShapTable | None:
                 node_thr.append(thr)
                 # NaN: the default side where missing is NaN, else read as 0.0; 0.0: the default side where
                 # missing is Zero, else compared with the threshold
-                node_zero.append(default if missing == "Zero" else int(0.0 <= thr))
-                node_nan.append(default if missing in ("NaN", "Zero") else int(0.0 <= thr))
+                node_zero.append(default if missing == "Zero" else int(thr >= 0.0))
+                node_nan.append(default if missing in ("NaN", "Zero") else int(thr >= 0.0))
             node_cats.append(len(cat_bits))
         feats.extend(sorted(local, key=local.__getitem__))
         tree_nodes.append(len(node_feat))
