@@ -159,7 +159,8 @@ def _build(dump: dict) -> ShapTable | None:
     return ShapTable(
         n_features=n_features, bias=bias, tree_nodes=np.array(tree_nodes, dtype=i64),
         node_feat=np.array(node_feat, dtype=i64), node_thr=np.array(node_thr, dtype=np.float64),
-        node_nan=np.array(node_nan, dtype=i64), node_zero=np.array(node_zero, dtype=i64), node_cats=np.array(node_cats, dtype=i64),
+        node_nan=np.array(node_nan, dtype=i64), node_zero=np.array(node_zero, dtype=i64),
+        node_cats=np.array(node_cats, dtype=i64),
         cat_bits=np.array(cat_bits, dtype=i64), tree_feats=np.array(tree_feats, dtype=i64),
         feats=np.array(feats, dtype=i64), tree_table=np.array(tree_table[:-1], dtype=i64),
         table=np.concatenate(tables) if tables else np.zeros(0))
