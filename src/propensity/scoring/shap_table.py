@@ -90,10 +90,11 @@ def shap_table(booster: Any) -> ShapTable | None:
 
     if not isinstance(booster, lgb.Booster):
         return None
-    with LIGHTGBM:
-        dump = booster.dump_model()  # the iterations predict uses by default (best_iteration when set)
-    built = _build(dump)
-    _TABLES[booster] = built
+    with LIGHTGBM:  # also makes threads that ask at once build the tables once
+        if booster in _TABLES:
+            return _TABLES[booster]
+        built = _build(booster.dump_model())  # the iterations predict uses by default (best_iteration when set)
+        _TABLES[booster] = built
     return built
 
 
