@@ -156,3 +156,18 @@ def test_early_stopped_model_uses_the_iterations_predict_uses(monkeypatch):
     # shap.TreeExplainer reads such a booster's best_iteration as one tree more than LightGBM does (its
     # tree_limit is best_iteration + 1), so here only LightGBM's own pred_contrib is the reference
     _assert_exact(booster, _hard_rows(x[:800], [2]), monkeypatch, with_shap=False)
+
+
+def test_split_of_missing_against_the_rest_keeps_its_infinite_threshold(monkeypatch):
+    # a feature that only tells missing from present: LightGBM splits it at +inf (the dump writes 1e300)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4000, 3))
+    x[:, 1] = np.where(rng.random(4000) < 0.4, np.nan, 1.0)
+    y = (np.isnan(x[:, 1]) + 0.5 * x[:, 0] + rng.normal(size=4000) * 0.5 > 0.7).astype(int)
+    booster = lgb.train({"objective": "binary", "num_leaves": 7, "max_depth": 3, "verbose": -1, "seed": 0},
+                        lgb.Dataset(x, y), 40)
+    assert "threshold=" in booster.model_to_string() and " inf" in booster.model_to_string()
+    rows = x[:1000].copy()
+    rows[::3, 1] = np.inf  # inf <= inf: left, with the present values; inf <= 1e300 would send it right
+    rows[1::3, 1] = 1e300
+    _assert_exact(booster, rows, monkeypatch)

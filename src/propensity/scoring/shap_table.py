@@ -24,6 +24,7 @@ of a booster are built on its first use and kept while it lives.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,8 @@ __all__ = ["MAX_SPLITS", "ShapTable", "shap_table"]
 
 MAX_SPLITS = 7  # 2**7 outcome vectors x 2**7 coalitions per tree: tabulated in well under a millisecond
 _MIN_ROWS_PER_THREAD = 2_048  # below this, one thread: starting others costs more than it saves
+
+_DUMP_LIMIT = 1e300  # dump_model() writes thresholds beyond this as this
 
 _TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # booster -> ShapTable | None
 
@@ -93,13 +96,19 @@ def shap_table(booster: Any) -> ShapTable | None:
     with LIGHTGBM:  # also makes threads that ask at once build the tables once
         if booster in _TABLES:
             return _TABLES[booster]
-        built = _build(booster.dump_model())  # the iterations predict uses by default (best_iteration when set)
+        # the iterations predict uses by default (best_iteration when set), in both forms
+        built = _build(booster.dump_model(), booster.model_to_string)
         _TABLES[booster] = built
     return built
 
 
-def _build(dump: dict) -> ShapTable | None:
-    """The tables of a ``dump_model()``; None when a tree or the model is outside what they reproduce."""
+def _build(dump: dict, model_text: Callable[[], str] | None = None) -> ShapTable | None:
+    """The tables of a ``dump_model()``; None when a tree or the model is outside what they reproduce.
+
+    The dump writes a threshold beyond +-1e300 (e.g. the ``inf`` of a split that
+    sends only missing values right) as +-1e300; such thresholds are read from the
+    model text (``model_text()``, the same iterations), which keeps them exactly.
+    """
     if dump.get("num_class", 1) != 1 or dump.get("num_tree_per_iteration", 1) != 1 or dump.get("average_output"):
         return None
     trees = [t["tree_structure"] for t in dump["tree_info"]]
@@ -112,7 +121,8 @@ def _build(dump: dict) -> ShapTable | None:
     cat_bits: list[int] = []
     tree_feats, feats, tree_table, tables = [0], [], [0], []
     bias = 0.0
-    for root in trees:
+    exact: list[list[float]] | None = None
+    for t, root in enumerate(trees):
         parsed = _parse(root)
         if parsed is None:
             return None
@@ -146,6 +156,11 @@ def _build(dump: dict) -> ShapTable | None:
                 node_zero.append(int(0 in cats))  # 0.0 is category 0 (unused: the kernel reads the bitset)
             else:
                 thr, missing, default = float(s["threshold"]), s["missing_type"], int(bool(s["default_left"]))
+                if abs(thr) >= _DUMP_LIMIT:
+                    if model_text is None:
+                        return None
+                    exact = exact if exact is not None else _text_thresholds(model_text())
+                    thr = exact[t][int(s["split_index"])]
                 node_thr.append(thr)
                 # NaN: the default side where missing is NaN, else read as 0.0; 0.0: the default side where
                 # missing is Zero, else compared with the threshold
@@ -165,6 +180,19 @@ def _build(dump: dict) -> ShapTable | None:
         cat_bits=np.array(cat_bits, dtype=i64), tree_feats=np.array(tree_feats, dtype=i64),
         feats=np.array(feats, dtype=i64), tree_table=np.array(tree_table[:-1], dtype=i64),
         table=np.concatenate(tables) if tables else np.zeros(0))
+
+
+def _text_thresholds(text: str) -> list[list[float]]:
+    """Each tree's ``threshold=`` line of a LightGBM model text, by split index (``inf`` kept as such)."""
+    out: list[list[float]] = []
+    for line in text.splitlines():
+        if line.startswith("Tree="):
+            out.append([])
+        elif line.startswith("threshold=") and out:
+            out[-1] = [float(v) for v in line[len("threshold="):].split()]
+        elif line.startswith("end of trees"):
+            break
+    return out
 
 
 def _parse(root: dict) -> tuple[list[dict], list[dict]] | None:
