@@ -17,7 +17,7 @@ handling: ``missing_type`` None/Zero/NaN and ``default_left``) and categorical
 splits (``==`` with a category bitset) are both reproduced as LightGBM decides
 them on a dense float row. Everything else falls back to LightGBM's
 ``pred_contrib``: deeper trees, linear trees, multi-class or averaged
-(random-forest) models, inputs other than a 2-D numeric NumPy array. The tables
+(random-forest) models, inputs other than a 2-D float NumPy array. The tables
 of a booster are built on its first use and kept while it lives.
 """
 
@@ -34,7 +34,7 @@ from propensity.core.native import LIGHTGBM, cores
 
 __all__ = ["MAX_SPLITS", "ShapTable", "shap_table"]
 
-MAX_SPLITS = 7  # 2**7 outcome vectors x 2**7 coalitions per tree: tabulated in well under a millisecond
+MAX_SPLITS = 7  # a table of 2**7 outcome vectors, each over at most 2**7 coalitions: cheap at load
 _MIN_ROWS_PER_THREAD = 2_048  # below this, one thread: starting others costs more than it saves
 
 _DUMP_LIMIT = 1e300  # dump_model() writes thresholds beyond this as this
