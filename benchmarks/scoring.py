@@ -16,16 +16,29 @@ on the same training rows, the reference ``LGBMClassifier()`` (defaults: 100 tre
   median over ``--one-lead-rounds`` rounds, with the range (shared machines are noisy);
 - optionally (``--shapes``) other model shapes: test AUC and exact-SHAP rows/s.
 
+With ``--cli WORLD`` it instead times ``propensity score`` as a user runs it (a
+fresh process: start-up, reading the export, features, SHAP, reasons, writing the
+Parquet) on an existing world, with ``--model`` (else one trained there by
+``propensity train --model-family lightgbm``), beside the reference on that
+world's open leads; ``--before-src DIR`` also times another source tree's CLI
+(e.g. ``git archive`` of the base commit) and checks it writes the same scores.
+The runs alternate (reference, before, after) each of ``--rounds`` rounds, since
+a shared machine's load drifts; every figure is printed.
+
 The issue's goal is end to end ≥ 4× the reference's rows/s with the shipped
 model's test AUC not below the reference's. Absolute seconds vary on shared
 machines; read the ratios.
 
     python benchmarks/scoring.py [--leads 20000] [--one-lead-calls 300] [--one-lead-rounds 3] [--shapes]
+    python benchmarks/scoring.py --cli WORLD [--model BUNDLE] [--before-src DIR] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -93,7 +106,14 @@ def main() -> None:
     ap.add_argument("--one-lead-calls", type=int, default=300)
     ap.add_argument("--one-lead-rounds", type=int, default=3, help="latency rounds (the spread is printed)")
     ap.add_argument("--shapes", action="store_true", help="also train and time other model shapes")
+    ap.add_argument("--cli", type=Path, help="time `propensity score` end to end on this CRM export folder")
+    ap.add_argument("--model", type=Path, help="with --cli: the bundle to score with (default: train one)")
+    ap.add_argument("--before-src", type=Path, help="with --cli: also time the CLI of this source tree")
+    ap.add_argument("--rounds", type=int, default=3, help="with --cli: alternating rounds")
     args = ap.parse_args()
+    if args.cli:
+        cli_benchmark(args.cli, args.model, args.before_src, args.rounds)
+        return
     warnings.filterwarnings("ignore")
     import shap
 
@@ -200,6 +220,66 @@ def main() -> None:
               f"{'vs reference':>14}")
         for name, k, auc, rps in shapes:
             print(f"{name:30}{k:>7}{auc:>10.4f}{rps:>19,.0f}{rps / (n / t_ref):>14.2f}")
+
+
+def _cli(src: Path, *argv: str) -> float:
+    """Seconds of ``propensity ARGV`` run from source tree ``src`` in a fresh process (fails loudly)."""
+    env = {**os.environ, "PYTHONPATH": str(src), "MLFLOW_TRACKING_URI": ""}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "propensity.cli", *argv], env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def cli_benchmark(world: Path, model: Path | None, before_src: Path | None, rounds: int) -> None:
+    """``propensity score`` end to end (this tree, and ``before_src``) against the reference, alternating."""
+    import shap
+
+    warnings.filterwarnings("ignore")
+    here = Path(__file__).resolve().parents[1] / "src"
+    project = load_project(default_project_dir() / "training" / "default.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        if model is None:
+            model = Path(tmp) / "model"
+            _cli(here, "train", "--data", str(world), "--out", str(model), "--no-track", "--model-family", "lightgbm")
+        b = LeadScorer.load(model).bundle
+        export = read_export(world)
+        cut = training_cutoffs(export, project.training.cutoffs, project.training.label.horizon_days)
+        rows = build_features(export, cut, b.icp, b.engagement)
+        split = time_split(rows["cutoff"], project.training.split, project.training.label.horizon_days)
+        xr, y = to_matrix(rows, b.spec, b.categories), rows["label"].to_numpy().astype(int)
+        ref = lgb.LGBMClassifier(verbose=-1).fit(xr[split.train], y[split.train])
+        del rows, xr
+        x = to_matrix(build_features(export, scoring_cutoffs(export), b.icp, b.engagement), b.spec, b.categories)
+        n = len(x)
+        del export
+        print(f"{world}: {n:,} open leads, {len(b.spec)} features; model {model}: {b.booster.num_trees()} trees; "
+              f"reference LGBMClassifier(): {ref.booster_.num_trees()} trees, timed as "
+              f"shap.TreeExplainer(...).shap_values on the open leads' matrix")
+        runs: dict[str, list[float]] = {"reference": [], "before": [], "after": []}
+        outs = {"before": Path(tmp) / "before.parquet", "after": Path(tmp) / "after.parquet"}
+        for i in range(rounds):
+            runs["reference"].append(timed(lambda: shap.TreeExplainer(ref.booster_).shap_values(x), repeat=1))
+            for name, src in (("before", before_src), ("after", here)):
+                if src is not None:
+                    runs[name].append(_cli(src, "score", "--model", str(model), "--data", str(world),
+                                           "--out", str(outs[name])))
+            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in runs.items() if v), flush=True)
+        if before_src is not None:
+            a, c = pd.read_parquet(outs["after"]), pd.read_parquet(outs["before"])
+            same = (a.columns.equals(c.columns) and np.allclose(a["probability"], c["probability"], rtol=0, atol=1e-9)
+                    and a.drop(columns="probability").equals(c.drop(columns="probability")))
+            print(f"before and after write the same scores (probability within 1e-9, other columns equal): {same}")
+    print(f"{'path':44}{'seconds per round':>36}{'leads/s (median)':>18}{'vs reference':>14}")
+    ref_rate = n / float(np.median(runs["reference"]))
+    for name, label in (("reference", "LGBMClassifier() + TreeExplainer"), ("before", "propensity score (before)"),
+                        ("after", "propensity score (after)")):
+        if runs[name]:
+            rate = n / float(np.median(runs[name]))
+            per_round = " ".join(f"{t:.1f}" for t in runs[name])
+            print(f"{label:44}{per_round:>36}{rate:>18,.0f}{rate / ref_rate:>14.2f}")
+    pairs = [r / a for r, a in zip(runs["reference"], runs["after"], strict=False)]
+    print(f"after vs reference per round (same round's runs): {', '.join(f'{p:.2f}x' for p in pairs)}; "
+          f"goal >= 4x: {'met' if min(pairs, default=0) >= 4 else 'NOT met'} (worst round)")
 
 
 if __name__ == "__main__":

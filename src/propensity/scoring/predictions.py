@@ -13,6 +13,7 @@ import numpy as np
 
 from propensity.core.native import predict
 from propensity.scoring.calibration import Calibrator
+from propensity.scoring.shap_table import shap_table
 
 __all__ = ["PARALLEL_MIN_ROWS", "contributions", "probabilities", "rank_keys", "threads_for"]
 
@@ -38,11 +39,17 @@ def rank_keys(booster: Any, calibrator: Calibrator, x: Any) -> tuple[np.ndarray,
 
 
 def contributions(booster: Any, x: Any, n_features: int) -> np.ndarray:
-    """Exact TreeSHAP (``pred_contrib``): per row, each feature's log-odds, then the expected value.
+    """Exact TreeSHAP: per row, each feature's log-odds, then the expected value.
 
-    One LightGBM call, on every core for big batches; no rows give an empty
-    ``(0, n_features + 1)`` array (LightGBM's ``pred_contrib`` fails on no rows).
+    A shallow LightGBM model's values come from its per-tree tables
+    (:mod:`propensity.scoring.shap_table`: the same numbers, looked up); any other
+    model's from one ``pred_contrib`` call, on every core for big batches. No rows
+    give an empty ``(0, n_features + 1)`` array (``pred_contrib`` fails on no rows).
     """
     if len(x) == 0:
         return np.empty((0, n_features + 1))
+    if isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == n_features and x.dtype.kind == "f":
+        table = shap_table(booster)
+        if table is not None and table.n_features == n_features:
+            return table.contributions(x)
     return predict(booster, x, threads=threads_for(len(x)), pred_contrib=True)

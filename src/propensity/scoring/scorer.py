@@ -70,6 +70,7 @@ from propensity.scoring.one_lead import OneLeadScorer
 from propensity.scoring.predictions import contributions, rank_keys
 from propensity.scoring.reasons import ReasonGroups, assemble, family_scores, grades, probability_points
 from propensity.scoring.schemas import LeadInput, LeadScore, ReasonOut, reason_out
+from propensity.scoring.shap_table import shap_table
 from propensity.scoring.tiers import TierTally, capacity_sql, pool_sql, tier_names
 
 __all__ = ["LeadInput", "LeadScore", "LeadScorer", "ReasonOut"]
@@ -95,6 +96,7 @@ class LeadScorer:
         self.bundle = bundle
         self.groups = ReasonGroups.from_spec(bundle.spec)
         self.encoder = ModelEncoder(bundle)
+        shap_table(bundle.booster)  # tabulate a shallow model's trees now, not on the first lead's call
         self.one_lead = OneLeadScorer.for_bundle(bundle, self.encoder, self.groups) if one_lead_path else None
         # only the columns the features read: a CRM row has dozens, and pandas pays per column
         read = {t: [c.column for c in bundle.icp.criteria if c.table == t] for t in ("leads", "accounts")}
