@@ -130,7 +130,9 @@ def test_scorer_from_eight_threads_enters_lightgbm_one_at_a_time(watch, bundle_d
     rng = np.random.default_rng(1)
     flat = pd.DataFrame(rng.normal(size=(600, 4)), columns=list("abcd"))
     flat["y"] = (flat["a"] + rng.normal(size=600) > 1).astype(int)
-    tables = TableScorer(train_table(flat, "y", budget_s=0).bundle)
+    # LightGBM pinned: the table model is the one whose calls enter LightGBM (the CRM scorer's SHAP comes from
+    # its tables, in Numba, and must give the same frames from every thread).
+    tables = TableScorer(train_table(flat, "y", budget_s=0, model_family="lightgbm").bundle)
     rows = flat.drop(columns="y")
     want = (scorer.score_features(big), scorer.score_features(small), tables.score(rows))
     got: list = []
