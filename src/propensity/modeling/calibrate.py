@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, log_loss
+from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
 
 from propensity.scoring.calibration import Calibrator
@@ -88,7 +88,7 @@ def choose_calibrator(p_raw: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[
             pred[va] = fit_calibration(method, p_raw[tr], y[tr])(p_raw[va])
         pc = np.clip(pred, 1e-6, 1 - 1e-6)
         row_loss[method] = -(y * np.log(pc) + (1 - y) * np.log(1 - pc))
-        scores[method] = {"log_loss": float(log_loss(y, pc, labels=[0, 1])), "brier": float(brier_score_loss(y, pc))}
+        scores[method] = {"log_loss": float(row_loss[method].mean()), "brier": float(brier_score_loss(y, pc))}
     # Sigmoid unless isotonic is better by more than one standard error of the difference: the two-parameter
     # map is the one that holds up when the next window's rate or mix moves (see the module docstring).
     diff = row_loss["isotonic"] - row_loss["sigmoid"]

@@ -57,7 +57,8 @@ def evaluate_crm(model: str | Path, data: Path, out: Path, window: str = "new", 
     from propensity.features.matrix import to_matrix
     from propensity.features.pipeline import build_features
     from propensity.modeling.baseline import baseline_points
-    from propensity.modeling.train import numeric_matrix, policy_ks, top_k_flat
+    from propensity.modeling.boosting import numeric_matrix
+    from propensity.modeling.train import policy_ks, top_k_flat
     from propensity.scoring.bundle_files import BundleKindError
     from propensity.scoring.calibration import Calibrator
     from propensity.scoring.scorer import LeadScorer

@@ -111,7 +111,7 @@ def roc_strength(values: np.ndarray, y: np.ndarray) -> tuple[float | None, float
         return None, None
     nan = np.isnan(values)
     if nan.all():
-        return 0.5, 0.5
+        return 0.5, 0.5  # no value at all: the column ranks nobody above anybody
     if not nan.any():
         auc = _auc(y, values)
         return auc, 0.5 + abs(auc - 0.5)

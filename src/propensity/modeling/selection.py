@@ -37,7 +37,7 @@ from propensity.modeling.split import TimeSplit
 from propensity.scoring.additive import AdditiveBooster
 
 __all__ = ["FAMILIES", "MIN_LIGHTGBM_POSITIVES", "MIN_SPREAD", "MIN_TREES", "Fitted", "choose", "degenerate",
-           "fit_families", "judge"]
+           "fit_families", "judge", "judged"]
 
 FAMILIES = ("lightgbm", "logistic", "points")
 MIN_LIGHTGBM_POSITIVES = 50  # training conversions below which LightGBM is not fitted (see the module docstring)
@@ -100,13 +100,7 @@ def fit_families(x: pd.DataFrame, xn: np.ndarray, y: np.ndarray, split: TimeSpli
 def judge(fitted: dict[str, Fitted], y: np.ndarray, split: TimeSplit, seed: int = 0) -> dict[str, dict]:
     """Per family: calibrated validation log loss and AUC over all windows, and whether LightGBM is degenerate."""
     y_valid = np.concatenate([y[w] for w in split.windows])
-    out: dict[str, dict] = {}
-    for name, f in fitted.items():
-        pooled = np.concatenate(f.valid_raw)
-        _, scores = choose_calibrator(pooled, y_valid, seed)
-        loss = min((s["log_loss"] for s in scores.values()), default=float("nan"))
-        auc = float(roc_auc_score(y_valid, pooled)) if 0 < y_valid.sum() < len(y_valid) else float("nan")
-        out[name] = {"log_loss": float(loss), "auc": auc, "eligible": True, "why": ""}
+    out = {name: judged(np.concatenate(f.valid_raw), y_valid, seed) for name, f in fitted.items()}
     if "lightgbm" in out:
         lgbm = fitted["lightgbm"]
         trees = int(lgbm.shipped.best_iteration or lgbm.shipped.num_trees())
@@ -114,6 +108,14 @@ def judge(fitted: dict[str, Fitted], y: np.ndarray, split: TimeSplit, seed: int 
         out["lightgbm"].update(degenerate(trees, lgbm.valid_raw[-1], float(y[split.windows[-1]].mean()),
                                           out["lightgbm"]["auc"], simple))
     return out
+
+
+def judged(raw: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
+    """One family's validation predictions judged: calibrated (cross-validated) log loss and ROC AUC."""
+    _, scores = choose_calibrator(raw, y, seed)
+    loss = min((s["log_loss"] for s in scores.values()), default=float("nan"))
+    auc = float(roc_auc_score(y, raw)) if 0 < y.sum() < len(y) else float("nan")
+    return {"log_loss": float(loss), "auc": auc, "eligible": True, "why": ""}
 
 
 def degenerate(trees: int, newest_raw: np.ndarray, base_rate: float, auc: float, simple_aucs: list[float]) -> dict:

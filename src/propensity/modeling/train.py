@@ -41,7 +41,7 @@ from propensity.features.pipeline import build_features
 from propensity.features.spec import build_feature_spec
 from propensity.modeling.audit import feature_columns, leakage_audit
 from propensity.modeling.baseline import baseline_points
-from propensity.modeling.boosting import fit_booster, numeric_matrix
+from propensity.modeling.boosting import numeric_matrix
 from propensity.modeling.calibrate import choose_calibrator, fit_calibration
 from propensity.modeling.evaluate import compare
 from propensity.modeling.readiness import auc_margin, calibration_checks, verdict
@@ -51,8 +51,7 @@ from propensity.modeling.split import time_split
 from propensity.scoring.bundle import Bundle
 from propensity.scoring.calibration import Calibrator
 
-__all__ = ["MAX_CLIP", "MAX_UNMATCHED_ACCOUNTS", "TrainResult", "fit_booster", "numeric_matrix", "policy_ks",
-           "top_k_flat", "train"]
+__all__ = ["MAX_CLIP", "MAX_UNMATCHED_ACCOUNTS", "TrainResult", "policy_ks", "top_k_flat", "train"]
 
 Progress = Callable[[str], None]
 MAX_UNMATCHED_ACCOUNTS = 0.20  # share of leads whose account_id matches no account above which training refuses

@@ -16,12 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from propensity.features.spec import FeatureDef
-from propensity.modeling.calibrate import choose_calibrator
 from propensity.modeling.families import fit_logistic
-from propensity.modeling.selection import choose, degenerate
+from propensity.modeling.selection import choose, degenerate, judged
 from propensity.scoring.additive import AdditiveModel
 from propensity.tabular.schema import TableSchema
 
@@ -75,16 +73,10 @@ def choose_table_family(oof: dict[str, np.ndarray], y: np.ndarray, newest: np.nd
     ``newest``: positions of the newest validation fold; ``trees``: LightGBM's rounds.
     """
     both = np.logical_and.reduce([~np.isnan(p) for p in oof.values()])
-    judged: dict[str, dict] = {}
-    for name, p in oof.items():
-        _, scores = choose_calibrator(p[both], y[both], seed)
-        loss = min((s["log_loss"] for s in scores.values()), default=float("nan"))
-        yb = y[both]
-        auc = float(roc_auc_score(yb, p[both])) if 0 < yb.sum() < len(yb) else float("nan")
-        judged[name] = {"log_loss": float(loss), "auc": auc, "eligible": True, "why": ""}
-    if "lightgbm" in judged:
-        simple = [j["auc"] for n, j in judged.items() if n != "lightgbm"]
-        judged["lightgbm"].update(degenerate(trees, oof["lightgbm"][newest], float(y[newest].mean()),
-                                             judged["lightgbm"]["auc"], simple))
-    family, why = choose(judged, forced)
-    return family, why, judged
+    scored = {name: judged(p[both], y[both], seed) for name, p in oof.items()}
+    if "lightgbm" in scored:
+        simple = [j["auc"] for n, j in scored.items() if n != "lightgbm"]
+        scored["lightgbm"].update(degenerate(trees, oof["lightgbm"][newest], float(y[newest].mean()),
+                                             scored["lightgbm"]["auc"], simple))
+    family, why = choose(scored, forced)
+    return family, why, scored
