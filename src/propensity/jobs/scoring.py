@@ -43,6 +43,12 @@ class TierTally:
     sql_threshold: float | None = None  # None while there is no SQL lead
     expected_conversions: float = 0.0
 
+    @classmethod
+    def of(cls, tiers) -> TierTally:
+        """An empty tally for a bundle's tier policy (``TierConfig``)."""
+        return cls("capacity" if tiers.capacity else "thresholds",
+                   tiers.capacity.leads_per_week if tiers.capacity else None, tiers.mql, tiers.sql)
+
     @property
     def nurture_leads(self) -> int:
         return self.leads - self.sql_leads - self.mql_leads - self.error_leads
@@ -120,9 +126,7 @@ def score_crm(model: str | Path, data: str | Path, out: str | Path, as_of: str |
         if history is not None:
             return _score_with_history(scorer, model, data, target, out, as_of, chunk_size, progress, Path(history))
         t = time.perf_counter()
-        b = scorer.bundle.tiers
-        tally = TierTally("capacity" if b.capacity else "thresholds",
-                          b.capacity.leads_per_week if b.capacity else None, b.mql, b.sql)
+        tally = TierTally.of(scorer.bundle.tiers)
         progress.count(0, None)
         try:
             with chunk_writer(target, SCORE_COLUMNS) as writer:
@@ -154,9 +158,7 @@ def _score_with_history(scorer, model: str | Path, data: str | Path, target: Pat
     run = HistoryRun(when, name, version, digest)
     earlier = previous_scores(history, digest, when)
     t = time.perf_counter()
-    b = scorer.bundle.tiers
-    tally = TierTally("capacity" if b.capacity else "thresholds",
-                      b.capacity.leads_per_week if b.capacity else None, b.mql, b.sql)
+    tally = TierTally.of(scorer.bundle.tiers)
     progress.count(0, None)
     try:
         with claim(history), HistoryWriter(history, run, scorer.bundle.spec, scorer.groups.sources) as hist, \
