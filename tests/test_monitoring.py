@@ -412,3 +412,32 @@ def test_training_runs_get_a_readable_name_a_description_and_their_export_as_inp
     tags = {t.key: t.value for t in dataset.tags}
     assert tags["test_rows"] == str(done.result.split["test"]["rows"])
     assert read_reference(tmp_path / "model")["rows"] == done.result.split["test"]["rows"]
+
+
+@pytest.mark.slow
+def test_monitoring_a_registered_model_logs_into_the_experiment_of_its_training_run(formula_crm, tmp_path):
+    import mlflow
+
+    from propensity import jobs
+    from propensity.config import default_project_dir
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = jobs.train(formula_crm, tmp_path / "model", tracking_uri=uri)
+    registered = f"models:/{done.run['registered_model']}/{done.run['version']}"
+    for as_of in RUNS[:2]:
+        score_crm(tmp_path / "model", formula_crm, tmp_path / "scores.parquet", as_of=as_of,
+                  history=tmp_path / "history")
+    default = default_project_dir() / "training" / "default.yaml"
+    config = tmp_path / "other.yaml"  # a config naming another experiment: the registered version's run wins
+    config.write_text(default.read_text().replace("experiment: propensity", "experiment: somewhere-else")
+                      .replace("features_dir: ../features", f"features_dir: {default.parent.parent / 'features'}"))
+    mlflow.set_tracking_uri(uri)
+    mon = jobs.monitor(registered, formula_crm, tmp_path / "history", tmp_path / "rep", config=config,
+                       tracking_uri=uri)
+    client = mlflow.MlflowClient(uri)
+    trained_in = client.get_run(done.run["run_id"]).info.experiment_id
+    assert client.get_run(mon.run["run_id"]).info.experiment_id == trained_in
+    assert mon.run["experiment"] == client.get_experiment(trained_in).name == "propensity"
+    folder = jobs.monitor(tmp_path / "model", formula_crm, tmp_path / "history", tmp_path / "rep2", config=config,
+                          tracking_uri=uri)  # a folder carries no run: the config's experiment
+    assert folder.run["experiment"] == "somewhere-else"

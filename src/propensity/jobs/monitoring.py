@@ -75,7 +75,8 @@ def monitor(model: str | Path, data: str | Path, history: str | Path, out: str |
         write_marker(tmp, MONITOR_KIND)
     run = None
     if track:
-        from propensity.tracking import log_monitoring
+        from propensity.tracking import log_monitoring, model_experiment
 
-        run = log_monitoring(result, facts, target, data, export, history, uri, project.training.tracking.experiment)
+        experiment = model_experiment(model, uri) or project.training.tracking.experiment
+        run = log_monitoring(result, facts, target, data, export, history, uri, experiment)
     return Monitored(result, target, facts, run)

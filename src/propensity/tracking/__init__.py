@@ -4,7 +4,7 @@ the pyfunc wrapper logged around a bundle (:mod:`.pyfunc`, with the entry file M
 The run functions are importable from here; importing this package does not import MLflow.
 """
 
-from propensity.tracking.monitoring import log_monitoring
+from propensity.tracking.monitoring import log_monitoring, model_experiment
 from propensity.tracking.runs import (
     TrackingError,
     check_tracking,
@@ -13,5 +13,5 @@ from propensity.tracking.runs import (
     resolve_tracking_uri,
 )
 
-__all__ = ["TrackingError", "check_tracking", "log_monitoring", "log_report_run", "log_training",
+__all__ = ["TrackingError", "check_tracking", "log_monitoring", "log_report_run", "log_training", "model_experiment",
            "resolve_tracking_uri"]

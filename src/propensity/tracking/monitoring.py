@@ -12,7 +12,40 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["log_monitoring", "monitoring_description"]
+__all__ = ["log_monitoring", "model_experiment", "monitoring_description"]
+
+
+def model_experiment(model: str | Path, tracking_uri: str) -> str | None:
+    """The experiment of the run that logged ``model`` when it is an MLflow URI, else ``None``.
+
+    ``models:/NAME/VERSION`` and ``models:/NAME@alias`` go through the registry to the
+    version's source run, ``runs:/RUN/PATH`` names the run itself: the monitoring run
+    then sits beside the training run a reviewer compares it with, whatever experiment
+    the local config names. A folder carries no run, and a lookup that fails (a version
+    logged elsewhere, a deleted run) leaves the choice to the config.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    text = str(model)
+    client = mlflow.MlflowClient(tracking_uri)
+    try:
+        if text.startswith("models:/"):
+            name, _, rest = text[len("models:/"):].partition("/")
+            if "@" in name:
+                name, alias = name.split("@", 1)
+                run_id = client.get_model_version_by_alias(name, alias).run_id
+            else:
+                run_id = client.get_model_version(name, rest.split("/")[0]).run_id
+        elif text.startswith("runs:/"):
+            run_id = text[len("runs:/"):].split("/")[0]
+        else:
+            return None
+        if not run_id:
+            return None
+        return client.get_experiment(client.get_run(run_id).info.experiment_id).name
+    except MlflowException:
+        return None
 
 
 def monitoring_description(result) -> str:
