@@ -141,6 +141,8 @@ class _Posterior:
         lr = np.exp(log_lr)
         close = o + rng.uniform(CLOSE_MIN_DAYS, CLOSE_MAX_DAYS, n)
         win = (rng.random(n) < q) & (close >= T) & (close < T + horizon) & (close >= self.line.wins_day)
+        if "win-rate" in self.hz.drift:  # closes from drift_at on are won at win_factor times q
+            win &= (close < self.line.drift_day) | (rng.random(n) < self.hz.win_factor)
 
         # H0: unsubscribe at U; an unrecorded one before T hides the emails after U
         u = 1 / (1 + np.exp(-(UNSUB_A + UNSUB_B * z)))
@@ -207,7 +209,8 @@ def test_oracle_matches_a_monte_carlo_posterior_on_the_plain_world(plain):
 
 @pytest.mark.slow
 def test_oracle_matches_a_monte_carlo_posterior_on_a_hazard_world():
-    hz = {"drift": ["mechanics", "late-wins"], "wins_from": "2024-09-01", "activity_scale": 0.5}
+    hz = {"drift": ["mechanics", "late-wins", "win-rate"], "wins_from": "2024-09-01", "activity_scale": 0.5,
+          "win_factor": 0.3}
     frames, truth = generate_world(4000, seed=22, hazards=hz)
     rows = _snapshots(frames)
     rows = _pick(rows, oracle_probability(frames, rows, HORIZON, truth=truth), n_top=80, n_any=120)
@@ -244,7 +247,8 @@ def test_oracle_is_calibrated_per_decile(big):
 
 
 def test_oracle_is_calibrated_per_decile_on_a_drifting_world():
-    hz = {"drift": ["base-rate", "mix", "mechanics"], "drift_shift": 1.2, "landing_pages": 300, "origin": True}
+    hz = {"drift": ["base-rate", "mix", "mechanics", "win-rate"], "drift_shift": 1.2, "landing_pages": 300,
+          "origin": True}
     frames, truth = generate_world(20_000, seed=12, hazards=hz)
     rows = _snapshots(frames)
     p, y = oracle_probability(frames, rows, HORIZON, truth=truth), rows["y"].to_numpy()

@@ -129,6 +129,22 @@ def test_late_wins_has_no_won_deal_before_the_date():
     assert c_won["closed_at"].min() >= pd.Timestamp("2024-10-01", tz="UTC")
 
 
+def test_win_rate_drift_loses_deals_closing_after_the_date_for_old_and_new_leads(plain):
+    frames, truth = _world(drift=["win-rate"], win_factor=0.3)
+    base = plain[0]["opportunities"]
+    opps = frames["opportunities"]
+    before, after = opps["closed_at"] < MID, opps["closed_at"] >= MID
+    pd.testing.assert_frame_equal(opps[before].reset_index(drop=True),
+                                  base[base["closed_at"] < MID].reset_index(drop=True))  # untouched before
+    won = opps["stage"] == "closed_won"
+    plain_after = ((base["stage"] == "closed_won") & (base["closed_at"] >= MID)).sum()
+    assert plain_after > 300 and 0.2 < (won & after).sum() / plain_after < 0.4  # 0.3 of them kept
+    old = frames["leads"].set_index("lead_id").loc[opps.loc[won & after, "lead_id"], "created_at"] < MID
+    assert old.sum() > 20  # leads created before the date lose deals too (base-rate drift moves only new leads)
+    with pytest.raises(ValueError, match="win_factor"):
+        Hazards(win_factor=0.5)
+
+
 def test_landing_pages_has_hundreds_of_values_of_which_a_few_matter():
     frames, truth = generate_world(8000, seed=2, hazards={"landing_pages": 500, "origin": True})
     leads = frames["leads"].merge(truth[["lead_id", "p_in_market", "in_market"]], on="lead_id")
@@ -181,10 +197,12 @@ def test_hazard_world_folder_reads_as_an_export_and_keeps_its_options(tmp_path):
 def test_generate_cli_takes_the_hazard_options(tmp_path, capsys):
     out = tmp_path / "w"
     assert main(["generate", "--out", str(out), "--leads", "1000", "--drift", "mix", "--drift", "base-rate",
-                 "--drift-at", "2024-09-01", "--landing-pages", "100", "--activity-scale", "0.5"]) == 0
-    assert "hazards: drift=mix+base-rate" in capsys.readouterr().out
+                 "--drift-at", "2024-09-01", "--landing-pages", "100", "--activity-scale", "0.5", "--drift", "win-rate",
+                 "--win-factor", "0.5"]) == 0
+    assert "hazards: drift=mix+base-rate+win-rate" in capsys.readouterr().out
     meta = pd.read_parquet(out / "ground_truth.parquet").attrs["world"]
-    assert meta["drift"] == ["mix", "base-rate"] and meta["drift_at"] == "2024-09-01"
+    assert meta["drift"] == ["mix", "base-rate", "win-rate"] and meta["drift_at"] == "2024-09-01"
+    assert meta["win_factor"] == 0.5
     bad = tmp_path / "bad"
     assert main(["generate", "--out", str(bad), "--leads", "1000", "--wins-from", "2024-06-01"]) == 2
     err = capsys.readouterr().err.strip()

@@ -15,8 +15,8 @@ def init(args: argparse.Namespace) -> int:
     return 0
 
 
-_HAZARD_FLAGS = ("drift", "drift_at", "drift_shift", "drift_signal", "wins_from", "landing_pages", "origin",
-                "activity_scale", "in_market_shift")
+_HAZARD_FLAGS = ("drift", "drift_at", "drift_shift", "drift_signal", "win_factor", "wins_from", "landing_pages",
+                 "origin", "activity_scale", "in_market_shift")
 
 
 def generate(args: argparse.Namespace) -> int:

@@ -31,12 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start", metavar="DATE", help="first day of the world (default 2024-01-01)")
     s.add_argument("--end", metavar="DATE", help="the export's date (default 2026-01-01)")
     h = s.add_argument_group("hazards (real-data look; see docs/synthetic.md)")
-    h.add_argument("--drift", action="append", choices=["base-rate", "mechanics", "mix", "late-wins"],
+    h.add_argument("--drift", action="append", choices=["base-rate", "mechanics", "mix", "late-wins", "win-rate"],
                    help="a change over time (repeat for several): in-market rate, an intent signal that stops "
-                   "meaning intent, the industry/source mix, or no deal won before --wins-from")
-    h.add_argument("--drift-at", metavar="DATE", help="when base-rate/mechanics/mix drift starts (default: mid-span)")
+                   "meaning intent, the industry/source mix, no deal won before --wins-from, or fewer deals won from "
+                   "--drift-at")
+    h.add_argument("--drift-at", metavar="DATE", help="when base-rate/mechanics/mix/win-rate drift starts "
+                   "(default: mid-span)")
     h.add_argument("--drift-shift", type=float, help="base-rate drift: in-market log-odds added (default 1.0)")
     h.add_argument("--drift-signal", help="mechanics drift: the signal (default pricing_page_visit)")
+    h.add_argument("--win-factor", type=float, help="win-rate drift: deals closing from --drift-at on are won with "
+                   "this times their probability (default 0.4)")
     h.add_argument("--wins-from", metavar="DATE", help="late-wins: first day a deal can be won (default: start + 6 "
                    "months)")
     h.add_argument("--landing-pages", type=int, help="add a landing_page lead column with N values (3 matter)")

@@ -16,8 +16,10 @@ from propensity.data.synthetic.story import RAMP_EVENTS
 
 __all__ = ["DRIFT_KINDS", "Hazards", "Timeline"]
 
-DRIFT_KINDS = ("base-rate", "mechanics", "mix", "late-wins")
-DriftKind = Literal["base-rate", "mechanics", "mix", "late-wins"]
+DRIFT_KINDS = ("base-rate", "mechanics", "mix", "late-wins", "win-rate")
+DriftKind = Literal["base-rate", "mechanics", "mix", "late-wins", "win-rate"]
+WIN_FACTOR = 0.4  # win-rate drift: deals closing from drift_at on are won at 0.4 times their probability
+DATED = {"base-rate", "mechanics", "mix", "win-rate"}  # the kinds that start at drift_at
 
 
 class Hazards(BaseModel):
@@ -29,6 +31,9 @@ class Hazards(BaseModel):
     drift_at: str | None = Field(None, description="UTC date the drift starts (default: the span's middle day)")
     drift_shift: float = Field(1.0, description="base-rate drift: in-market log-odds added from drift_at on")
     drift_signal: str = Field("pricing_page_visit", description="mechanics drift: the signal that stops meaning intent")
+    win_factor: float = Field(WIN_FACTOR, ge=0, le=1,
+                              description="win-rate drift: a deal closing from drift_at on is won with its probability "
+                                          "times this")
     wins_from: str | None = Field(None, description="late-wins: first UTC date a deal can close won "
                                                     "(default: six months after start)")
     landing_pages: int = Field(0, description="values of the lead column landing_page (0: no such column)")
@@ -67,8 +72,11 @@ class Hazards(BaseModel):
 
     @model_validator(mode="after")
     def _used(self) -> Hazards:
-        if self.drift_at is not None and not {"base-rate", "mechanics", "mix"} & set(self.drift):
-            raise ValueError("drift_at (--drift-at) is set but no base-rate, mechanics or mix drift is chosen")
+        if self.drift_at is not None and not DATED & set(self.drift):
+            raise ValueError("drift_at (--drift-at) is set but no base-rate, mechanics, mix or win-rate drift is "
+                             "chosen")
+        if self.win_factor != WIN_FACTOR and "win-rate" not in self.drift:
+            raise ValueError("win_factor (--win-factor) is set but the win-rate drift is not chosen")
         if self.wins_from is not None and "late-wins" not in self.drift:
             raise ValueError("wins_from (--wins-from) is set but the late-wins drift is not chosen")
         return self
@@ -96,7 +104,7 @@ class Timeline:
             raise ValueError(f"end ({end}) must be after start ({start})")
         span = (t1 - t0) / pd.Timedelta(days=1)
         drift_day, wins_day = float("inf"), float("-inf")
-        if {"base-rate", "mechanics", "mix"} & set(hazards.drift):
+        if DATED & set(hazards.drift):
             at = (t0 + pd.Timedelta(days=span // 2)).floor("D") if hazards.drift_at is None else _utc(hazards.drift_at)
             drift_day = (at - t0) / pd.Timedelta(days=1)
         if "late-wins" in hazards.drift:

@@ -46,11 +46,13 @@ Poisson process of intensity ``lambda(t) r(T - t)``, with likelihood
   ``U_lo = max(c, last observed email)``).
 - A deal of an in-market lead is created at ``O`` and closes at ``O + D``,
   ``D ~ U(CLOSE_MIN_DAYS, CLOSE_MAX_DAYS)``, won with probability ``q`` (never before
-  ``wins_from`` in the late-wins drift). The label is a win with ``T <= O + D < T + h``:
+  ``wins_from`` in the late-wins drift; times ``win_factor`` when it closes from
+  ``drift_at`` on in the win-rate drift). The label is a win with ``T <= O + D < T + h``:
 
       P = p q integral_T^inf g(O - c) LR(O) W(O) dO
           / ((1 - p) A0 + p integral_T^inf g(O - c) LR(O) dO),
-      W(O) = P(max(T, wins_from) <= O + D < T + h).
+      W(O) = P(L <= O + D < M) + win_factor P(M <= O + D < T + h),
+      L = max(T, wins_from), M = min(max(L, drift_at), T + h)   (M = T + h without win-rate).
 
 The base-rate, mix, landing-page, origin and in-market-shift options act through
 each lead's ``p`` (kept in the ground truth) and need nothing more here.
@@ -203,7 +205,8 @@ def oracle_probability(world: str | Path | CrmExport | Mapping[str, pd.DataFrame
     params = np.array([GAMMA_SHAPE, GAMMA_SCALE, RAMP_DAYS, BACKFILL_RATE, BACKFILL_MIN_DAYS, BACKFILL_MAX_DAYS,
                        CLOSE_MIN_DAYS, CLOSE_MAX_DAYS, UNSUB_A, UNSUB_B, UNSUB_MEAN_DAYS, FIT_LOADING,
                        MECHANICS_BACKGROUND_FACTOR, line.drift_day, line.wins_day, float(horizon_days), GRID_DAYS,
-                       SOURCE_WINDOW_DAYS[0], SOURCE_WINDOW_DAYS[1]])
+                       SOURCE_WINDOW_DAYS[0], SOURCE_WINDOW_DAYS[1],
+                       line.drift_day if "win-rate" in hz.drift else np.inf, hz.win_factor])
     out = np.empty(len(rows))
     _oracle_rows(pos.astype(np.int64), cut, tail, created, z, f, gt["p_in_market"].to_numpy(np.float64),
                  gt["p_win_if_opportunity"].to_numpy(np.float64), src_kind, ptr, kinds.astype(np.int64), ev_t,
@@ -259,7 +262,7 @@ def _oracle_rows(row_lead, cut, tail, created, z, f, p_in, q, src_kind, ptr, kin
     k_shape, k_scale, ramp_days, beta, bmin, bmax = params[0], params[1], params[2], params[3], params[4], params[5]
     dmin, dmax, ua, ub, umean, fit_loading = params[6], params[7], params[8], params[9], params[10], params[11]
     mech, drift_day, wins_day, h, step = params[12], params[13], params[14], params[15], params[16]
-    src_lo, src_hi = params[17], params[18]
+    src_lo, src_hi, win_day, win_factor = params[17], params[18], params[19], params[20]
     log_norm = -math.lgamma(k_shape) - k_shape * math.log(k_scale)
     ramp_total = 0.0
     for k in range(len(ramp)):
@@ -368,7 +371,9 @@ def _oracle_rows(row_lead, cut, tail, created, z, f, p_in, q, src_kind, ptr, kin
                 den += g * lr * width
             w_hi = min(max((hi - o - dmin) / (dmax - dmin), 0.0), 1.0)
             w_lo = min(max((lo - o - dmin) / (dmax - dmin), 0.0), 1.0)
-            num += g * lr * (w_hi - w_lo) * width
+            mid = min(max(lo, win_day), hi)  # closes from here on are won at win_factor times q
+            w_mid = min(max((mid - o - dmin) / (dmax - dmin), 0.0), 1.0)
+            num += g * lr * ((w_mid - w_lo) + win_factor * (w_hi - w_mid)) * width
         den += tail[r]
         p = p_in[i]
         out[r] = min(max(p * q[i] * num / ((1.0 - p) * a0 + p * den), 0.0), 1.0)

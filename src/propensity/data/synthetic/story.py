@@ -114,6 +114,9 @@ the story as follows (its extra random draws come from a second generator seeded
 - ``drift=("late-wins",)``: no deal closes won before ``wins_from`` (default: six
   months after ``start``); a deal that would have been won and closes earlier is
   lost. Conversions start months into the data (the real funnel of a new CRM).
+- ``drift=("win-rate",)``: from ``drift_at`` on, a deal that closes is won with
+  ``win_factor`` (default 0.4) times its probability: every lead's conversion rate
+  falls at a date, old leads and new alike (a market turning, a competitor's launch).
 - ``landing_pages=N`` (N >= 10): a lead column ``landing_page`` with N values of
   Zipf popularity (weight 1/rank); the pages of ``LANDING_HOT_RANKS`` (the 5th,
   13th and 31st most popular) add ``LANDING_HOT_SHIFT`` (+1.5) to the in-market

@@ -176,6 +176,8 @@ def generate_world(
     won = in_market & (rng.random(n) < q)
     if "late-wins" in hz.drift:
         won &= buy + close_delay >= line.wins_day
+    if "win-rate" in hz.drift:
+        won &= (buy + close_delay < line.drift_day) | (hrng.random(n) < hz.win_factor)
     amount = np.round(25_000 * (emp_l / 500) ** 0.3 * rng.lognormal(0, 0.5, n), 2)
     unsub_draw = ~in_market & (rng.random(n) < sigmoid(UNSUB_A + UNSUB_B * z))
     unsub_at = np.where(unsub_draw, created + rng.exponential(UNSUB_MEAN_DAYS, n), np.inf)
