@@ -1,12 +1,13 @@
 """How well `propensity monitor` separates stable from drifted worlds, and how close CBPE estimates come.
 
 For each seed: a synthetic world, the model trained on it as exported at D = 2025-06-01,
-then the full world (stable) and three drifted copies (tests/_drift_worlds.py: a mix
-shift, an engagement signal that stops meaning intent, a lower base rate, all from D
-on) each scored monthly from D to 2025-12-01 into a score history and monitored
-against its own full export. Prints, per world kind, the share of seeds with an alert
-(for the stable world: the false-alarm rate) and which alert kinds fired, and the
-error of the CBPE estimate against the realized AUC of the matured runs.
+then the full world (stable) and three worlds of the same seed drawn with the
+generator's drift options from D on (tests/_drift_worlds.py: a mix shift, an engagement
+signal that stops meaning intent, a lower base rate) each scored monthly from D to
+2025-12-01 into a score history and monitored against its own full export. Prints, per
+world kind, the share of seeds with an alert (for the stable world: the false-alarm
+rate) and which alert kinds fired, and the error of the CBPE estimate against the
+realized AUC of the matured runs.
 
     PYTHONPATH=src python benchmarks/monitoring.py --seeds 0 1 2 3 4 --leads 6000 --out /tmp/monbench
 """
@@ -54,7 +55,7 @@ def main() -> None:
         full = write_world(root / "crm", n_leads=args.leads, seed=seed, force=True)
         cut = cut_world(full, root / "crm-cut", CUT)
         train_crm(cut, root / "model", track=False, force=True)
-        worlds = {"stable": full, **{k: drift_world(full, root / f"crm-{k}", k, CUT, seed) for k in DRIFT_KINDS}}
+        worlds = {"stable": full, **{k: drift_world(root / f"crm-{k}", k, CUT, args.leads, seed) for k in DRIFT_KINDS}}
         for name, world in worlds.items():
             done = monitored(root / "model", world, root, name)
             fired = sorted({a["kind"] for a in done.alerts})

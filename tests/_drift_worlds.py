@@ -1,14 +1,19 @@
-"""Worlds with known drift, built by editing a generated world's tables with pandas.
+"""Worlds with known drift for the monitor, drawn by the generator's drift options.
 
-Until ``propensity generate`` has drift options, these edits make the three kinds of
-drift the monitor must find, all after one date ``D`` (the model is trained on the
-world cut at ``D``, :func:`cut_world`, so it never saw them):
+The model is trained on the plain world as exported at a date ``D`` (:func:`cut_world`),
+then each world below is scored from ``D`` on; the drifted ones are the same story
+(same seed) with one drift from ``D`` (:class:`~propensity.data.synthetic.Hazards`,
+docs/synthetic.md):
 
-- ``mix``: the mix of sources and industries shifts: the leads created from ``D`` on
-  all come from the rarest lead source, and their accounts move to the lowest-converting industry;
-- ``signal``: an engagement signal stops meaning intent: the pricing-page and website
-  visits from ``D`` on are moved to random leads (same number of events, no link to buying);
-- ``base_rate``: the base rate changes: 60% of the wins closing from ``D`` on become losses.
+- ``mix``: leads created from ``D`` on come from other sources and from accounts
+  tilted away from the ICP industries (fit and the base rate fall);
+- ``mechanics``: from ``D`` on the pricing-page visit stops meaning intent (no
+  buying ramp, twice the background visits);
+- ``base-rate``: leads created from ``D`` on are less often in market (in-market
+  log-odds -1): the conversion rate of the new leads falls (the stock of open leads
+  keeps its rate, so matured runs show it only slowly);
+- ``win-rate``: from ``D`` on deals are won at 0.4 times their probability, old leads
+  and new alike: the conversion rate falls at a date.
 """
 
 from __future__ import annotations
@@ -16,11 +21,21 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-DRIFT_KINDS = ("mix", "signal", "base_rate")
-TABLES = ("accounts", "leads", "activities", "opportunities")
+from propensity.data.synthetic import Hazards, write_world
+
+DRIFT_KINDS = ("mix", "mechanics", "base-rate", "win-rate")
+BASE_RATE_SHIFT = -1.0
+
+
+def drift_world(dst: Path, kind: str, date: str, n_leads: int, seed: int = 0) -> Path:
+    """The world of ``n_leads`` and ``seed`` with drift ``kind`` (one of :data:`DRIFT_KINDS`) from ``date`` on."""
+    if kind not in DRIFT_KINDS:
+        raise ValueError(f"unknown drift kind {kind!r}; expected one of {DRIFT_KINDS}")
+    shift = BASE_RATE_SHIFT if kind == "base-rate" else 1.0
+    return write_world(dst, n_leads=n_leads, seed=seed, force=True,
+                       hazards=Hazards(drift=(kind,), drift_at=date, drift_shift=shift))
 
 
 def cut_world(src: Path, dst: Path, date: str) -> Path:
@@ -38,48 +53,4 @@ def cut_world(src: Path, dst: Path, date: str) -> Path:
     opps.loc[late, "stage"] = "open"
     opps.loc[late, "closed_at"] = pd.NaT
     opps.to_parquet(dst / "opportunities.parquet", index=False)
-    return dst
-
-
-def drift_world(src: Path, dst: Path, kind: str, date: str, seed: int = 0) -> Path:
-    """A copy of the world ``src`` with drift ``kind`` (one of :data:`DRIFT_KINDS`) from ``date`` on."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for t in TABLES:
-        shutil.copy(src / f"{t}.parquet", dst / f"{t}.parquet")
-    d = pd.Timestamp(date, tz="UTC")
-    rng = np.random.default_rng(seed)
-    if kind == "mix":
-        leads = pd.read_parquet(src / "leads.parquet")
-        accounts = pd.read_parquet(src / "accounts.parquet")
-        opps = pd.read_parquet(src / "opportunities.parquet")
-        won = leads["lead_id"].isin(opps.loc[opps["stage"] == "closed_won", "lead_id"])
-        by_industry = leads.merge(accounts[["account_id", "industry"]], on="account_id").assign(won=won.to_numpy())
-        worst = by_industry.groupby("industry")["won"].mean().idxmin()
-        new = leads["created_at"] >= d
-        leads.loc[new, "lead_source"] = leads["lead_source"].value_counts().idxmin()
-        accounts.loc[accounts["account_id"].isin(leads.loc[new, "account_id"]), "industry"] = worst
-        leads.to_parquet(dst / "leads.parquet", index=False)
-        accounts.to_parquet(dst / "accounts.parquet", index=False)
-    elif kind == "signal":
-        leads = pd.read_parquet(src / "leads.parquet")
-        acts = pd.read_parquet(src / "activities.parquet")
-        pick = acts["activity_type"].isin(["pricing_page_visit", "web_visit"]).to_numpy() & \
-            (acts["occurred_at"] >= d).to_numpy()
-        ids = acts["lead_id"].astype(str).to_numpy(dtype=object)
-        by_created = leads.sort_values("created_at")
-        born = by_created["created_at"].to_numpy()
-        existing = np.searchsorted(born, acts.loc[pick, "occurred_at"].to_numpy(), side="left")
-        # a random lead that existed when the event happened
-        chosen = by_created["lead_id"].to_numpy(dtype=object)[(rng.random(len(existing)) * existing).astype(int)]
-        ids[pick] = chosen
-        acts["lead_id"] = pd.Categorical(ids, categories=acts["lead_id"].cat.categories)
-        acts.to_parquet(dst / "activities.parquet", index=False)
-    elif kind == "base_rate":
-        opps = pd.read_parquet(src / "opportunities.parquet")
-        late_wins = np.flatnonzero(((opps["stage"] == "closed_won") & (opps["closed_at"] >= d)).to_numpy())
-        lost = rng.choice(late_wins, int(round(0.6 * len(late_wins))), replace=False)
-        opps.loc[opps.index[lost], "stage"] = "closed_lost"
-        opps.to_parquet(dst / "opportunities.parquet", index=False)
-    else:
-        raise ValueError(f"unknown drift kind {kind!r}; expected one of {DRIFT_KINDS}")
     return dst

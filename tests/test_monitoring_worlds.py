@@ -2,15 +2,14 @@
 
 One synthetic world (6,000 leads, seed 0), a model trained on it as exported at
 2025-06-01, and monthly scoring runs from then to 2025-12-01 of the full world and of
-three drifted copies (tests/_drift_worlds.py, edits with pandas until the generator has
-drift options). benchmarks/monitoring.py runs the same over several seeds.
+worlds of the same seed drawn with the generator's drift options from that date
+(tests/_drift_worlds.py). benchmarks/monitoring.py runs the same over several seeds.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from _drift_worlds import DRIFT_KINDS, cut_world, drift_world
+from _drift_worlds import cut_world, drift_world
 
 from propensity.data.synthetic import write_world
 from propensity.jobs.monitoring import monitor
@@ -21,16 +20,16 @@ pytestmark = pytest.mark.slow
 
 CUT = "2025-06-01"
 AS_OF = ["2025-06-01", "2025-07-01", "2025-08-01", "2025-09-01", "2025-10-01", "2025-11-01", "2025-12-01"]
+LEADS = 6000
 
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     root = tmp_path_factory.mktemp("drift")
-    full = write_world(root / "crm", n_leads=6000, seed=0)
-    # LightGBM pinned: the alerts below were calibrated on its scores. The automatic choice ships the logistic
-    # family on this small cut, and its scores moved less under the mix shift (no score PSI alert).
-    train_crm(cut_world(full, root / "crm-cut", CUT), root / "model", track=False, model_family="lightgbm")
-    worlds = {"stable": full, **{k: drift_world(full, root / f"crm-{k}", k, CUT, seed=0) for k in DRIFT_KINDS}}
+    full = write_world(root / "crm", n_leads=LEADS, seed=0)
+    train_crm(cut_world(full, root / "crm-cut", CUT), root / "model", track=False)  # the family as a user gets it
+    worlds = {"stable": full, **{k: drift_world(root / f"crm-{k}", k, CUT, LEADS, seed=0)
+                                 for k in ("mix", "mechanics", "win-rate")}}
     out = {}
     for name, world in worlds.items():
         for as_of in AS_OF:
@@ -39,32 +38,55 @@ def reports(tmp_path_factory):
     return out
 
 
+def _details(done):
+    import json
+
+    return json.loads((done.out / "details.json").read_text())
+
+
 def test_a_stable_world_raises_no_alert(reports):
     assert reports["stable"].alerts == [] and reports["stable"].exit_code == 0
 
 
-def test_a_shift_in_the_mix_of_sources_and_industries_moves_the_score(reports):
+def test_a_stable_worlds_seasonal_calibration_swing_stays_below_the_alert(reports):
+    # September's conversions run above what the August-quiet engagement predicted: one month alone, not an alert
+    cal = [r["calibration"]["in_range"] for r in _details(reports["stable"])["runs"] if r["matured"]]
+    assert len(cal) == 5 and not any(c["z"] > 2.5 and a["z"] > 2.5 for a, c in zip(cal, cal[1:], strict=False))
+
+
+def test_a_shift_in_the_mix_of_new_leads_is_found_among_the_new_leads(reports):
     done = reports["mix"]
-    assert done.exit_code == 3 and "score_psi" in {a["kind"] for a in done.alerts}
-    assert not any(a["run"] == AS_OF[0] for a in done.alerts if a["kind"] == "score_psi")  # before the shift: none
+    found = [a for a in done.alerts if a["kind"] == "new_lead_drift"]
+    assert done.exit_code == 3 and found
+    assert min(a["run"] for a in found) == "2025-08-01"  # new leads of June and July: two runs in a row
+    assert all("fit_lead_source_value" in a["message"] for a in found)
+    assert not any(a["run"] == AS_OF[0] for a in done.alerts)  # before the shift: nothing
+    first = _details(done)["runs"][0]
+    assert first["new_leads"] >= 50 and min(first["new_lead_p"].values()) > 0.001
 
 
-def test_a_lower_base_rate_is_a_calibration_alert_once_runs_mature(reports):
-    done = reports["base_rate"]
+def test_a_falling_win_rate_is_a_calibration_alert_once_runs_mature(reports):
+    done = reports["win-rate"]
     calibration = [a for a in done.alerts if a["kind"] == "calibration"]
-    assert calibration and all(a["value"] < 0 for a in calibration)  # fewer conversions than predicted
+    assert calibration and all(a["value"] < -0.25 for a in calibration)  # fewer conversions than predicted
     matured = [r["as_of"][:10] for r in done.summary["runs"] if r["matured"]]
     assert {a["run"] for a in calibration} <= set(matured)
 
 
-def test_a_signal_that_stops_meaning_intent_lowers_the_estimated_auc(reports):
-    def later(name):
-        return np.mean([r["estimated_auc"] for r in reports[name].summary["runs"][1:]])
+def test_a_signal_that_stops_meaning_intent_shows_as_drift_of_that_signal(reports):
+    # the pricing page doubles its volume and predicts nothing: its features drift from the first run after the
+    # date; with ~20 conversions a month the AUC drop stays within noise, so the monitor shows it without alerting
+    def pricing_drifted(name):
+        return [sum(d["drifted"] for d in r["drift"] if "pricing_page" in d["name"])
+                for r in _details(reports[name])["runs"]]
 
-    assert later("signal") < later("stable") - 0.03
+    mech, stable = pricing_drifted("mechanics"), pricing_drifted("stable")
+    assert mech[0] <= stable[0] + 1 and all(m >= 2 for m in mech[1:]) and sum(mech) > sum(stable) + 10, (mech, stable)
 
 
 def test_estimates_come_within_the_stated_tolerance_of_what_matured(reports):
+    import numpy as np
+
     errors = [abs(r.estimate_error) for r in reports["stable"].result.runs if r.estimate_error is not None]
     assert len(errors) == 5
     assert np.mean(errors) <= 0.10  # docs/monitoring.md: mean |estimated - realized AUC| within 0.10 on these worlds

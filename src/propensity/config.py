@@ -250,8 +250,14 @@ class MonitoringConfig(_Strict):
     shift" (0.1-0.25 is "moderate"). A matured run alerts when its realized ROC AUC is
     more than ``auc_drop`` below the model card's test AUC, or when the leads that
     converted differ from the number the probabilities expected by more than
-    ``calibration_tolerance`` (relative); either only beyond 3 standard errors, so
-    a run with few conversions does not alert on noise.
+    ``calibration_tolerance`` (relative); the AUC only beyond 3 standard errors, the
+    calibration only when ``consecutive_runs`` matured runs in a row are off the same
+    way, each beyond ``calibration_z`` standard deviations (one month off alone is
+    the seasonal swing a stable world has: a peak the training window never held).
+    The leads created in the ``new_lead_days`` before a run are tested on their own (a mix shift in
+    the inflow is diluted in the stock of open leads): each fit feature by a
+    chi-square test against the training's leads; the alert needs the same feature
+    below ``new_leads_p_value`` in ``consecutive_runs`` runs in a row.
     """
 
     numeric_distance: Annotated[float, Field(gt=0)] = 0.1
@@ -260,6 +266,11 @@ class MonitoringConfig(_Strict):
     score_psi: Annotated[float, Field(gt=0)] = 0.25
     auc_drop: Annotated[float, Field(ge=0, le=1)] = 0.05  # realized AUC below the model card's test AUC by more
     calibration_tolerance: Annotated[float, Field(gt=0)] = 0.25  # observed conversions off the expected by more
+    calibration_z: Annotated[float, Field(gt=0)] = 2.5  # ... and by more standard deviations, in every run of a row
+    new_leads_p_value: Annotated[float, Field(gt=0, lt=1)] = 0.001  # a fit feature of the new leads drifted
+    new_lead_days: Annotated[int, Field(ge=1)] = 30  # "new": created within this many days before the run
+    min_new_leads: Annotated[int, Field(ge=5)] = 50  # fewer new leads in a run: not tested
+    consecutive_runs: Annotated[int, Field(ge=1)] = 2  # the calibration and new-lead alerts need this many in a row
     min_rows: Annotated[int, Field(ge=1)] = 200  # runs with fewer leads are reported, never alerted on
 
 

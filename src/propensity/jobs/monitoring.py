@@ -71,7 +71,8 @@ def monitor(model: str | Path, data: str | Path, history: str | Path, out: str |
         (tmp / "summary.json").write_text(json.dumps(facts, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         (tmp / "details.json").write_text(json.dumps(details(result), indent=2, allow_nan=False) + "\n",
                                           encoding="utf-8")
-        (tmp / "report.html").write_text(report_html(result, title), encoding="utf-8")
+        (tmp / "report.html").write_text(report_html(result, title, project.training.monitoring.new_leads_p_value),
+                                         encoding="utf-8")
         write_marker(tmp, MONITOR_KIND)
     run = None
     if track:

@@ -99,8 +99,20 @@ def _pct(v) -> str:
     return "–" if v is None else f"{v:.1%}"
 
 
-def report_html(result: Monitoring, title: str) -> str:
-    """The whole page for ``result``."""
+def _new_leads(r: RunFigures, alpha: float) -> str:
+    if not r.new_lead_p:
+        return f"{r.new_leads:,} (too few to test)" if r.new_leads else "-"
+    off = [n for n, p in r.new_lead_p.items() if p < alpha]
+    return f"{r.new_leads:,} ({len(off)} of {len(r.new_lead_p)}{': ' + html.escape(', '.join(off[:3])) if off else ''})"
+
+
+def _won(r: RunFigures) -> str:
+    c = r.calibration.get("in_range")
+    return f"{c['observed']:,} / {c['expected']:,.1f}" if c else "-"
+
+
+def report_html(result: Monitoring, title: str, alpha: float = 0.001) -> str:
+    """The whole page for ``result``; ``alpha``: the new-lead test's p-value threshold."""
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p class='note'>Export ends {result.export_end:%Y-%m-%d %H:%M} UTC; horizon {result.horizon_days} "
@@ -114,12 +126,14 @@ def report_html(result: Monitoring, title: str) -> str:
     else:
         parts.append("<div class='ok'>No alert: every run is within the thresholds.</div>")
     parts.append("<h2>Runs</h2><table><tr><th class='l'>as of</th><th>leads</th><th>score PSI</th>"
-                 "<th>features drifted</th><th>matured</th><th>ROC AUC</th><th>PR AUC</th><th>log loss</th>"
+                 "<th>features drifted</th><th>new leads (fit features off)</th><th>matured</th>"
+                 "<th>won / expected</th><th>ROC AUC</th><th>PR AUC</th><th>log loss</th>"
                  "<th>ECE</th><th>estimated AUC</th><th>estimate error</th></tr>")
     for r in result.runs:
         m = r.metrics or {}
         parts.append(f"<tr><td class='l'>{r.label}</td><td>{r.rows:,}</td><td>{_fmt(r.score_psi)}</td>"
-                     f"<td>{len(r.drifted_features)} of {len(r.drift)}</td><td>{'yes' if r.matured else 'no'}</td>"
+                     f"<td>{len(r.drifted_features)} of {len(r.drift)}</td><td>{_new_leads(r, alpha)}</td>"
+                     f"<td>{'yes' if r.matured else 'no'}</td><td>{_won(r)}</td>"
                      f"<td>{_fmt(m.get('auc'))}</td><td>{_fmt(m.get('pr_auc'))}</td><td>{_fmt(m.get('log_loss'))}</td>"
                      f"<td>{_fmt(m.get('ece'))}</td><td>{_fmt(r.estimated_auc)} (estimate)</td>"
                      f"<td>{_fmt(r.estimate_error)}</td></tr>")

@@ -30,7 +30,7 @@ import pandas as pd
 from propensity.config import MonitoringConfig
 from propensity.core.names import LEAD_AGE
 from propensity.data.export import CrmExport
-from propensity.monitoring.drift import FeatureDrift, feature_drift, score_psi
+from propensity.monitoring.drift import FeatureDrift, feature_drift, goodness_of_fit, score_psi
 from propensity.monitoring.history import FEATURE, HistoryError
 from propensity.monitoring.performance import (
     calibration_in_the_large,
@@ -42,7 +42,7 @@ from propensity.monitoring.performance import (
     run_outcomes,
 )
 
-SIGNIFICANT = 3.0  # an AUC drop or a calibration gap alerts only beyond this many standard errors (noise)
+SIGNIFICANT = 3.0  # an AUC drop alerts only beyond this many standard errors (noise)
 
 __all__ = ["Alert", "Monitoring", "RunFigures", "details", "monitor_runs", "summary"]
 
@@ -50,7 +50,7 @@ __all__ = ["Alert", "Monitoring", "RunFigures", "details", "monitor_runs", "summ
 @dataclass(frozen=True)
 class Alert:
     run: str  # the run's as-of date, "" for an alert about all runs
-    kind: str  # feature_drift, score_psi, auc_drop, calibration
+    kind: str  # feature_drift, score_psi, auc_drop, calibration, new_lead_drift
     value: float
     threshold: float
     message: str
@@ -73,6 +73,8 @@ class RunFigures:
     metrics: dict[str, float] | None = None
     deciles: list[dict] = field(default_factory=list)
     calibration: dict[str, dict] = field(default_factory=dict)  # "in_range" / "older": calibration_in_the_large
+    new_leads: int = 0  # leads created within new_lead_days before the run (within the training's age range)
+    new_lead_p: dict[str, float] = field(default_factory=dict)  # fit feature -> chi-square p-value (when tested)
 
     @property
     def label(self) -> str:
@@ -141,6 +143,7 @@ def monitor_runs(history: pd.DataFrame, digest: str, bundle, reference: dict, ex
                          estimated_auc=expected_auc(pool["probability"].to_numpy(dtype="float64")),
                          funnel=funnel(rows["tier"].to_numpy(), None, None),
                          deciles=decile_table(p))
+        fig.new_leads, fig.new_lead_p = _new_lead_tests(pool, bundle, reference, cfg)
         if matured:
             seen = rows[in_export]
             opp, won = run_outcomes(export, seen["lead_id"], as_of, horizon)
@@ -183,11 +186,30 @@ def _training_population(rows: pd.DataFrame, bundle) -> pd.DataFrame:
     return rows[_in_training_range(rows, bundle)]
 
 
+def _new_lead_tests(pool: pd.DataFrame, bundle, reference: dict, cfg: MonitoringConfig) -> tuple[int, dict]:
+    """How many of the run's leads are new (created within ``new_lead_days``) and, when enough, each fit feature's
+    chi-square p-value against the reference. Fit features only: engagement depends on a lead's age, and new
+    leads are young by definition, so their engagement differs from the training's without any drift."""
+    column = FEATURE + LEAD_AGE
+    if column not in pool:
+        return 0, {}
+    new = pool[pd.to_numeric(pool[column], errors="coerce").lt(cfg.new_lead_days).to_numpy()]
+    if len(new) < cfg.min_new_leads:
+        return len(new), {}
+    return len(new), {f.name: goodness_of_fit(reference["features"][f.name], new[FEATURE + f.name])
+                      for f in bundle.spec
+                      if f.family == "fit" and f.name in reference["features"] and FEATURE + f.name in new}
+
+
 def _alerts(runs: list[RunFigures], cfg: MonitoringConfig, card_auc: float | None) -> list[Alert]:
     alerts = []
-    for r in runs:
+    k = cfg.consecutive_runs
+    for i, r in enumerate(runs):
         if r.rows < cfg.min_rows:
             continue
+        streak = runs[i - k + 1:i + 1] if i + 1 >= k else []
+        if any(s.rows < cfg.min_rows for s in streak):
+            streak = []
         if r.drift and r.drift_share >= cfg.drift_share:
             alerts.append(Alert(r.label, "feature_drift", r.drift_share, cfg.drift_share,
                                 f"run {r.label}: {len(r.drifted_features)} of {len(r.drift)} features drifted "
@@ -196,6 +218,7 @@ def _alerts(runs: list[RunFigures], cfg: MonitoringConfig, card_auc: float | Non
             alerts.append(Alert(r.label, "score_psi", r.score_psi, cfg.score_psi,
                                 f"run {r.label}: the score distribution shifted (PSI {r.score_psi:.3f} >= "
                                 f"{cfg.score_psi})"))
+        alerts += _new_lead_alert(r, streak, cfg)
         if r.metrics is None:
             continue
         auc, se = r.metrics["auc"], r.metrics["auc_se"]
@@ -204,13 +227,39 @@ def _alerts(runs: list[RunFigures], cfg: MonitoringConfig, card_auc: float | Non
             alerts.append(Alert(r.label, "auc_drop", auc, floor,
                                 f"run {r.label}: realized ROC AUC {auc:.3f} is more than {cfg.auc_drop} below the "
                                 f"model card's test AUC {card_auc:.3f} (standard error {se:.3f})"))
-        cal = r.calibration.get("in_range")
-        if cal and abs(cal["off"]) > cfg.calibration_tolerance and abs(cal["z"]) > SIGNIFICANT:
-            alerts.append(Alert(r.label, "calibration", cal["off"], cfg.calibration_tolerance,
-                                f"run {r.label}: calibration is off: {cal['observed']:,} of the leads within the "
-                                f"training's age range converted, the probabilities expected {cal['expected']:,.1f} "
-                                f"({cal['off']:+.0%}, beyond ±{cfg.calibration_tolerance:.0%}; z = {cal['z']:+.1f})"))
+        alerts += _calibration_alert(r, streak, cfg)
     return alerts
+
+
+def _new_lead_alert(run: RunFigures, streak: list[RunFigures], cfg: MonitoringConfig) -> list[Alert]:
+    """The fit features of the new leads that differ from the training's in every run of the streak."""
+    if not streak or not run.new_lead_p:
+        return []
+    names = [n for n, p in run.new_lead_p.items() if all(s.new_lead_p.get(n, 1.0) < cfg.new_leads_p_value
+                                                        for s in streak)]
+    if not names:
+        return []
+    shown = ", ".join(f"{n} (p {run.new_lead_p[n]:.1g})" for n in names[:5])
+    return [Alert(run.label, "new_lead_drift", min(run.new_lead_p[n] for n in names), cfg.new_leads_p_value,
+                  f"run {run.label}: the {run.new_leads:,} leads created in the {cfg.new_lead_days} days before "
+                  f"differ from the training's leads in {shown}, {len(streak)} runs in a row "
+                  f"(chi-square p < {cfg.new_leads_p_value:g})")]
+
+
+def _calibration_alert(run: RunFigures, streak: list[RunFigures], cfg: MonitoringConfig) -> list[Alert]:
+    """Conversions off the expected beyond the tolerance and ``calibration_z``, the same way, in every run of the
+    streak (all matured): one month off alone is the seasonal swing of a stable world."""
+    cals = [s.calibration.get("in_range") for s in streak]
+    if not cals or not all(cals):
+        return []
+    off = [c for c in cals if abs(c["off"]) > cfg.calibration_tolerance and abs(c["z"]) > cfg.calibration_z]
+    if len(off) < len(cals) or len({c["off"] > 0 for c in off}) > 1:
+        return []
+    c = cals[-1]
+    return [Alert(run.label, "calibration", c["off"], cfg.calibration_tolerance,
+                  f"run {run.label}: calibration is off: {c['observed']:,} of the leads within the training's age "
+                  f"range converted, the probabilities expected {c['expected']:,.1f} ({c['off']:+.0%}, beyond "
+                  f"±{cfg.calibration_tolerance:.0%}; z = {c['z']:+.1f}), {len(cals)} matured runs in a row")]
 
 
 def summary(result: Monitoring) -> dict:
@@ -242,6 +291,7 @@ def details(result: Monitoring) -> dict:
                             for d in r.drift],
                   "metrics": {k: _num(v) if isinstance(v, float) else v for k, v in (r.metrics or {}).items()},
                   "estimated_auc": _num(r.estimated_auc), "estimate_error": _num(r.estimate_error),
-                  "calibration": r.calibration, "deciles": r.deciles, "funnel": r.funnel} for r in result.runs],
+                  "calibration": r.calibration, "new_leads": r.new_leads, "new_lead_p": r.new_lead_p,
+                  "deciles": r.deciles, "funnel": r.funnel} for r in result.runs],
         "alerts": [a.to_dict() for a in result.alerts],
     }
