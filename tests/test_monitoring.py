@@ -441,3 +441,20 @@ def test_monitoring_a_registered_model_logs_into_the_experiment_of_its_training_
     folder = jobs.monitor(tmp_path / "model", formula_crm, tmp_path / "history", tmp_path / "rep2", config=config,
                           tracking_uri=uri)  # a folder carries no run: the config's experiment
     assert folder.run["experiment"] == "somewhere-else"
+
+
+def test_evaluation_runs_get_a_readable_name_a_description_and_the_export_as_input(model, formula_crm, tmp_path):
+    import mlflow
+
+    from propensity import jobs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = jobs.evaluate(model, formula_crm, tmp_path / "eval", window="all", tracking_uri=uri)
+    run = mlflow.MlflowClient(uri).get_run(done.run["run_id"])
+    params = done.evaluation["params"]
+    assert run.info.run_name == f"evaluate crm {params['last_cutoff']}"
+    m = done.evaluation["metrics"]["model"]
+    assert run.data.tags["mlflow.note.content"].startswith(f"ROC AUC {m['roc_auc']:.3f} (PR AUC {m['pr_auc']:.3f}")
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == formula_crm.name and len(dataset.dataset.digest) == 16
+    assert {t.key: t.value for t in dataset.tags}["rows"] == str(done.evaluation["rows"])
