@@ -19,8 +19,9 @@ from propensity.config import MonitoringConfig
 from propensity.core.errors import BundleError
 from propensity.jobs.scoring import score_crm
 from propensity.jobs.training import training_reference
-from propensity.monitoring.drift import feature_drift, psi
+from propensity.monitoring.drift import feature_drift, goodness_of_fit, psi
 from propensity.monitoring.history import HistoryError, read_history, run_files
+from propensity.monitoring.monitor import RunFigures, run_alerts
 from propensity.monitoring.performance import expected_auc
 from propensity.monitoring.reference import REFERENCE_FILE, read_reference, reference_bytes, value_profile
 from propensity.scoring.bundle import load_bundle, save_bundle
@@ -111,6 +112,56 @@ def test_drift_distances_follow_evidently_definitions():
                             MonitoringConfig())
     assert not stable.drifted and shifted.drifted and shifted.method == "jensen_shannon"
     assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0
+
+
+def test_goodness_of_fit_counts_the_sample_size_and_pools_rare_cells():
+    rng = np.random.default_rng(1)
+    levels = [f"c{i}" for i in range(20)]
+    cats = value_profile(pd.Series(rng.choice(levels, 20_000)), "categorical")
+    # 300 rows drawn from the reference itself: the distance sits near its 0.1 threshold, the test stays calm
+    p_same = [goodness_of_fit(cats, pd.Series(rng.choice(levels, 300))) for _ in range(200)]
+    noisy = [feature_drift("c", cats, pd.Series(rng.choice(levels, 300)), MonitoringConfig()).distance
+             for _ in range(50)]
+    assert np.mean(noisy) > 0.07 and np.mean(np.array(p_same) < 0.001) < 0.02
+    tilted = rng.choice(levels, 300, p=np.r_[np.full(5, 0.1), np.full(15, 0.5 / 15)])
+    assert goodness_of_fit(cats, pd.Series(tilted)) < 1e-6
+    # a value the reference never saw, twice among 300: pooled with the rare cells, not a drift by itself
+    assert goodness_of_fit(cats, pd.Series(np.r_[rng.choice(levels, 298), ["new", "new"]])) > 0.001
+    numbers = value_profile(pd.Series(rng.normal(0, 1, 20_000)), "numeric")
+    assert goodness_of_fit(numbers, pd.Series(rng.normal(0, 1, 300))) > 0.001
+    assert goodness_of_fit(numbers, pd.Series(rng.normal(0.5, 1, 300))) < 1e-6
+    assert goodness_of_fit(numbers, pd.Series([], dtype="float64")) == 1.0
+
+
+def _run(day: int, z: float = 0.0, off: float = 0.0, p: float = 0.5) -> RunFigures:
+    cal = {"in_range": {"leads": 3000, "observed": 20, "expected": 20.0, "off": off, "z": z}}
+    return RunFigures(as_of=pd.Timestamp(f"2025-{day:02d}-01", tz="UTC"), rows=3000, leads_in_export=3000,
+                      score_psi=0.0, drift=[], matured=True, estimated_auc=0.9, funnel={},
+                      metrics={"auc": 0.9, "auc_se": 0.03}, calibration=cal, new_leads=300,
+                      new_lead_p={"fit_industry": p, "fit_region": 0.5})
+
+
+def test_calibration_and_new_lead_alerts_need_two_runs_in_a_row():
+    cfg = MonitoringConfig()
+
+    def kinds(runs):
+        return [(a.kind, a.run) for a in run_alerts(runs, cfg, 0.9)]
+
+    # one month far off (a seasonal peak) alone: no alert; two in a row the same way: an alert on the second
+    assert kinds([_run(6), _run(7), _run(8, z=3.7, off=0.73), _run(9, z=-1.6, off=-0.29)]) == []
+    assert kinds([_run(6, z=-2.8, off=-0.54), _run(7, z=-3.7, off=-0.66), _run(8)]) == [("calibration", "2025-07-01")]
+    assert kinds([_run(6, z=3.0, off=0.5), _run(7, z=-3.0, off=-0.5)]) == []  # opposite ways: noise
+    assert kinds([_run(6, z=-2.0, off=-0.5), _run(7, z=-3.0, off=-0.5)]) == []  # one of them within 2.5 sd
+    assert kinds([_run(6, p=1e-5), _run(7), _run(8, p=1e-5)]) == []
+    assert kinds([_run(6), _run(7, p=1e-5), _run(8, p=1e-9)]) == [("new_lead_drift", "2025-08-01")]
+    card = {"observed_outside": True, "observed_rate": 0.0062, "predicted_rate": 0.0046}
+    (told,) = run_alerts([_run(6, z=2.9, off=0.69), _run(7, z=3.8, off=0.96)], cfg, 0.9, card)
+    assert "already off the same way (observed 0.62%, predicted 0.46%)" in told.message
+    (other,) = run_alerts([_run(6, z=-2.9, off=-0.69), _run(7, z=-3.8, off=-0.96)], cfg, 0.9, card)
+    assert "already" not in other.message
+    single = MonitoringConfig(consecutive_runs=1)
+    assert [a.kind for a in run_alerts([_run(6), _run(7, p=1e-5, z=3.0, off=0.5)], single, 0.9)] == [
+        "new_lead_drift", "calibration"]
 
 
 def test_cbpe_expected_auc_matches_the_auc_of_labels_drawn_from_the_probabilities():

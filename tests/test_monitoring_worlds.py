@@ -1,6 +1,6 @@
 """The monitor on worlds with known drift: quiet on a stable world, an alert on each drift it can see.
 
-One synthetic world (6,000 leads, seed 0), a model trained on it as exported at
+One synthetic world (8,000 leads, seed 0), a model trained on it as exported at
 2025-06-01, and monthly scoring runs from then to 2025-12-01 of the full world and of
 worlds of the same seed drawn with the generator's drift options from that date
 (tests/_drift_worlds.py). benchmarks/monitoring.py runs the same over several seeds.
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 CUT = "2025-06-01"
 AS_OF = ["2025-06-01", "2025-07-01", "2025-08-01", "2025-09-01", "2025-10-01", "2025-11-01", "2025-12-01"]
-LEADS = 6000
+LEADS = 8000
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +48,12 @@ def test_a_stable_world_raises_no_alert(reports):
     assert reports["stable"].alerts == [] and reports["stable"].exit_code == 0
 
 
-def test_a_stable_worlds_seasonal_calibration_swing_stays_below_the_alert(reports):
-    # September's conversions run above what the August-quiet engagement predicted: one month alone, not an alert
-    cal = [r["calibration"]["in_range"] for r in _details(reports["stable"])["runs"] if r["matured"]]
-    assert len(cal) == 5 and not any(c["z"] > 2.5 and a["z"] > 2.5 for a, c in zip(cal, cal[1:], strict=False))
+def test_a_stable_worlds_seasonal_calibration_swing_alone_is_no_alert(reports):
+    # September's conversions run above what the August-quiet engagement predicted: beyond 3 standard deviations,
+    # but one month alone (a single-run rule alerted here)
+    cal = {r["as_of"][:10]: r["calibration"]["in_range"] for r in _details(reports["stable"])["runs"] if r["matured"]}
+    assert len(cal) == 5 and cal["2025-09-01"]["z"] > 3 and cal["2025-09-01"]["off"] > 0.25
+    assert not any(a["kind"] == "calibration" for a in reports["stable"].alerts)
 
 
 def test_a_shift_in_the_mix_of_new_leads_is_found_among_the_new_leads(reports):

@@ -44,7 +44,7 @@ from propensity.monitoring.performance import (
 
 SIGNIFICANT = 3.0  # an AUC drop alerts only beyond this many standard errors (noise)
 
-__all__ = ["Alert", "Monitoring", "RunFigures", "details", "monitor_runs", "summary"]
+__all__ = ["Alert", "Monitoring", "RunFigures", "details", "monitor_runs", "run_alerts", "summary"]
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def monitor_runs(history: pd.DataFrame, digest: str, bundle, reference: dict, ex
         first_due = first + pd.Timedelta(days=horizon)
         result.notes.append(f"no run has matured yet: the export ends {end:%Y-%m-%d} and the first run's "
                             f"{horizon}-day horizon ends {first_due:%Y-%m-%d}; performance is estimated only")
-    result.alerts = _alerts(runs, cfg, result.card_auc)
+    result.alerts = run_alerts(runs, cfg, result.card_auc, bundle.metadata.get("calibration_checks"))
     return result
 
 
@@ -201,7 +201,9 @@ def _new_lead_tests(pool: pd.DataFrame, bundle, reference: dict, cfg: Monitoring
                       if f.family == "fit" and f.name in reference["features"] and FEATURE + f.name in new}
 
 
-def _alerts(runs: list[RunFigures], cfg: MonitoringConfig, card_auc: float | None) -> list[Alert]:
+def run_alerts(runs: list[RunFigures], cfg: MonitoringConfig, card_auc: float | None,
+               card_calibration: dict | None = None) -> list[Alert]:
+    """The alerts of every run; ``card_calibration``: the model card's test-window calibration checks."""
     alerts = []
     k = cfg.consecutive_runs
     for i, r in enumerate(runs):
@@ -227,7 +229,7 @@ def _alerts(runs: list[RunFigures], cfg: MonitoringConfig, card_auc: float | Non
             alerts.append(Alert(r.label, "auc_drop", auc, floor,
                                 f"run {r.label}: realized ROC AUC {auc:.3f} is more than {cfg.auc_drop} below the "
                                 f"model card's test AUC {card_auc:.3f} (standard error {se:.3f})"))
-        alerts += _calibration_alert(r, streak, cfg)
+        alerts += _calibration_alert(r, streak, cfg, card_calibration)
     return alerts
 
 
@@ -246,7 +248,8 @@ def _new_lead_alert(run: RunFigures, streak: list[RunFigures], cfg: MonitoringCo
                   f"(chi-square p < {cfg.new_leads_p_value:g})")]
 
 
-def _calibration_alert(run: RunFigures, streak: list[RunFigures], cfg: MonitoringConfig) -> list[Alert]:
+def _calibration_alert(run: RunFigures, streak: list[RunFigures], cfg: MonitoringConfig,
+                       card: dict | None) -> list[Alert]:
     """Conversions off the expected beyond the tolerance and ``calibration_z``, the same way, in every run of the
     streak (all matured): one month off alone is the seasonal swing of a stable world."""
     cals = [s.calibration.get("in_range") for s in streak]
@@ -259,7 +262,19 @@ def _calibration_alert(run: RunFigures, streak: list[RunFigures], cfg: Monitorin
     return [Alert(run.label, "calibration", c["off"], cfg.calibration_tolerance,
                   f"run {run.label}: calibration is off: {c['observed']:,} of the leads within the training's age "
                   f"range converted, the probabilities expected {c['expected']:,.1f} ({c['off']:+.0%}, beyond "
-                  f"±{cfg.calibration_tolerance:.0%}; z = {c['z']:+.1f}), {len(cals)} matured runs in a row")]
+                  f"±{cfg.calibration_tolerance:.0%}; z = {c['z']:+.1f}), {len(cals)} matured runs in a row"
+                  + _already_off(card, c["off"] > 0))]
+
+
+def _already_off(card: dict | None, under: bool) -> str:
+    """When the model card's test window was already off the same way, the fix is the model, not the world."""
+    if not card or not card.get("observed_outside"):
+        return ""
+    observed, predicted = card.get("observed_rate"), card.get("predicted_rate")
+    if observed is None or predicted is None or (observed > predicted) != under:
+        return ""
+    return (f"; the model card's test window was already off the same way (observed {observed:.2%}, predicted "
+            f"{predicted:.2%}): recalibrate or retrain rather than look for drift")
 
 
 def summary(result: Monitoring) -> dict:
