@@ -1,13 +1,13 @@
 """How well `propensity monitor` separates stable from drifted worlds, and how close CBPE estimates come.
 
 For each seed: a synthetic world, the model trained on it as exported at D = 2025-06-01,
-then the full world (stable) and three worlds of the same seed drawn with the
-generator's drift options from D on (tests/_drift_worlds.py: a mix shift, an engagement
-signal that stops meaning intent, a lower base rate) each scored monthly from D to
-2025-12-01 into a score history and monitored against its own full export. Prints, per
-world kind, the share of seeds with an alert (for the stable world: the false-alarm
-rate) and which alert kinds fired, and the error of the CBPE estimate against the
-realized AUC of the matured runs.
+then the full world (stable) and four worlds of the same seed drawn with the generator's
+drift options from D on (tests/_drift_worlds.py: a mix shift, an engagement signal that
+stops meaning intent, a lower base rate of new leads, a lower win rate for every lead)
+each scored monthly from D to 2025-12-01 into a score history and monitored against its
+own full export. Prints, per world kind, the share of seeds with an alert (for the
+stable world: the false-alarm rate) and which alert kinds fired, and the error of the
+CBPE estimate against the realized AUC of the matured runs.
 
     PYTHONPATH=src python benchmarks/monitoring.py --seeds 0 1 2 3 4 --leads 6000 --out /tmp/monbench
 """
