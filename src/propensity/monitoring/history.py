@@ -220,12 +220,15 @@ def read_history(folder: str | Path, columns: list[str] | None = None) -> pd.Dat
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # in file-name order (a service's files of one day sort as written), rows in file order within each
         frame = con.execute(f"SELECT {select} FROM read_parquet('{glob}', hive_partitioning = 1, "
-                            "union_by_name = true)").df()
+                            "union_by_name = true, filename = true, file_row_number = true) "
+                            "ORDER BY filename, file_row_number").df()
     except duckdb.Error as exc:
         raise HistoryError(f"{folder}: the score history cannot be read ({str(exc).splitlines()[0]})") from None
     finally:
         con.close()
+    frame = frame.drop(columns=["filename", "file_row_number"], errors="ignore")
     if "as_of" in frame.columns:
         frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
     return frame

@@ -1,8 +1,8 @@
 """``report.html``: one self-contained page (charts inline as base64 PNG, no script, no network).
 
 Alerts first, then per run the drift and performance figures, the funnel per tier of
-the matured runs (the table sales and marketing share) and the features that drifted
-in the latest run.
+every run (opportunities and wins once it matured: the table sales and marketing
+share) and the features that drifted in the latest run.
 """
 
 from __future__ import annotations

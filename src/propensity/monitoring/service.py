@@ -14,8 +14,9 @@ write, the thread that filled it takes the buffer and writes it, under a second 
 :meth:`~HistoryRecorder.close` (or leaving the ``with`` block) writes what is left.
 
 A service's rows of one UTC day form one run of the history, as of that day's
-midnight: each write is one file of that run (``run-<day>-<digest>-<tag>.parquet``),
-and a lead scored several times that day counts once in the monitor (its last score).
+midnight: each write is one file of that run (``run-<day>-<digest>-<write time>-<random>.parquet``),
+and a lead scored several times that day counts once in the monitor (its last score: the
+history is read in file-name order, which is the order of the writes).
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class HistoryRecorder:
             pd.Series(pd.Timestamp.now(tz="UTC").floor("D"), index=rows.index)
         with self._write_lock:
             for when, part in rows.groupby(day, sort=True):
-                run = HistoryRun(pd.Timestamp(when), self.name, self.version, self.digest, tag=secrets.token_hex(6))
+                # the tag starts with the write time: file names sort as written, so "the last score" is the last
+                run = HistoryRun(pd.Timestamp(when), self.name, self.version, self.digest,
+                                 tag=f"{time.time_ns():020d}-{secrets.token_hex(3)}")
                 self.written.append(write_run(self.folder, part, run, self.scorer.bundle.spec,
                                               self.scorer.groups.sources))

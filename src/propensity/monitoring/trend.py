@@ -45,8 +45,8 @@ def trend_column(scores: pd.DataFrame, earlier: pd.DataFrame) -> np.ndarray:
     out = np.full(len(scores), NOT_ENOUGH, dtype=object)
     if earlier.empty or scores.empty:
         return out
-    runs = sorted(earlier["as_of"].unique())[-(TREND_RUNS - 1):]
-    past = earlier[earlier["as_of"].isin(runs)].sort_values("as_of")
+    # the lead's own last runs, as `explain` reads them: a lead missing from the latest runs keeps its history
+    past = earlier.sort_values("as_of", kind="stable").groupby("lead_id", sort=False).tail(TREND_RUNS - 1)
     base = past.groupby("lead_id", sort=False)["score"].first()
     then = pd.Series(scores["lead_id"].astype(str).to_numpy()).map(base).to_numpy(dtype="float64")
     delta = scores["score"].to_numpy(dtype="float64") - then
