@@ -140,6 +140,33 @@ def test_unseen_category_and_missing_values_still_score(trained, table):
 # ------------------------------------------------------------------ command line
 
 
+@pytest.mark.slow
+def test_table_training_and_evaluation_runs_get_readable_names_descriptions_and_the_table_as_input(tmp_path):
+    import mlflow
+
+    from propensity import jobs
+
+    data = tmp_path / "leads.csv"
+    lead_table(1500, seed=3).to_csv(data, index=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = jobs.train(data, tmp_path / "m", target="converted", id_column="lead_id", budget=2, tracking_uri=uri)
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(done.run["run_id"])
+    assert run.info.run_name == "train table leads.csv"
+    assert run.data.tags["mlflow.note.content"].startswith("ROC AUC ") and "test rows" in run.data.tags[
+        "mlflow.note.content"]
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "leads.csv" and len(dataset.dataset.digest) == 16
+    assert {t.key: t.value for t in dataset.tags}["test_rows"] == str(len(done.result.y_test))
+    ev = jobs.evaluate(tmp_path / "m", data, tmp_path / "eval", tracking_uri=uri)
+    erun = client.get_run(ev.run["run_id"])
+    assert erun.info.run_name == "evaluate table leads.csv"
+    assert erun.data.tags["mlflow.note.content"].startswith("ROC AUC ")
+    (edata,) = erun.inputs.dataset_inputs
+    assert edata.dataset.digest == dataset.dataset.digest  # the same table: the same digest
+    assert {t.key: t.value for t in edata.tags}["rows"] == "1500"
+
+
 def test_cli_train_and_score_a_csv(tmp_path, capsys):
     data = tmp_path / "leads.csv"
     lead_table(1500, seed=3).to_csv(data, index=False)

@@ -92,6 +92,11 @@ def _evaluate_table(model: str | Path, data: Path, out: Path, force: bool, uri: 
         on_written(done)
     if uri is None:
         return done
+    m = result["models"]["model"]["metrics"]
     run = log_report_run(path.parent, {n: m["metrics"] for n, m in result["models"].items()},
-                         {"model": str(model), "data": str(data)}, {"kind": "evaluation"}, uri, run_name="evaluate")
+                         {"model": str(model), "data": str(data)}, {"kind": "evaluation", "model_kind": "table"}, uri,
+                         run_name=f"evaluate table {Path(data).name}",
+                         description=f"ROC AUC {m['roc_auc']:.3f} (PR AUC {m['pr_auc']:.3f}, ECE {m['ece']:.4f}) "
+                         f"on {result['rows']:,} rows of {Path(data).name}", data=data,
+                         data_rows={"rows": result["rows"], "positives": result["positives"]})
     return replace(done, run=run)

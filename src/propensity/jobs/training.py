@@ -150,10 +150,16 @@ def train_table(data: str | Path, out: str | Path, target: str | None, config: s
         name = f"{tracking.registered_model}-table"
         result, comp = training.result, training.result.comparison
         example = _read_flat_table(Path(data)).head(5).drop(columns=[target])
+        m = comp["models"]["model"]["metrics"]
+        headline = (f"ROC AUC {m['roc_auc']:.3f} (PR AUC {m['pr_auc']:.3f}, ECE {m['ece']:.4f}) on "
+                    f"{len(result.y_test):,} test rows; {result.family.get('chosen', 'lightgbm')}; "
+                    f"{result.verdict.get('verdict', '')}").rstrip("; ")
         run = log_report_run(training.report.parent, {n: m["metrics"] for n, m in comp["models"].items()},
                              result.params, {"kind": "table", "data": data, "target": target},
-                             uri, experiment=tracking.experiment, run_name="train-table", bundle_path=Path(out),
-                             registered_model=name, input_example=example)
+                             uri, experiment=tracking.experiment, run_name=f"train table {Path(data).name}",
+                             bundle_path=Path(out), registered_model=name, input_example=example,
+                             description=headline, data=data,
+                             data_rows={"test_rows": len(result.y_test), "target": target})
     return replace(training, run=run, registered_model=name)
 
 
