@@ -108,7 +108,7 @@ def test_features_engine_spark_writes_the_in_process_table(spark, model, tmp_pat
                  *extra]) == 0
     printed = capsys.readouterr()
     assert "columns ->" in printed.out
-    assert "heaviest leads (one task each on Spark): " in printed.out + printed.err
+    assert "heaviest leads: " in printed.out + printed.err
     want = pd.read_parquet(tmp_path / "local.parquet")
     got = pd.read_parquet(tmp_path / "spark.parquet").sort_values(["cutoff", "lead_id"] if as_of is None
                                                                     else ["lead_id"]).reset_index(drop=True)

@@ -112,7 +112,7 @@ def features_spark(data: str | Path, out: str | Path, as_of: str | None = None, 
     from propensity.spark.features import spark_features
     from propensity.spark.output import check_spark_output, write_spark_parquet
     from propensity.spark.session import spark_session
-    from propensity.spark.tables import heaviest_leads, read_spark_export
+    from propensity.spark.tables import heaviest_line, read_spark_export
 
     progress = progress or Progress()
     local = "://" not in str(out)
@@ -124,10 +124,10 @@ def features_spark(data: str | Path, out: str | Path, as_of: str | None = None, 
         spark = spark_session(master)
         progress.step(f"reading {data} on Spark")
         tables = read_spark_export(spark, data)
-        heavy, mean = heaviest_leads(tables["activities"])
-        if heavy:
-            progress.step("heaviest leads (one task each on Spark): " + ", ".join(
-                f"{lead} {n:,} activities" for lead, n in heavy) + f" (mean per lead with any: {mean:,.1f})")
+        scfg = project.training.spark
+        line = heaviest_line(tables["activities"], scfg.heavy_lead_events, scfg.salts)
+        if line:
+            progress.step(line)
         frame, what = spark_features(spark, tables, project, as_of=as_of)
         progress.step(f"building features for {what} on Spark")
         write_spark_parquet(frame, out)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 
+from propensity.core.errors import ConfigError
+
 __all__ = ["spark_session"]
+
+
+def _java_found() -> bool:
+    home = os.environ.get("JAVA_HOME")
+    return shutil.which("java") is not None or bool(home and os.path.exists(os.path.join(home, "bin", "java")))
 
 
 def spark_session(master: str | None = None):
@@ -19,7 +27,11 @@ def spark_session(master: str | None = None):
     the package. On a local master the Python workers run this interpreter, so
     they import the same ``propensity``.
     """
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError("--engine spark needs pyspark, which is not installed: pip install 'propensity[spark]' "
+                          "(and Java 17+)") from None
 
     # PySpark's notice that it "does not yet fully support pandas >= 3.0.0": the parity tests are the check here.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
@@ -32,6 +44,9 @@ def spark_session(master: str | None = None):
     if master is None and os.environ.get("SPARK_REMOTE"):
         return builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
     master = master or "local[*]"
+    if SparkSession.getActiveSession() is None and not _java_found():
+        raise ConfigError("--engine spark needs a Java runtime (17+) to start Spark: none on PATH and JAVA_HOME is "
+                          "not set; install one, or use Spark Connect (SPARK_REMOTE=sc://host)")
     if master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
