@@ -69,6 +69,7 @@ def train_crm(data: str | Path, out: str | Path, config: str | Path | None = Non
     from propensity.config import load_project
     from propensity.core.output import check_folder_output, claim
     from propensity.data.export import read_export
+    from propensity.jobs.feature_table import say_heaviest
     from propensity.modeling.train import train as train_model
     from propensity.scoring.bundle import is_bundle_folder
     from propensity.tracking import check_tracking, resolve_tracking_uri
@@ -85,6 +86,7 @@ def train_crm(data: str | Path, out: str | Path, config: str | Path | None = Non
         try:
             progress.step(f"reading {data}")
             export = read_export(data)
+            say_heaviest(export, progress)
             result = train_model(export, project, progress=progress.step, model_family=model_family)
             run = _save_and_log(result, project, target, uri, track, progress)
         finally:
@@ -118,10 +120,12 @@ def train_crm_spark(data: str | Path, out: str | Path, config: str | Path | None
     check_folder_output(target, owned=is_bundle_folder, inputs=(data, config) if local_data else (config,),
                         force=force)
     project = load_project(config)
+    from propensity.spark.session import require_spark, spark_session
+
+    require_spark(master)
     uri = resolve_tracking_uri(tracking_uri)
     if track:
         check_tracking(uri)  # before the expensive part
-    from propensity.spark.session import spark_session
     from propensity.spark.tables import heaviest_line, read_spark_export
     from propensity.spark.training import spark_training_table, unmatched_account_share
 

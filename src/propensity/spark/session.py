@@ -9,12 +9,29 @@ import warnings
 
 from propensity.core.errors import ConfigError
 
-__all__ = ["spark_session"]
+__all__ = ["require_spark", "spark_session"]
 
 
 def _java_found() -> bool:
     home = os.environ.get("JAVA_HOME")
     return shutil.which("java") is not None or bool(home and os.path.exists(os.path.join(home, "bin", "java")))
+
+
+def require_spark(master: str | None = None) -> None:
+    """Raise :class:`ConfigError` (one line) when no session can start: pyspark missing, or no Java for a classic one.
+
+    Spark Connect (``SPARK_REMOTE`` without ``master``) and an active session need no local Java.
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError("--engine spark needs pyspark, which is not installed: pip install 'propensity[spark]' "
+                          "(and Java 17+)") from None
+    if master is None and (os.environ.get("SPARK_REMOTE") or SparkSession.getActiveSession() is not None):
+        return
+    if not _java_found():
+        raise ConfigError("--engine spark needs a Java runtime (17+) to start Spark: none on PATH and JAVA_HOME is "
+                          "not set; install one, or use Spark Connect (SPARK_REMOTE=sc://host)")
 
 
 def spark_session(master: str | None = None):
@@ -27,11 +44,8 @@ def spark_session(master: str | None = None):
     the package. On a local master the Python workers run this interpreter, so
     they import the same ``propensity``.
     """
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise ConfigError("--engine spark needs pyspark, which is not installed: pip install 'propensity[spark]' "
-                          "(and Java 17+)") from None
+    require_spark(master)
+    from pyspark.sql import SparkSession
 
     # PySpark's notice that it "does not yet fully support pandas >= 3.0.0": the parity tests are the check here.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
@@ -44,9 +58,6 @@ def spark_session(master: str | None = None):
     if master is None and os.environ.get("SPARK_REMOTE"):
         return builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
     master = master or "local[*]"
-    if SparkSession.getActiveSession() is None and not _java_found():
-        raise ConfigError("--engine spark needs a Java runtime (17+) to start Spark: none on PATH and JAVA_HOME is "
-                          "not set; install one, or use Spark Connect (SPARK_REMOTE=sc://host)")
     if master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
