@@ -54,13 +54,14 @@ def spark_features(spark, tables: dict, project: ProjectConfig, as_of: object = 
     training rows, then the features in spec order.
     """
     labelled = as_of is None if labelled is None else labelled
-    cutoffs, what, prefix = cutoff_rows(spark, tables, project, as_of, labelled)
+    cutoffs, what, prefix, _ = cutoff_rows(spark, tables, project, as_of, labelled)
     return features_of_cutoffs(spark, tables, cutoffs, project.icp, project.engagement,
                                ["label"] if labelled else [], prefix, spark_cfg=project.training.spark), what
 
 
 def cutoff_rows(spark, tables: dict, project: ProjectConfig, as_of: object = None, labelled: bool = True):
-    """The rows of :func:`spark_features` (``lead_id, cutoff[, label]``), their description, the views' prefix."""
+    """The rows of :func:`spark_features` (``lead_id, cutoff[, label]``), their description, the views' prefix,
+    and the end of the data (:func:`export_bounds`)."""
     end, earliest = export_bounds(tables)
     if labelled:
         cfg = project.training
@@ -87,7 +88,7 @@ def cutoff_rows(spark, tables: dict, project: ProjectConfig, as_of: object = Non
     spark.sql(cutoffs_sql("spark", labelled, cfg.cutoffs.max_lead_age_days, cfg.label.horizon_days,
                           tables={k: views[k] for k in ("leads", "opportunities", "cutoff_times")})
               ).createOrReplaceTempView(views["cutoffs"])
-    return spark.table(views["cutoffs"]), what, prefix
+    return spark.table(views["cutoffs"]), what, prefix, end
 
 
 def features_of_cutoffs(spark, tables: dict, cutoffs, icp: IcpConfig, engagement: EngagementConfig,

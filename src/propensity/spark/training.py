@@ -29,7 +29,7 @@ from propensity.config import ProjectConfig
 from propensity.core.errors import DataError
 from propensity.features.spec import build_feature_spec
 from propensity.modeling.split import time_split
-from propensity.spark.features import cutoff_rows, export_bounds, features_of_cutoffs
+from propensity.spark.features import cutoff_rows, features_of_cutoffs
 
 __all__ = ["TrainingTable", "negative_rate", "spark_training_table", "unmatched_account_share"]
 
@@ -98,7 +98,7 @@ def spark_training_table(spark, tables: dict, project: ProjectConfig, say=None) 
 
     say = say or (lambda _msg: None)
     cfg, scfg = project.training, project.training.spark
-    cutoffs, what, prefix = cutoff_rows(spark, tables, project, labelled=True)
+    cutoffs, what, prefix, end = cutoff_rows(spark, tables, project, labelled=True)
     cutoffs = cutoffs.persist()
     try:
         per_date = cutoffs.groupBy("cutoff").agg(F.count("*").alias("rows"), F.sum("label").alias("positives")
@@ -132,7 +132,6 @@ def spark_training_table(spark, tables: dict, project: ProjectConfig, say=None) 
     negative = frame["label"].to_numpy() == 0
     sampled = negative & (frame["cutoff"] < test_from).to_numpy()
     weights = np.where(sampled, 1.0 / rate, 1.0)
-    end, _ = export_bounds(tables)
     sampling = {"rows_before": rows, "rows_after": len(frame), "positives": int((~negative).sum()),
                 "negatives_before": neg_before, "negatives_kept": int(sampled.sum()),
                 "negative_rate": rate, "negative_weight": 1.0 / rate, "rate_config": str(scfg.negative_rate),
