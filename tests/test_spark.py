@@ -214,7 +214,7 @@ def test_train_engine_spark_builds_the_in_process_training_table(spark, model):
                           project.engagement)
     table = spark_training_table(spark, read_spark_export(spark, crm), project)
     got = table.frame
-    assert table.sampling["negative_rate"] == 1.0 and (table.weights == 1).all()
+    assert table.sampling["negative_rate"] == 1.0 and (table.weights == 1).all()  # train_rows then fits unweighted
     assert table.sampling["rows_before"] == table.sampling["rows_after"] == len(got) == len(want) > 10_000
     assert [str(d) for d in got.dtypes[:3]] == [str(d) for d in want.dtypes[:3]]
     assert got["label"].tolist() == want["label"].tolist()
@@ -286,6 +286,9 @@ def test_spark_features_of_a_bot_with_200k_events_are_salted_and_exact(spark, tm
     total = int((export.activities["lead_id"] == "L005").sum())
     assert heaviest_line(tables["activities"], 10_000, 8).startswith(f"heaviest leads: L005 {total:,} activities")
     assert "split over 8 tasks by day" in heaviest_line(tables["activities"], 10_000, 8)
+    from propensity.spark.features import has_heavy_lead
+
+    assert has_heavy_lead(tables["activities"], 10_000) and not has_heavy_lead(tables["activities"], total)
     sdf = features_of_cutoffs(spark, tables, spark.createDataFrame(cutoffs), project.icp, project.engagement,
                               ["label"], spark_cfg=SparkConfig(heavy_lead_events=10_000, salts=8))
     got = sdf.toPandas().assign(_key=lambda d: d["lead_id"].astype(str) + d["cutoff"].astype(str))

@@ -144,6 +144,8 @@ def train_rows(frame: pd.DataFrame, project: ProjectConfig, source: str, data_en
     timings: dict[str, float] = {"features_s": features_s}
     spec = build_feature_spec(project.icp, project.engagement)
     y = frame["label"].to_numpy().astype(int)
+    if weights is not None and np.all(np.asarray(weights) == 1):
+        weights = None  # nothing was sampled: the unweighted fits, as in process
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
     split = time_split(frame["cutoff"], cfg.split, cfg.label.horizon_days, y)
     if sampling:

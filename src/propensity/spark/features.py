@@ -21,7 +21,7 @@ from propensity.core.times import as_of_utc
 from propensity.features.cutoffs import snapshot_dates_between
 from propensity.features.engines.sql import cutoffs_sql, feature_sql
 
-__all__ = ["cutoff_rows", "export_bounds", "features_of_cutoffs", "spark_features"]
+__all__ = ["cutoff_rows", "export_bounds", "features_of_cutoffs", "has_heavy_lead", "spark_features"]
 
 
 def export_bounds(tables: dict) -> tuple[pd.Timestamp, pd.Timestamp | None]:
@@ -103,10 +103,21 @@ def features_of_cutoffs(spark, tables: dict, cutoffs, icp: IcpConfig, engagement
     (see :func:`~propensity.features.engines.sql.feature_sql`); the values are the same.
     """
     spark_cfg = spark_cfg or SparkConfig()
+    salts = spark_cfg.salts if spark_cfg.salts > 1 and has_heavy_lead(tables["activities"],
+                                                                       spark_cfg.heavy_lead_events) else 1
     prefix = prefix or f"propensity_{secrets.token_hex(4)}_"
     views = {name: prefix + name for name in ("cutoffs", "activities", "leads", "accounts")}
     for name in ("activities", "leads", "accounts"):
         tables[name].createOrReplaceTempView(views[name])
     cutoffs.createOrReplaceTempView(views["cutoffs"])
     return spark.sql(feature_sql(icp, engagement, "spark", tables=views, extra_columns=list(extra_columns),
-                                 heavy_lead_events=spark_cfg.heavy_lead_events, salts=spark_cfg.salts))
+                                 heavy_lead_events=spark_cfg.heavy_lead_events, salts=salts))
+
+
+def has_heavy_lead(activities, heavy_lead_events: int) -> bool:
+    """Whether any lead has more than ``heavy_lead_events`` activities: only then is the salted plan worth its
+    second aggregation step (one scan of the activities, aggregated per lead where they lie)."""
+    from pyspark.sql import functions as F
+
+    per_lead = activities.groupBy("lead_id").agg(F.count("*").alias("n"))
+    return per_lead.where(F.col("n") > int(heavy_lead_events)).limit(1).count() > 0

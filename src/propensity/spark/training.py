@@ -126,7 +126,7 @@ def spark_training_table(spark, tables: dict, project: ProjectConfig, say=None) 
                                   spark_cfg=scfg)
         expected = rate * neg_before + test_rows + pos_before
         say(f"building the features of the kept rows on Spark and collecting them ({expected:,.0f} rows expected)")
-        frame = _as_built(sdf.toPandas(), build_feature_spec(project.icp, project.engagement))
+        frame = _as_built(_collect(spark, sdf), build_feature_spec(project.icp, project.engagement))
     finally:
         cutoffs.unpersist()
     negative = frame["label"].to_numpy() == 0
@@ -138,6 +138,18 @@ def spark_training_table(spark, tables: dict, project: ProjectConfig, say=None) 
                 "max_rows": scfg.max_rows, "test_rows": test_rows, "test_first_cutoff": str(test_from),
                 "seed": int(cfg.model.seed)}
     return TrainingTable(frame, weights, sampling, str(end))
+
+
+def _collect(spark, sdf) -> pd.DataFrame:
+    """``sdf.toPandas()`` through Arrow (column batches, not a Python object per value); the session's setting is
+    put back afterwards, since the session may be the caller's."""
+    key = "spark.sql.execution.arrow.pyspark.enabled"
+    before = spark.conf.get(key, "false")
+    spark.conf.set(key, "true")
+    try:
+        return sdf.toPandas()
+    finally:
+        spark.conf.set(key, before)
 
 
 def _utc(values: pd.Series) -> pd.Series:
