@@ -38,7 +38,10 @@ HEAVY_MIN_EVENTS = 10_000
 
 def heaviest_leads(lead_pos: np.ndarray, lead_ids, top: int = 3) -> list[tuple[str, int]]:
     """The ``top`` leads with the most activities: (lead_id, count), most first; ``lead_pos``: each activity's lead."""
-    counts = np.bincount(lead_pos[lead_pos >= 0], minlength=len(lead_ids)) if len(lead_pos) else np.zeros(0, int)
+    if not len(lead_pos):
+        return []
+    known = lead_pos if lead_pos.min() >= 0 else lead_pos[lead_pos >= 0]  # one pass, no mask, when all are known
+    counts = np.bincount(known, minlength=len(lead_ids))
     if not counts.any():
         return []
     k = min(top, len(counts))
