@@ -299,3 +299,27 @@ def test_spark_features_of_a_bot_with_200k_events_are_salted_and_exact(spark, tm
     want = want.sort_values("_key", kind="stable").drop(columns="_key").reset_index(drop=True)
     _assert_same_features(got, want, project)
     assert want.loc[want["lead_id"] == "L005", "eng_active_days_90d"].max() > 80  # the bot's rows count its events
+
+
+def test_negatives_are_sampled_by_a_seeded_hash_whatever_the_partitioning(spark):
+    """Positives and the test window all kept; negatives before it at the rate; the same rows again, re-partitioned."""
+    from propensity.spark.training import sample_negatives
+
+    n = 20_000
+    rng = np.random.default_rng(0)
+    start = pd.Timestamp("2025-01-01", tz="UTC")
+    rows = pd.DataFrame({"lead_id": [f"L{i:06d}" for i in range(n)],
+                         "cutoff": start + pd.to_timedelta(rng.integers(0, 10, n) * 28, unit="D"),
+                         "label": (rng.random(n) < 0.05).astype("int32")})
+    test_from = start + pd.Timedelta(days=8 * 28)
+    sdf = spark.createDataFrame(rows)
+    kept = sample_negatives(sdf, 0.2, test_from, seed=0).toPandas()
+    again = sample_negatives(sdf.repartition(7, "cutoff"), 0.2, test_from, seed=0).toPandas()
+    other = sample_negatives(sdf, 0.2, test_from, seed=1).toPandas()
+    assert sorted(kept["lead_id"]) == sorted(again["lead_id"]) != sorted(other["lead_id"])
+    before = rows["cutoff"] < test_from
+    negatives = int(((rows["label"] == 0) & before).sum())
+    assert set(rows.loc[(rows["label"] == 1) | ~before, "lead_id"]) <= set(kept["lead_id"])
+    got = int(((kept["label"] == 0) & (pd.to_datetime(kept["cutoff"]).dt.tz_localize("UTC") < test_from)).sum())
+    assert abs(got - 0.2 * negatives) < 4 * np.sqrt(negatives * 0.2 * 0.8), (got, negatives)
+    assert sample_negatives(sdf, 1.0, test_from, seed=0) is sdf

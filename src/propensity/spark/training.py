@@ -31,7 +31,7 @@ from propensity.features.spec import build_feature_spec
 from propensity.modeling.split import time_split
 from propensity.spark.features import cutoff_rows, features_of_cutoffs
 
-__all__ = ["TrainingTable", "negative_rate", "spark_training_table", "unmatched_account_share"]
+__all__ = ["TrainingTable", "negative_rate", "sample_negatives", "spark_training_table", "unmatched_account_share"]
 
 _HASH_BITS = 53  # the hash's low bits as a uniform number in [0, 1): exact in a double
 
@@ -87,6 +87,20 @@ def _split_of_counts(counts: pd.DataFrame, project: ProjectConfig):
     return pd.Timestamp(dates[split.test].min())
 
 
+def sample_negatives(cutoffs, rate: float, test_from: pd.Timestamp, seed: int):
+    """The rows of ``cutoffs`` (``lead_id, cutoff, label``) kept: positives, rows from ``test_from`` on, and the
+    negatives before it whose hash of ``(lead_id, cutoff, seed)`` falls below ``rate`` (the same rows whatever the
+    partitioning or the run)."""
+    from pyspark.sql import functions as F
+
+    if rate >= 1:
+        return cutoffs
+    h = F.xxhash64(F.col("lead_id"), F.col("cutoff"), F.lit(int(seed)))
+    u = h.bitwiseAND(F.lit((1 << _HASH_BITS) - 1)).cast("double") / float(1 << _HASH_BITS)
+    return cutoffs.where((F.col("label") == 1) | (F.col("cutoff") >= F.lit(test_from.to_pydatetime()))
+                         | (u < F.lit(float(rate))))
+
+
 def spark_training_table(spark, tables: dict, project: ProjectConfig, say=None) -> TrainingTable:
     """The training rows of ``tables`` (from :func:`~propensity.spark.tables.read_spark_export`), sampled, collected.
 
@@ -116,12 +130,7 @@ def spark_training_table(spark, tables: dict, project: ProjectConfig, say=None) 
         rate = negative_rate(rows, test_rows, pos_before, neg_before, scfg.max_rows, scfg.negative_rate)
         say(f"{rows:,} {what} on Spark; test window from {test_from.date()} ({test_rows:,} rows, kept whole)"
             + (f"; negatives before it kept at rate {rate:.4g}" if rate < 1 else "; no sampling (fits max_rows)"))
-        kept = cutoffs
-        if rate < 1:
-            h = F.xxhash64(F.col("lead_id"), F.col("cutoff"), F.lit(int(cfg.model.seed)))
-            u = h.bitwiseAND(F.lit((1 << _HASH_BITS) - 1)).cast("double") / float(1 << _HASH_BITS)
-            kept = cutoffs.where((F.col("label") == 1) | (F.col("cutoff") >= F.lit(test_from.to_pydatetime()))
-                                 | (u < F.lit(rate)))
+        kept = sample_negatives(cutoffs, rate, test_from, int(cfg.model.seed))
         sdf = features_of_cutoffs(spark, tables, kept, project.icp, project.engagement, ["label"], prefix,
                                   spark_cfg=scfg)
         expected = rate * neg_before + test_rows + pos_before
