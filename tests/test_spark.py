@@ -108,7 +108,7 @@ def test_features_engine_spark_writes_the_in_process_table(spark, model, tmp_pat
                  *extra]) == 0
     printed = capsys.readouterr()
     assert "columns ->" in printed.out
-    assert "heaviest leads (one task each on Spark): " in printed.out + printed.err
+    assert "heaviest leads: " in printed.out + printed.err
     want = pd.read_parquet(tmp_path / "local.parquet")
     got = pd.read_parquet(tmp_path / "spark.parquet").sort_values(["cutoff", "lead_id"] if as_of is None
                                                                     else ["lead_id"]).reset_index(drop=True)
@@ -195,3 +195,131 @@ def test_heaviest_leads_are_named_with_their_counts(spark):
 
     acts = spark.createDataFrame(pd.DataFrame({"lead_id": ["bot"] * 50 + ["a", "a", "b"]}))
     assert heaviest_leads(acts, top=2) == ([("bot", 50), ("a", 2)], 53 / 3)
+
+
+def test_train_engine_spark_builds_the_in_process_training_table(spark, model):
+    """Sampling off (the table fits spark.max_rows): the same rows, labels and values as the in-process training."""
+    from propensity.data.export import read_export
+    from propensity.features.cutoffs import training_cutoffs
+    from propensity.features.pipeline import build_features
+    from propensity.modeling.split import time_split
+    from propensity.spark import read_spark_export
+    from propensity.spark.training import spark_training_table
+
+    crm = model[0]
+    project = load_project(default_project_dir() / "training" / "default.yaml")
+    cfg = project.training
+    export = read_export(crm)
+    want = build_features(export, training_cutoffs(export, cfg.cutoffs, cfg.label.horizon_days), project.icp,
+                          project.engagement)
+    table = spark_training_table(spark, read_spark_export(spark, crm), project)
+    got = table.frame
+    assert table.sampling["negative_rate"] == 1.0 and (table.weights == 1).all()  # train_rows then fits unweighted
+    assert table.sampling["rows_before"] == table.sampling["rows_after"] == len(got) == len(want) > 10_000
+    assert [str(d) for d in got.dtypes[:3]] == [str(d) for d in want.dtypes[:3]]
+    assert got["label"].tolist() == want["label"].tolist()
+    _assert_same_features(got, want, project)
+    split = time_split(want["cutoff"], cfg.split, cfg.label.horizon_days, want["label"].to_numpy())
+    assert pd.Timestamp(table.sampling["test_first_cutoff"]) == want["cutoff"][split.test].min()
+    assert table.data_end == str(export.end())
+
+
+def test_train_engine_spark_down_samples_negatives_and_says_so(spark, model, tmp_path, capsys):
+    """Forced rate 0.3: every positive and the test window kept, negatives before it ~ 30%, stated everywhere."""
+    from propensity.cli import main
+    from propensity.data.export import read_export
+    from propensity.features.cutoffs import training_cutoffs
+    from propensity.scoring.bundle import load_bundle
+
+    crm = model[0]
+    config = tmp_path / "train.yaml"
+    config.write_text(f"features_dir: {default_project_dir() / 'features'}\nmodel:\n  n_estimators: 20\n"
+                      "spark:\n  negative_rate: 0.3\n")
+    assert main(["train", "--engine", "spark", "--data", str(crm), "--out", str(tmp_path / "m"),
+                 "--config", str(config), "--no-track"]) == 0
+    printed = capsys.readouterr().out
+    sampling = load_bundle(tmp_path / "m").metadata["sampling"]
+    project = load_project(config)
+    cfg = project.training
+    export = read_export(crm)
+    rows = training_cutoffs(export, cfg.cutoffs, cfg.label.horizon_days)
+    before = (rows["cutoff"] < pd.Timestamp(sampling["test_first_cutoff"])).to_numpy()
+    negatives = int(((rows["label"] == 0).to_numpy() & before).sum())
+    assert sampling["rows_before"] == len(rows) and sampling["negatives_before"] == negatives
+    assert sampling["positives"] == int(rows["label"].sum())  # all kept
+    assert sampling["test_rows"] == int((~before).sum())
+    assert abs(sampling["negatives_kept"] - 0.3 * negatives) < 4 * np.sqrt(negatives * 0.3 * 0.7)
+    assert sampling["rows_after"] == sampling["positives"] + sampling["negatives_kept"] + int(
+        ((rows["label"] == 0).to_numpy() & ~before).sum())
+    stated = "the negatives before it sampled at rate 0.3 ("
+    assert stated in printed and stated in (tmp_path / "m" / "report" / "model_card.md").read_text()
+
+
+def test_spark_features_of_a_bot_with_200k_events_are_salted_and_exact(spark, tmp_path):
+    """One lead with 200,000 more activities, salted over 8 parts by day: every value as in process."""
+    from propensity.config import SparkConfig
+    from propensity.data.export import CrmExport
+    from propensity.features.pipeline import build_features
+    from propensity.spark import features_of_cutoffs, read_spark_export
+    from propensity.spark.tables import heaviest_line
+
+    export, cutoffs = random_world(seed=3, n_leads=60, n_events=3000)
+    rng = np.random.default_rng(1)
+    n = 200_000
+    occ = pd.Timestamp("2024-01-01T00:00:00Z") + pd.to_timedelta(rng.integers(0, 400 * 86_400_000_000, n), unit="us")
+    bot = pd.DataFrame({"lead_id": "L005", "activity_type": rng.choice(export.activities["activity_type"].unique(), n),
+                        "occurred_at": occ, "recorded_at": occ})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export = CrmExport.from_frames({"accounts": export.accounts, "leads": export.leads,
+                                        "activities": pd.concat([export.activities, bot], ignore_index=True)})
+        times = pd.Timestamp("2024-06-01T00:00:00Z") + pd.to_timedelta(np.arange(5) * 40, unit="D")
+        cutoffs = pd.concat([cutoffs, pd.DataFrame({"lead_id": "L005", "cutoff": times, "label": 0})],
+                            ignore_index=True).astype({"label": "int32"})
+        project = load_project(default_project_dir() / "training" / "default.yaml")
+        want = build_features(export, cutoffs, project.icp, project.engagement)
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    for name in ("accounts", "leads", "activities", "opportunities"):
+        getattr(export, name).to_parquet(folder / f"{name}.parquet")
+    tables = read_spark_export(spark, folder)
+    total = int((export.activities["lead_id"] == "L005").sum())
+    assert heaviest_line(tables["activities"], 10_000, 8).startswith(f"heaviest leads: L005 {total:,} activities")
+    assert "split over 8 tasks by day" in heaviest_line(tables["activities"], 10_000, 8)
+    from propensity.spark.features import has_heavy_lead
+
+    assert has_heavy_lead(tables["activities"], 10_000) and not has_heavy_lead(tables["activities"], total)
+    sdf = features_of_cutoffs(spark, tables, spark.createDataFrame(cutoffs), project.icp, project.engagement,
+                              ["label"], spark_cfg=SparkConfig(heavy_lead_events=10_000, salts=8))
+    got = sdf.toPandas().assign(_key=lambda d: d["lead_id"].astype(str) + d["cutoff"].astype(str))
+    want = want.assign(label=want["label"].astype("int32"),
+                       _key=want["lead_id"].astype(str) + pd.to_datetime(want["cutoff"]).dt.tz_localize(None)
+                       .astype(str))
+    got = got.sort_values("_key", kind="stable").drop(columns="_key").reset_index(drop=True)
+    want = want.sort_values("_key", kind="stable").drop(columns="_key").reset_index(drop=True)
+    _assert_same_features(got, want, project)
+    assert want.loc[want["lead_id"] == "L005", "eng_active_days_90d"].max() > 80  # the bot's rows count its events
+
+
+def test_negatives_are_sampled_by_a_seeded_hash_whatever_the_partitioning(spark):
+    """Positives and the test window all kept; negatives before it at the rate; the same rows again, re-partitioned."""
+    from propensity.spark.training import sample_negatives
+
+    n = 20_000
+    rng = np.random.default_rng(0)
+    start = pd.Timestamp("2025-01-01", tz="UTC")
+    rows = pd.DataFrame({"lead_id": [f"L{i:06d}" for i in range(n)],
+                         "cutoff": start + pd.to_timedelta(rng.integers(0, 10, n) * 28, unit="D"),
+                         "label": (rng.random(n) < 0.05).astype("int32")})
+    test_from = start + pd.Timedelta(days=8 * 28)
+    sdf = spark.createDataFrame(rows)
+    kept = sample_negatives(sdf, 0.2, test_from, seed=0).toPandas()
+    again = sample_negatives(sdf.repartition(7, "cutoff"), 0.2, test_from, seed=0).toPandas()
+    other = sample_negatives(sdf, 0.2, test_from, seed=1).toPandas()
+    assert sorted(kept["lead_id"]) == sorted(again["lead_id"]) != sorted(other["lead_id"])
+    before = rows["cutoff"] < test_from
+    negatives = int(((rows["label"] == 0) & before).sum())
+    assert set(rows.loc[(rows["label"] == 1) | ~before, "lead_id"]) <= set(kept["lead_id"])
+    got = int(((kept["label"] == 0) & (pd.to_datetime(kept["cutoff"]).dt.tz_localize("UTC") < test_from)).sum())
+    assert abs(got - 0.2 * negatives) < 4 * np.sqrt(negatives * 0.2 * 0.8), (got, negatives)
+    assert sample_negatives(sdf, 1.0, test_from, seed=0) is sdf

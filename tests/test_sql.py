@@ -78,6 +78,23 @@ def test_duckdb_sql_equals_the_engines_on_a_world_with_backfills_edges_and_unkno
     assert (got["eng_active_days_90d"] > 0).any() and got["eng_web_visit_days_since"].isna().any()
 
 
+def test_salted_sql_gives_the_same_values_for_heavy_leads():
+    """Leads above heavy_lead_events are joined in parts by day and added up: every value as unsalted."""
+    export, cutoffs = random_world(seed=3, n_leads=60, n_events=3000)
+    icp, engagement = default_configs()
+    with pytest.warns(UserWarning, match="no engagement signal lists"):
+        want = build_features(export, cutoffs, icp, engagement, engine="pairwise")
+    per_lead = export.activities["lead_id"].value_counts()
+    heavy = int(per_lead.quantile(0.5))
+    assert (per_lead > heavy).sum() >= 10  # half of the leads are salted
+    sql = feature_sql(icp, engagement, "duckdb", heavy_lead_events=heavy, salts=7)
+    assert "HAVING" in sql and f"> {heavy}" in sql and "salt" in sql
+    got = features_duckdb(export, cutoffs, icp, engagement, heavy_lead_events=heavy, salts=7)
+    _assert_parity(got, want, icp, engagement)
+    assert (got["eng_active_days_90d"] > 0).any()
+    assert "salt" not in feature_sql(icp, engagement, "spark", heavy_lead_events=heavy, salts=1)
+
+
 def test_duckdb_sql_equals_the_asof_engine_on_one_cutoff_for_many_leads():
     export, _ = random_world(seed=4, n_leads=2500, n_events=40_000)
     cutoffs = pd.DataFrame({"lead_id": export.leads["lead_id"].astype(object),

@@ -28,6 +28,7 @@ __all__ = [
     "MonitoringConfig",
     "ProjectConfig",
     "Signal",
+    "SparkConfig",
     "TrainingConfig",
     "default_project_dir",
     "load_project",
@@ -274,6 +275,24 @@ class MonitoringConfig(_Strict):
     min_rows: Annotated[int, Field(ge=1)] = 200  # runs with fewer leads are reported, never alerted on
 
 
+class SparkConfig(_Strict):
+    """``--engine spark``: the size of the training table brought to one machine, and salting of heavy leads.
+
+    ``train --engine spark`` builds every training row on Spark, then keeps all
+    positives and the test window (un-sampled: honest test metrics) and a seeded
+    sample of the other negatives at ``negative_rate``: ``auto`` picks the rate that
+    brings the table to at most ``max_rows`` rows (1.0, no sampling, when it fits);
+    a number forces that rate. Kept negatives weigh ``1 / rate`` in calibration and
+    validation. A lead with more than ``heavy_lead_events`` activities (a bot) has its
+    events spread over ``salts`` tasks by day; every value stays exact.
+    """
+
+    max_rows: Annotated[int, Field(gt=0)] = 5_000_000
+    negative_rate: Literal["auto"] | Annotated[float, Field(gt=0, le=1)] = "auto"
+    heavy_lead_events: Annotated[int, Field(gt=0)] = 100_000
+    salts: Annotated[int, Field(ge=1, le=1024)] = 32
+
+
 class TrainingConfig(_Strict):
     features_dir: str = "../features"
     label: LabelConfig = LabelConfig()
@@ -288,6 +307,7 @@ class TrainingConfig(_Strict):
     tuning: TuningConfig = TuningConfig()
     audit: AuditConfig = AuditConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    spark: SparkConfig = SparkConfig()
 
 
 class ProjectConfig(BaseModel):

@@ -27,6 +27,18 @@ def generate(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
+    if args.engine == "spark":
+        flat = [flag for flag, value in (("--target", args.target), ("--id", args.id), ("--time-column",
+                args.time_column), ("--exclude", args.exclude), ("--budget", args.budget)) if value is not None]
+        if flat:
+            raise ValueError(f"{', '.join(flat)}: flat-table options; --engine spark trains on a CRM export")
+        printing.crm_training(jobs.train_crm_spark(args.data, args.out, args.config, args.tracking_uri,
+                                                   not args.no_track, args.force, master=args.spark_master,
+                                                   progress=printing.TerminalProgress(),
+                                                   model_family=args.model_family))
+        return 0
+    if args.spark_master:
+        raise ValueError("--spark-master applies to --engine spark only")
     done = jobs.train(args.data, args.out, args.config, args.tracking_uri, not args.no_track, args.force,
                       target=args.target, id_column=args.id, time_column=args.time_column,
                       exclude=tuple(args.exclude or ()), budget=args.budget, model_family=args.model_family,

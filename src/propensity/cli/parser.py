@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model-family", choices=["auto", "lightgbm", "logistic", "points"],
                    help="the family to ship (default: model_family of the training YAML, 'auto': the best on the "
                    "validation windows; 'points' needs a CRM export)")
+    s.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local (default): in this process; spark: the training rows on a SparkSession, negatives "
+                   "down-sampled to spark.max_rows of the training YAML, the model trained here (--data may also "
+                   "be table:SCHEMA)")
+    s.add_argument("--spark-master", help="with --engine spark: the master (local[2], spark://host:7077, yarn); "
+                   "default: $SPARK_REMOTE, the active session, else local[*]")
     s.set_defaults(func=commands.train)
 
     s = sub.add_parser("score", help="score the open leads of a CRM export folder")

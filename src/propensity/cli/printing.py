@@ -213,6 +213,11 @@ def training_run(run: dict | None) -> None:
 
 
 def crm_training(t: CrmTraining) -> None:
+    from propensity.modeling.report import sampling_line
+
+    sampled = sampling_line(getattr(t.result, "sampling", None) or {})
+    if sampled:
+        print(sampled)
     training_metrics(t.result)
     leakage_audit(getattr(t.result, "audit", None), str(t.model_card))
     result_readiness(t.result)

@@ -24,10 +24,37 @@ from propensity.data.activities import NAT_US, ActivityArrays, arrays_from_frame
 from propensity.data.lenient import SetAside, set_aside_bad_rows
 from propensity.data.tables import TIMESTAMPS, first_rows, plural
 
-__all__ = ["FUTURE_TOLERANCE", "SAMPLE_ROWS", "check_across_tables", "events_before_creation", "unmatched_accounts"]
+__all__ = ["FUTURE_TOLERANCE", "HEAVY_MIN_EVENTS", "HEAVY_SHARE", "SAMPLE_ROWS", "check_across_tables",
+           "events_before_creation", "heaviest_leads", "heaviest_text", "unmatched_accounts"]
 
 FUTURE_TOLERANCE = pd.Timedelta(days=1)  # clock skew between the CRM and this machine
 SAMPLE_ROWS = 10_000  # rows of unknown ids read for a warning's sample and near matches
+# One lead holding this share of all activities, and at least HEAVY_MIN_EVENTS of them, is warned about: a bot or
+# an integration loop, whose counts drown its features and whose join is one long task on Spark. Ordinary leads
+# hold a few hundred at most; the minimum keeps small exports, where one busy lead is a large share, quiet.
+HEAVY_SHARE = 0.002
+HEAVY_MIN_EVENTS = 10_000
+
+
+def heaviest_leads(lead_pos: np.ndarray, lead_ids, top: int = 3) -> list[tuple[str, int]]:
+    """The ``top`` leads with the most activities: (lead_id, count), most first; ``lead_pos``: each activity's lead."""
+    if not len(lead_pos):
+        return []
+    known = lead_pos if lead_pos.min() >= 0 else lead_pos[lead_pos >= 0]  # one pass, no mask, when all are known
+    counts = np.bincount(known, minlength=len(lead_ids))
+    if not counts.any():
+        return []
+    k = min(top, len(counts))
+    best = np.argpartition(-counts, k - 1)[:k]
+    best = best[np.lexsort((best, -counts[best]))]
+    ids = np.asarray(lead_ids, dtype=object)
+    return [(str(ids[i]), int(counts[i])) for i in best if counts[i] > 0]
+
+
+def heaviest_text(heavy: list[tuple[str, int]], total: int) -> str:
+    """``L1 200,010 activities (52.6%), L2 435 (0.1%), ...`` for a message."""
+    return ", ".join(f"{lead} {n:,}{' activities' if i == 0 else ''} ({n / max(total, 1):.1%})"
+                     for i, (lead, n) in enumerate(heavy))
 
 
 def check_across_tables(tables: dict[str, pd.DataFrame | None], where: dict[str, str], exported_at: object,
@@ -90,6 +117,12 @@ def check_across_tables(tables: dict[str, pd.DataFrame | None], where: dict[str,
                                          None if len(first) == n_orphan else len(first)),
                       UserWarning, stacklevel=3)
         del orphan
+    heavy = heaviest_leads(pos, leads["lead_id"].to_numpy(dtype=object))
+    if heavy and heavy[0][1] >= HEAVY_MIN_EVENTS and heavy[0][1] >= HEAVY_SHARE * len(pos):
+        warnings.warn(f"{where['activities']}: one lead holds {heavy[0][1] / len(pos):.1%} of the activities "
+                      f"(heaviest: {heaviest_text(heavy, len(pos))}): a bot or an integration loop? Its features "
+                      "count every one of them; filter such leads from the export if they are not real people",
+                      UserWarning, stacklevel=3)
     n_acc, text = unmatched_accounts(leads, tables["accounts"])
     if n_acc:
         warnings.warn(f"{where['leads']}: {text}", UserWarning, stacklevel=3)

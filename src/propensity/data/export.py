@@ -70,7 +70,7 @@ import pandas as pd
 
 from propensity.core.errors import DataError
 from propensity.data.activities import ActivityArrays, arrays_from_frame, read_activity_arrays
-from propensity.data.checks import check_across_tables, unmatched_accounts
+from propensity.data.checks import check_across_tables, heaviest_leads, unmatched_accounts
 from propensity.data.tables import REQUIRED, TABLES, find_table, normalise_table, read_table, take_rows
 
 __all__ = ["ONE_LEAD_SOURCE", "CrmExport", "DataError", "read_export"]
@@ -178,6 +178,10 @@ class CrmExport:
             arrays = arrays_from_frame(self.activities, self.leads["lead_id"])
             object.__setattr__(self, "_arrays", arrays)
         return arrays
+
+    def heaviest_leads(self, top: int = 3) -> list[tuple[str, int]]:
+        """The ``top`` leads with the most activities, (lead_id, count), most first (see ``checks.heaviest_leads``)."""
+        return heaviest_leads(self.activity_arrays().lead, self.leads["lead_id"].to_numpy(dtype=object), top)
 
     def unmatched_accounts(self) -> tuple[int, str]:
         """How many leads name an ``account_id`` that ``accounts`` lacks, and a sentence saying which.

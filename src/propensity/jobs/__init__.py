@@ -27,9 +27,9 @@ from propensity.jobs.progress import Progress
 from propensity.jobs.project import World, generate, init_project
 from propensity.jobs.promotion import Promotion, promote
 from propensity.jobs.scoring import CHUNK_LEADS, CrmScoring, TableScoring, score, score_crm_spark
-from propensity.jobs.training import CrmTraining, TableTraining, train
+from propensity.jobs.training import CrmTraining, TableTraining, train, train_crm_spark
 
 __all__ = ["CHUNK_LEADS", "CrmEvaluation", "CrmScoring", "CrmTraining", "Demo", "FeatureTable", "Monitored",
            "Progress", "Promotion", "TableEvaluation", "TableScoring", "TableTraining", "World", "demo", "evaluate",
            "feature_catalogue", "feature_query", "features", "features_spark", "generate", "init_project", "monitor",
-           "promote", "score", "score_crm_spark", "train"]
+           "promote", "score", "score_crm_spark", "train", "train_crm_spark"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from propensity.jobs.progress import Progress
 
-__all__ = ["FeatureTable", "feature_catalogue", "feature_query", "features", "features_spark"]
+__all__ = ["FeatureTable", "feature_catalogue", "feature_query", "features", "features_spark", "say_heaviest"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ def features(data: str | Path, out: str | Path, as_of: str | None = None, config
         t = time.perf_counter()
         progress.step(f"reading {data}")
         export = read_export(data)
+        say_heaviest(export, progress)
         if as_of is None:
             cfg = project.training
             cut = training_cutoffs(export, cfg.cutoffs, cfg.label.horizon_days)
@@ -94,6 +95,15 @@ def features(data: str | Path, out: str | Path, as_of: str | None = None, config
         write_table(frame, target)
         seconds = time.perf_counter() - t
     return FeatureTable(target, len(frame), frame.shape[1], what, seconds)
+
+
+def say_heaviest(export, progress: Progress) -> None:
+    """Name the export's heaviest leads (a bot's counts drown its features; see ``data.checks.HEAVY_SHARE``)."""
+    from propensity.data.checks import heaviest_text
+
+    heavy = export.heaviest_leads()
+    if heavy:
+        progress.step("heaviest leads: " + heaviest_text(heavy, len(export.activity_arrays())))
 
 
 def features_spark(data: str | Path, out: str | Path, as_of: str | None = None, config: str | Path | None = None,
@@ -111,23 +121,24 @@ def features_spark(data: str | Path, out: str | Path, as_of: str | None = None, 
     from propensity.core.output import claim
     from propensity.spark.features import spark_features
     from propensity.spark.output import check_spark_output, write_spark_parquet
-    from propensity.spark.session import spark_session
-    from propensity.spark.tables import heaviest_leads, read_spark_export
+    from propensity.spark.session import require_spark, spark_session
+    from propensity.spark.tables import heaviest_line, read_spark_export
 
     progress = progress or Progress()
     local = "://" not in str(out)
     check_spark_output(out, inputs=(data, config) if local and "://" not in str(data) else ())
+    project = load_project(config)
+    require_spark(master)
     with claim(out) if local else nullcontext():
-        project = load_project(config)
         t = time.perf_counter()
         progress.step(f"starting Spark ({master or 'SPARK_REMOTE / active session / local[*]'})")
         spark = spark_session(master)
         progress.step(f"reading {data} on Spark")
         tables = read_spark_export(spark, data)
-        heavy, mean = heaviest_leads(tables["activities"])
-        if heavy:
-            progress.step("heaviest leads (one task each on Spark): " + ", ".join(
-                f"{lead} {n:,} activities" for lead, n in heavy) + f" (mean per lead with any: {mean:,.1f})")
+        scfg = project.training.spark
+        line = heaviest_line(tables["activities"], scfg.heavy_lead_events, scfg.salts)
+        if line:
+            progress.step(line)
         frame, what = spark_features(spark, tables, project, as_of=as_of)
         progress.step(f"building features for {what} on Spark")
         write_spark_parquet(frame, out)

@@ -192,7 +192,7 @@ def score_crm_spark(model: str | Path, data: str | Path, out: str | Path, as_of:
     from propensity.spark.features import spark_features
     from propensity.spark.output import check_spark_output, write_spark_parquet
     from propensity.spark.scoring import score_features_spark
-    from propensity.spark.session import spark_session
+    from propensity.spark.session import require_spark, spark_session
     from propensity.spark.tables import read_spark_export
 
     progress = progress or Progress()
@@ -201,6 +201,7 @@ def score_crm_spark(model: str | Path, data: str | Path, out: str | Path, as_of:
                          "registered model use propensity.spark.score_spark (the MLflow pyfunc as a Spark UDF)")
     local = "://" not in str(out)
     check_spark_output(out, inputs=(data, model) if local and "://" not in str(data) else ())
+    require_spark(master)
     with claim(out) if local else nullcontext():
         bundle = LeadScorer.load(model).bundle
         project = load_project(None).model_copy(update={"icp": bundle.icp, "engagement": bundle.engagement})

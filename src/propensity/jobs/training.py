@@ -17,7 +17,7 @@ from typing import Any
 
 from propensity.jobs.progress import Progress
 
-__all__ = ["CrmTraining", "TableTraining", "train", "train_crm", "train_table"]
+__all__ = ["CrmTraining", "TableTraining", "train", "train_crm", "train_crm_spark", "train_table"]
 
 # The length of a CRM training's progress bar, besides logging to MLflow. modeling's train reports four steps
 # (five with a parameter search) between reading and saving, so the bar is full before the last steps: a
@@ -67,13 +67,12 @@ def train_crm(data: str | Path, out: str | Path, config: str | Path | None = Non
               model_family: str | None = None) -> CrmTraining:
     """Read the export, train, write the bundle with ``report/`` inside, log the run (when ``track``)."""
     from propensity.config import load_project
-    from propensity.core.output import check_folder_output, claim, staged_folder
+    from propensity.core.output import check_folder_output, claim
     from propensity.data.export import read_export
-    from propensity.modeling.report import write_training_report
+    from propensity.jobs.feature_table import say_heaviest
     from propensity.modeling.train import train as train_model
-    from propensity.monitoring.reference import REFERENCE_FILE, reference_bytes
-    from propensity.scoring.bundle import is_bundle_folder, write_bundle
-    from propensity.tracking import check_tracking, log_training, resolve_tracking_uri
+    from propensity.scoring.bundle import is_bundle_folder
+    from propensity.tracking import check_tracking, resolve_tracking_uri
 
     progress = progress or Progress()
     data, target = Path(data), Path(out)
@@ -87,19 +86,91 @@ def train_crm(data: str | Path, out: str | Path, config: str | Path | None = Non
         try:
             progress.step(f"reading {data}")
             export = read_export(data)
+            say_heaviest(export, progress)
             result = train_model(export, project, progress=progress.step, model_family=model_family)
-            progress.step(f"saving the bundle to {target}")
-            with staged_folder(target) as tmp:
-                write_bundle(result.bundle, tmp, extra_files={REFERENCE_FILE: reference_bytes(training_reference(
-                    result, project))})
-                write_training_report(result, project, tmp / "report")
-            run = None
-            if track:
-                progress.step("logging the run to MLflow")
-                run = log_training(result, project, target, uri)
+            run = _save_and_log(result, project, target, uri, track, progress)
         finally:
             progress.finish()
     return CrmTraining(result, out, run)
+
+
+def train_crm_spark(data: str | Path, out: str | Path, config: str | Path | None = None,
+                    tracking_uri: str | None = None, track: bool = True, force: bool = False,
+                    master: str | None = None, progress: Progress | None = None,
+                    model_family: str | None = None) -> CrmTraining:
+    """:func:`train_crm` with the training table built on Spark and its negatives down-sampled to fit one machine.
+
+    ``data``: an export folder (local or a URI) or ``table:SCHEMA``; ``master``: as
+    ``features --engine spark``. The training rows are built on Spark, the negatives
+    before the test window sampled to ``spark.max_rows`` of the training YAML
+    (:mod:`propensity.spark.training`), the rows collected, and the model trained and
+    calibrated here as :func:`train_crm` does, with the kept negatives weighted by
+    ``1 / rate``. The leakage audit's check of static columns, which reads the whole
+    export, is left out. The bundle and the report go to ``out`` as with ``train_crm``.
+    """
+    from propensity.config import load_project
+    from propensity.core.output import check_folder_output, claim
+    from propensity.modeling.train import MAX_UNMATCHED_ACCOUNTS, train_rows
+    from propensity.scoring.bundle import is_bundle_folder
+    from propensity.tracking import check_tracking, resolve_tracking_uri
+
+    progress = progress or Progress()
+    target = Path(out)
+    local_data = "://" not in str(data) and not str(data).startswith("table:")
+    check_folder_output(target, owned=is_bundle_folder, inputs=(data, config) if local_data else (config,),
+                        force=force)
+    project = load_project(config)
+    from propensity.spark.session import require_spark, spark_session
+
+    require_spark(master)
+    uri = resolve_tracking_uri(tracking_uri)
+    if track:
+        check_tracking(uri)  # before the expensive part
+    from propensity.spark.tables import heaviest_line, read_spark_export
+    from propensity.spark.training import spark_training_table, unmatched_account_share
+
+    with claim(target):
+        progress.plan(CRM_STEPS + 1 + int(track))
+        try:
+            progress.step(f"starting Spark ({master or 'SPARK_REMOTE / active session / local[*]'})")
+            spark = spark_session(master)
+            progress.step(f"reading {data} on Spark")
+            tables = read_spark_export(spark, data)
+            missing, leads = unmatched_account_share(tables)
+            if missing > MAX_UNMATCHED_ACCOUNTS * leads:
+                raise ValueError(f"{data}: {missing:,} of {leads:,} leads have an account_id that is not in accounts; "
+                                 f"training refuses an export where more than {MAX_UNMATCHED_ACCOUNTS:.0%} of the "
+                                 "leads match no account: fix the ids or export the missing accounts")
+            scfg = project.training.spark
+            line = heaviest_line(tables["activities"], scfg.heavy_lead_events, scfg.salts)
+            if line:
+                progress.step(line)
+            table = spark_training_table(spark, tables, project, say=progress.step)
+            result = train_rows(table.frame, project, str(data), table.data_end, progress.step, model_family,
+                                weights=table.weights, sampling=table.sampling)
+            run = _save_and_log(result, project, target, uri, track, progress)
+        finally:
+            progress.finish()
+    return CrmTraining(result, out, run)
+
+
+def _save_and_log(result: Any, project: Any, target: Path, uri: str, track: bool, progress: Progress) -> dict | None:
+    """Write the bundle with its report to ``target`` (staged, swapped in whole) and log the run when ``track``."""
+    from propensity.core.output import staged_folder
+    from propensity.modeling.report import write_training_report
+    from propensity.monitoring.reference import REFERENCE_FILE, reference_bytes
+    from propensity.scoring.bundle import write_bundle
+    from propensity.tracking import log_training
+
+    progress.step(f"saving the bundle to {target}")
+    with staged_folder(target) as tmp:
+        write_bundle(result.bundle, tmp, extra_files={REFERENCE_FILE: reference_bytes(training_reference(
+            result, project))})
+        write_training_report(result, project, tmp / "report")
+    if not track:
+        return None
+    progress.step("logging the run to MLflow")
+    return log_training(result, project, target, uri)
 
 
 def training_reference(result: Any, project: Any) -> dict:

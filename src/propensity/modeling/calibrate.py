@@ -47,19 +47,24 @@ from propensity.scoring.calibration import Calibrator
 __all__ = ["centred_isotonic", "choose_calibrator", "fit_calibration"]
 
 
-def fit_calibration(method: str, p_raw: np.ndarray, y: np.ndarray) -> Calibrator:
-    """Fit ``isotonic``, ``sigmoid`` or ``none`` on raw probabilities and outcomes."""
+def fit_calibration(method: str, p_raw: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> Calibrator:
+    """Fit ``isotonic``, ``sigmoid`` or ``none`` on raw probabilities and outcomes.
+
+    ``weights``: rows per row (a negative kept from a sample at rate ``r`` stands for
+    ``1 / r`` rows), so the map gives the rate of the table before sampling.
+    """
     if method == "none" or y.sum() == 0 or y.sum() == len(y):
         return Calibrator("none")
     if method == "isotonic":
-        x, level = centred_isotonic(p_raw, y)
+        x, level = centred_isotonic(p_raw, y, weights)
         return Calibrator("isotonic", x=x.tolist(), y=level.tolist())
     z = _logit(p_raw)
-    lr = LogisticRegression(C=1e6).fit(z.reshape(-1, 1), y)
+    lr = LogisticRegression(C=1e6).fit(z.reshape(-1, 1), y, sample_weight=weights)
     return Calibrator("sigmoid", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
 
 
-def centred_isotonic(p_raw: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def centred_isotonic(p_raw: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Knots of centred isotonic regression: each PAV block's mean raw probability and its level.
 
     The levels are strictly increasing (PAV pools equal neighbours), and so are the
@@ -67,16 +72,24 @@ def centred_isotonic(p_raw: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.n
     and last knot and flat beyond them.
     """
     p_raw = np.asarray(p_raw, dtype=float)
-    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_raw, y).predict(p_raw)
+    w = np.ones(len(p_raw)) if weights is None else np.asarray(weights, dtype=float)
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_raw, y, sample_weight=w
+                                                                               ).predict(p_raw)
     level, block = np.unique(fitted, return_inverse=True)
-    x = np.bincount(block, weights=p_raw, minlength=len(level)) / np.bincount(block, minlength=len(level))
+    x = np.bincount(block, weights=p_raw * w, minlength=len(level)) / np.bincount(block, weights=w,
+                                                                                 minlength=len(level))
     return x, level
 
 
-def choose_calibrator(p_raw: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Calibrator, dict]:
-    """The better of isotonic and sigmoid by 5-fold log loss; returns it and the scores of each."""
+def choose_calibrator(p_raw: np.ndarray, y: np.ndarray, seed: int = 0, weights: np.ndarray | None = None
+                      ) -> tuple[Calibrator, dict]:
+    """The better of isotonic and sigmoid by 5-fold log loss; returns it and the scores of each.
+
+    ``weights`` (rows per row, see :func:`fit_calibration`) weigh both the fits and the losses.
+    """
     keep = ~np.isnan(p_raw)
     p_raw, y = p_raw[keep], np.asarray(y)[keep].astype(int)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)[keep]
     n_splits = int(min(5, y.sum(), len(y) - y.sum()))
     if n_splits < 2:
         return Calibrator("none"), {}
@@ -85,17 +98,22 @@ def choose_calibrator(p_raw: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[
     for method in ("isotonic", "sigmoid"):
         pred = np.empty(len(y))
         for tr, va in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(p_raw, y):
-            pred[va] = fit_calibration(method, p_raw[tr], y[tr])(p_raw[va])
+            pred[va] = fit_calibration(method, p_raw[tr], y[tr], w[tr])(p_raw[va])
         pc = np.clip(pred, 1e-6, 1 - 1e-6)
         row_loss[method] = -(y * np.log(pc) + (1 - y) * np.log(1 - pc))
-        scores[method] = {"log_loss": float(row_loss[method].mean()), "brier": float(brier_score_loss(y, pc))}
+        scores[method] = {"log_loss": float(np.average(row_loss[method], weights=w)),
+                          "brier": float(brier_score_loss(y, pc, sample_weight=w))}
     # Sigmoid unless isotonic is better by more than one standard error of the difference: the two-parameter
     # map is the one that holds up when the next window's rate or mix moves (see the module docstring).
     diff = row_loss["isotonic"] - row_loss["sigmoid"]
-    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-    method = "isotonic" if float(diff.mean()) < -se else "sigmoid"
+    mean = float(np.average(diff, weights=w))
+    if weights is None:
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    else:  # the standard error of a weighted mean
+        se = float(np.sqrt(np.sum((w * (diff - mean)) ** 2)) / w.sum())
+    method = "isotonic" if mean < -se else "sigmoid"
     scores[method]["chosen_by"] = "one-standard-error rule"
-    return fit_calibration(method, p_raw, y), scores
+    return fit_calibration(method, p_raw, y, w if weights is not None else None), scores
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

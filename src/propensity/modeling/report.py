@@ -105,6 +105,21 @@ def readiness_lines(result) -> list[str]:
     return lines
 
 
+def sampling_line(sampling: dict) -> str:
+    """One sentence on how a training table built on Spark was down-sampled (empty for an in-process table)."""
+    if not sampling:
+        return ""
+    head = (f"Training table built on Spark: {sampling['rows_before']:,} rows, {sampling['positives']:,} "
+            "conversions")
+    if sampling["negative_rate"] >= 1:
+        return f"{head}; no sampling (all rows fit spark.max_rows = {sampling['max_rows']:,})."
+    return (f"{head}; all conversions and the test window ({sampling['test_rows']:,} rows from "
+            f"{str(sampling['test_first_cutoff'])[:10]}) kept, the negatives before it sampled at rate "
+            f"{sampling['negative_rate']:.4g} ({sampling['negatives_kept']:,} of {sampling['negatives_before']:,}, "
+            f"seed {sampling['seed']}), each weighing {sampling['negative_weight']:.4g} in calibration and "
+            f"validation: {sampling['rows_after']:,} rows trained on.")
+
+
 def model_card(result, project) -> str:
     """Markdown model card for one training run."""
     meta = result.bundle.metadata
@@ -120,6 +135,9 @@ def model_card(result, project) -> str:
         f"- Snapshots every {cfg.cutoffs.every_days} days; leads older than {cfg.cutoffs.max_lead_age_days} days "
         "at a snapshot and leads that already have an opportunity are left out.",
     ]
+    sampled = sampling_line(getattr(result, "sampling", None) or {})
+    if sampled:
+        lines.append(f"- {sampled} Row counts below are of the rows trained on.")
     for part in ("train", "valid", "test"):
         info = result.split.get(part)
         if info:

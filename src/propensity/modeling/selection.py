@@ -97,24 +97,31 @@ def fit_families(x: pd.DataFrame, xn: np.ndarray, y: np.ndarray, split: TimeSpli
     return out
 
 
-def judge(fitted: dict[str, Fitted], y: np.ndarray, split: TimeSplit, seed: int = 0) -> dict[str, dict]:
-    """Per family: calibrated validation log loss and AUC over all windows, and whether LightGBM is degenerate."""
-    y_valid = np.concatenate([y[w] for w in split.windows])
-    out = {name: judged(np.concatenate(f.valid_raw), y_valid, seed) for name, f in fitted.items()}
+def judge(fitted: dict[str, Fitted], y: np.ndarray, split: TimeSplit, seed: int = 0,
+          weights: np.ndarray | None = None) -> dict[str, dict]:
+    """Per family: calibrated validation log loss and AUC over all windows, and whether LightGBM is degenerate.
+
+    ``weights``: rows per row of a down-sampled table (see ``calibrate.fit_calibration``); None: one each.
+    """
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    y_valid = np.concatenate([y[v] for v in split.windows])
+    w_valid = None if weights is None else np.concatenate([w[v] for v in split.windows])
+    out = {name: judged(np.concatenate(f.valid_raw), y_valid, seed, w_valid) for name, f in fitted.items()}
     if "lightgbm" in out:
         lgbm = fitted["lightgbm"]
         trees = int(lgbm.shipped.best_iteration or lgbm.shipped.num_trees())
         simple = [out[n]["auc"] for n in out if n != "lightgbm"]
-        out["lightgbm"].update(degenerate(trees, lgbm.valid_raw[-1], float(y[split.windows[-1]].mean()),
+        newest = split.windows[-1]
+        out["lightgbm"].update(degenerate(trees, lgbm.valid_raw[-1], float(np.average(y[newest], weights=w[newest])),
                                           out["lightgbm"]["auc"], simple))
     return out
 
 
-def judged(raw: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
+def judged(raw: np.ndarray, y: np.ndarray, seed: int = 0, weights: np.ndarray | None = None) -> dict:
     """One family's validation predictions judged: calibrated (cross-validated) log loss and ROC AUC."""
-    _, scores = choose_calibrator(raw, y, seed)
+    _, scores = choose_calibrator(raw, y, seed, weights)
     loss = min((s["log_loss"] for s in scores.values()), default=float("nan"))
-    auc = float(roc_auc_score(y, raw)) if 0 < y.sum() < len(y) else float("nan")
+    auc = float(roc_auc_score(y, raw, sample_weight=weights)) if 0 < y.sum() < len(y) else float("nan")
     return {"log_loss": float(loss), "auc": auc, "eligible": True, "why": ""}
 
 

@@ -51,7 +51,7 @@ from propensity.modeling.split import time_split
 from propensity.scoring.bundle import Bundle
 from propensity.scoring.calibration import Calibrator
 
-__all__ = ["MAX_CLIP", "MAX_UNMATCHED_ACCOUNTS", "TrainResult", "policy_ks", "top_k_flat", "train"]
+__all__ = ["MAX_CLIP", "MAX_UNMATCHED_ACCOUNTS", "TrainResult", "policy_ks", "top_k_flat", "train", "train_rows"]
 
 Progress = Callable[[str], None]
 MAX_UNMATCHED_ACCOUNTS = 0.20  # share of leads whose account_id matches no account above which training refuses
@@ -78,6 +78,7 @@ class TrainResult:
     verdict: dict = field(default_factory=dict)  # {"verdict": ready | use with care | not ready, "reasons"}
     checks: dict = field(default_factory=dict)  # readiness.calibration_checks on the test window
     test_features: pd.DataFrame | None = None  # the test rows' features, as build_features made them (monitoring)
+    sampling: dict = field(default_factory=dict)  # negatives down-sampled (train --engine spark): rows, rate
 
 
 def _require_both_classes(y: np.ndarray, window: str) -> None:
@@ -112,8 +113,6 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     """
     say = progress or (lambda _msg: None)
     cfg = project.training
-    forced = model_family or cfg.model_family
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     _check_accounts(export)
 
@@ -122,12 +121,35 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     if cut.empty:
         raise ValueError(f"{export.source}: no training rows; the data spans less than the "
                          f"{cfg.label.horizon_days}-day horizon")
-    spec = build_feature_spec(project.icp, project.engagement)
     frame = build_features(export, cut, project.icp, project.engagement)
-    timings["features_s"] = time.perf_counter() - t0
+    return train_rows(frame, project, export.source, str(export.end()), say, model_family, export=export,
+                      features_s=time.perf_counter() - t0, started=t0)
 
+
+def train_rows(frame: pd.DataFrame, project: ProjectConfig, source: str, data_end: str,
+               progress: Progress | None = None, model_family: str | None = None, *, export: CrmExport | None = None,
+               weights: np.ndarray | None = None, sampling: dict | None = None, features_s: float = 0.0,
+               started: float | None = None) -> TrainResult:
+    """:func:`train` from its training table: ``frame`` as ``build_features`` makes it for the training cutoffs.
+
+    ``export`` (optional) lets the leakage audit check the static columns. A table whose
+    negatives were down-sampled (``train --engine spark``) comes with ``weights``: rows
+    per row, ``1 / rate`` for a kept negative, 1 for positives and the test window
+    (never sampled); and ``sampling``, the record of it (the model card states it).
+    """
+    say = progress or (lambda _msg: None)
+    cfg = project.training
+    forced = model_family or cfg.model_family
+    t0 = time.perf_counter() if started is None else started
+    timings: dict[str, float] = {"features_s": features_s}
+    spec = build_feature_spec(project.icp, project.engagement)
     y = frame["label"].to_numpy().astype(int)
+    if weights is not None and np.all(np.asarray(weights) == 1):
+        weights = None  # nothing was sampled: the unweighted fits, as in process
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
     split = time_split(frame["cutoff"], cfg.split, cfg.label.horizon_days, y)
+    if sampling:
+        _check_sampled_split(frame["cutoff"], split, w, sampling)
     for mask, name in ((split.train, "training"), (split.valid, "validation"), (split.test, "test")):
         _require_both_classes(y[mask], name)
 
@@ -142,23 +164,27 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     if forced not in ("auto", *families):
         families = (*families, forced)
     fitted = fit_families(x, xn, y, split, spec, categories, project, families, say)
-    judged = judge(fitted, y, split, cfg.model.seed)
+    judged = judge(fitted, y, split, cfg.model.seed, weights)
     chosen, why = choose(judged, forced)
     if "lightgbm" not in families:
         why += (f"; LightGBM not fitted: {train_pos} training conversions, fewer than {MIN_LIGHTGBM_POSITIVES} "
                 "(a tree model of so few outcomes fits noise)")
     timings["families_s"] = time.perf_counter() - t1
 
+    # A down-sampled table is calibrated with weights (a kept negative stands for 1 / rate rows) rather than
+    # by the prior correction logit(p) + log(rate): weights keep both maps exact (isotonic's knots have no
+    # logit form), leave the bundle's calibrator as it is, and the rate drops out of everything downstream.
     newest = split.valid
-    clip = min(1.0 / (2 * (int(newest.sum()) + 1)), MAX_CLIP)
+    w_newest = None if weights is None else w[newest]
+    clip = min(1.0 / (2 * (int(round(w[newest].sum())) + 1)), MAX_CLIP)
     calibrators: dict[str, Calibrator] = {}
     cal_scores: dict = {}
     for name, f in fitted.items():
         raw = f.valid_raw[-1]
         if cfg.calibration == "auto":
-            cal, scores = choose_calibrator(raw, y[newest], cfg.model.seed)
+            cal, scores = choose_calibrator(raw, y[newest], cfg.model.seed, w_newest)
         else:
-            cal, scores = fit_calibration(cfg.calibration, raw, y[newest]), {}
+            cal, scores = fit_calibration(cfg.calibration, raw, y[newest], w_newest), {}
         calibrators[name] = cal.clipped(clip, 1 - clip)
         if name == chosen:
             cal_scores = scores
@@ -174,7 +200,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     p_test = p_family[chosen]
     points = baseline_points(frame, project.icp, project.engagement)
     # The points as a probability for `propensity evaluate` on new rows (the newest window's isotonic map).
-    base_cal = fit_calibration("isotonic", _minmax(points[newest], points[newest]), y[newest])
+    base_cal = fit_calibration("isotonic", _minmax(points[newest], points[newest]), y[newest], w_newest)
     y_test = y[split.test]
     named_ks, policy = policy_ks(cfg.tiers, p_test)
     shown = {"model": p_test, "baseline": p_family["points"], "logistic": p_family["logistic"]}
@@ -200,8 +226,8 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
     simple = [n for n in ("logistic", "points") if n != chosen]
     other = max(simple, key=lambda n: metrics["logistic" if n == "logistic" else "baseline"]["roc_auc"])
     margin = auc_margin(y_test, p_test, p_family[other], cfg.model.seed)
-    checks = calibration_checks(y_test, p_test, float(y[split.train].mean()), float(y[newest].mean()),
-                                cfg.model.seed)
+    checks = calibration_checks(y_test, p_test, float(np.average(y[split.train], weights=w[split.train])),
+                                float(np.average(y[newest], weights=w[newest])), cfg.model.seed)
     flags = sum(not f.get("accepted", False) for f in audit.get("flags", []) if isinstance(f, dict))
     ready = verdict(train_pos, int(y_test.sum()), margin, checks, flags, other=f"the {other} family")
     family = {"chosen": chosen, "why": why, "forced": forced != "auto", "validation": judged,
@@ -215,8 +241,8 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
         metadata={
             "propensity_version": VERSION,
             "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
-            "data": export.source,
-            "data_end": str(export.end()),
+            "data": source,
+            "data_end": data_end,
             "label": f"closed_won within {cfg.label.horizon_days} days after the cutoff",
             "best_iteration": int(model.best_iteration or model.num_trees()),
             "split": described,
@@ -232,6 +258,7 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
             # can put the baseline on new rows without refitting it on their labels.
             "baseline_calibration": {"lo": float(np.min(points[newest])), "hi": float(np.max(points[newest])),
                                      "calibrator": base_cal.to_dict()},
+            **({"sampling": sampling} if sampling else {}),
         },
     )
     tuning = bundle.metadata["tuning"]
@@ -248,7 +275,25 @@ def train(export: CrmExport, project: ProjectConfig, progress: Progress | None =
                                "tuning_budget_s": tuning.get("budget_s", 0.0),
                                "tuning_trials": tuning.get("trials", 0),
                                "horizon_days": cfg.label.horizon_days, "cutoff_every_days": cfg.cutoffs.every_days,
-                               "n_features": len(spec), "valid_windows": len(split.windows)})
+                               "n_features": len(spec), "valid_windows": len(split.windows),
+                               **{f"sampling_{k}": v for k, v in (sampling or {}).items()}},
+                       sampling=dict(sampling or {}))
+
+
+def _check_sampled_split(cutoffs: pd.Series, split, w: np.ndarray, sampling: dict) -> None:
+    """Refuse a down-sampled table whose test window is not the one left un-sampled before sampling.
+
+    The window was placed on the whole table's dates and conversions; sampling keeps every
+    conversion, so the split falls the same unless a date lost all its rows.
+    """
+    first = sampling.get("test_first_cutoff")
+    if first is None:
+        return
+    c = pd.to_datetime(cutoffs, utc=True)
+    expected = (c >= pd.Timestamp(first)).to_numpy()
+    if not np.array_equal(expected, split.test) or (w[split.test] != 1).any():
+        raise ValueError(f"the down-sampled training table's test window is not the un-sampled one from {first}; "
+                         "a snapshot date lost all its rows: raise spark.negative_rate or spark.max_rows")
 
 
 def _minmax(values: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@
   :func:`~propensity.spark.features.features_of_cutoffs` for a cutoff table of the caller's;
 - :func:`~propensity.spark.scoring.score_features_spark`: a bundle folder scoring that
   table per partition (``propensity score --engine spark``);
+- :func:`~propensity.spark.training.spark_training_table`: the training table with its
+  negatives down-sampled to fit one machine, collected (``propensity train --engine spark``);
 - :func:`score_spark`: a registered model through the same MLflow pyfunc the service uses:
 
 >>> scored = score_spark(features_sdf, "models:/propensity-lead-score@champion")  # doctest: +SKIP
@@ -23,9 +25,10 @@ from propensity.spark.features import features_of_cutoffs, spark_features
 from propensity.spark.scoring import score_features_spark
 from propensity.spark.session import spark_session
 from propensity.spark.tables import read_spark_export
+from propensity.spark.training import spark_training_table
 
 __all__ = ["RESULT_SCHEMA", "features_of_cutoffs", "read_spark_export", "score_features_spark", "score_spark",
-           "spark_features", "spark_session"]
+           "spark_features", "spark_session", "spark_training_table"]
 
 RESULT_SCHEMA = "lead_id string, probability double, score long, tier string, reasons string"
 

@@ -15,13 +15,13 @@ import secrets
 
 import pandas as pd
 
-from propensity.config import EngagementConfig, IcpConfig, ProjectConfig
+from propensity.config import EngagementConfig, IcpConfig, ProjectConfig, SparkConfig
 from propensity.core.errors import DataError
 from propensity.core.times import as_of_utc
 from propensity.features.cutoffs import snapshot_dates_between
 from propensity.features.engines.sql import cutoffs_sql, feature_sql
 
-__all__ = ["export_bounds", "features_of_cutoffs", "spark_features"]
+__all__ = ["cutoff_rows", "export_bounds", "features_of_cutoffs", "has_heavy_lead", "spark_features"]
 
 
 def export_bounds(tables: dict) -> tuple[pd.Timestamp, pd.Timestamp | None]:
@@ -54,6 +54,14 @@ def spark_features(spark, tables: dict, project: ProjectConfig, as_of: object = 
     training rows, then the features in spec order.
     """
     labelled = as_of is None if labelled is None else labelled
+    cutoffs, what, prefix, _ = cutoff_rows(spark, tables, project, as_of, labelled)
+    return features_of_cutoffs(spark, tables, cutoffs, project.icp, project.engagement,
+                               ["label"] if labelled else [], prefix, spark_cfg=project.training.spark), what
+
+
+def cutoff_rows(spark, tables: dict, project: ProjectConfig, as_of: object = None, labelled: bool = True):
+    """The rows of :func:`spark_features` (``lead_id, cutoff[, label]``), their description, the views' prefix,
+    and the end of the data (:func:`export_bounds`)."""
     end, earliest = export_bounds(tables)
     if labelled:
         cfg = project.training
@@ -80,21 +88,36 @@ def spark_features(spark, tables: dict, project: ProjectConfig, as_of: object = 
     spark.sql(cutoffs_sql("spark", labelled, cfg.cutoffs.max_lead_age_days, cfg.label.horizon_days,
                           tables={k: views[k] for k in ("leads", "opportunities", "cutoff_times")})
               ).createOrReplaceTempView(views["cutoffs"])
-    return features_of_cutoffs(spark, tables, spark.table(views["cutoffs"]), project.icp, project.engagement,
-                               ["label"] if labelled else [], prefix), what
+    return spark.table(views["cutoffs"]), what, prefix, end
 
 
 def features_of_cutoffs(spark, tables: dict, cutoffs, icp: IcpConfig, engagement: EngagementConfig,
-                        extra_columns: list[str] | tuple[str, ...] = (), prefix: str | None = None):
+                        extra_columns: list[str] | tuple[str, ...] = (), prefix: str | None = None,
+                        spark_cfg: SparkConfig | None = None):
     """The features of the rows of ``cutoffs`` (a Spark DataFrame: ``lead_id``, ``cutoff`` and ``extra_columns``).
 
     The library form of ``build_features`` on Spark, for a cutoff table of the
     caller's; every ``lead_id`` must be in ``tables["leads"]`` (rows of other leads
-    are dropped by the join).
+    are dropped by the join). A lead with more than ``spark_cfg.heavy_lead_events``
+    activities has its events joined and counted in ``spark_cfg.salts`` parts by day
+    (see :func:`~propensity.features.engines.sql.feature_sql`); the values are the same.
     """
+    spark_cfg = spark_cfg or SparkConfig()
+    salts = spark_cfg.salts if spark_cfg.salts > 1 and has_heavy_lead(tables["activities"],
+                                                                       spark_cfg.heavy_lead_events) else 1
     prefix = prefix or f"propensity_{secrets.token_hex(4)}_"
     views = {name: prefix + name for name in ("cutoffs", "activities", "leads", "accounts")}
     for name in ("activities", "leads", "accounts"):
         tables[name].createOrReplaceTempView(views[name])
     cutoffs.createOrReplaceTempView(views["cutoffs"])
-    return spark.sql(feature_sql(icp, engagement, "spark", tables=views, extra_columns=list(extra_columns)))
+    return spark.sql(feature_sql(icp, engagement, "spark", tables=views, extra_columns=list(extra_columns),
+                                 heavy_lead_events=spark_cfg.heavy_lead_events, salts=salts))
+
+
+def has_heavy_lead(activities, heavy_lead_events: int) -> bool:
+    """Whether any lead has more than ``heavy_lead_events`` activities: only then is the salted plan worth its
+    second aggregation step (one scan of the activities, aggregated per lead where they lie)."""
+    from pyspark.sql import functions as F
+
+    per_lead = activities.groupBy("lead_id").agg(F.count("*").alias("n"))
+    return per_lead.where(F.col("n") > int(heavy_lead_events)).limit(1).count() > 0

@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 
-__all__ = ["spark_session"]
+from propensity.core.errors import ConfigError
+
+__all__ = ["require_spark", "spark_session"]
+
+
+def _java_found() -> bool:
+    home = os.environ.get("JAVA_HOME")
+    return shutil.which("java") is not None or bool(home and os.path.exists(os.path.join(home, "bin", "java")))
+
+
+def require_spark(master: str | None = None) -> None:
+    """Raise :class:`ConfigError` (one line) when no session can start: pyspark missing, or no Java for a classic one.
+
+    Spark Connect (``SPARK_REMOTE`` without ``master``) and an active session need no local Java.
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError("--engine spark needs pyspark, which is not installed: pip install 'propensity[spark]' "
+                          "(and Java 17+)") from None
+    if master is None and (os.environ.get("SPARK_REMOTE") or SparkSession.getActiveSession() is not None):
+        return
+    if not _java_found():
+        raise ConfigError("--engine spark needs a Java runtime (17+) to start Spark: none on PATH and JAVA_HOME is "
+                          "not set; install one, or use Spark Connect (SPARK_REMOTE=sc://host)")
 
 
 def spark_session(master: str | None = None):
@@ -19,6 +44,7 @@ def spark_session(master: str | None = None):
     the package. On a local master the Python workers run this interpreter, so
     they import the same ``propensity``.
     """
+    require_spark(master)
     from pyspark.sql import SparkSession
 
     # PySpark's notice that it "does not yet fully support pandas >= 3.0.0": the parity tests are the check here.

@@ -7,7 +7,7 @@ from pathlib import Path
 from propensity.core.errors import DataError
 from propensity.data.tables import REQUIRED, TABLES, TIMESTAMPS, find_table
 
-__all__ = ["CATALOG_PREFIX", "heaviest_leads", "read_spark_export"]
+__all__ = ["CATALOG_PREFIX", "heaviest_leads", "heaviest_line", "read_spark_export"]
 
 CATALOG_PREFIX = "table:"  # --data table:SCHEMA reads SCHEMA.leads, SCHEMA.accounts, ...
 
@@ -59,9 +59,9 @@ def _table_path(folder: str, name: str) -> str:
 def heaviest_leads(activities, top: int = 3) -> tuple[list[tuple[str, int]], float]:
     """The ``top`` leads with the most activities (lead_id, count), and the mean count per lead with any.
 
-    The join of cutoff rows to events runs a lead's events in one task, so one lead
-    with millions of events (a bot) makes that task the run's longest: the Spark
-    commands name the heaviest leads so that such a lead can be filtered out first.
+    The join of cutoff rows to events runs a lead's events in one task unless the lead
+    is salted (more than ``spark.heavy_lead_events``), so the Spark commands name the
+    heaviest leads.
     """
     from pyspark.sql import functions as F
 
@@ -69,3 +69,15 @@ def heaviest_leads(activities, top: int = 3) -> tuple[list[tuple[str, int]], flo
     rows = per_lead.orderBy(F.col("n").desc(), F.col("lead_id")).limit(top).collect()
     mean = per_lead.agg(F.avg("n").alias("m")).first()["m"]
     return [(str(r["lead_id"]), int(r["n"])) for r in rows], float(mean or 0.0)
+
+
+def heaviest_line(activities, heavy_lead_events: int, salts: int) -> str:
+    """One line naming the heaviest leads, the mean per lead, and whether they are salted; empty without activities."""
+    heavy, mean = heaviest_leads(activities)
+    if not heavy:
+        return ""
+    salted = sum(n > heavy_lead_events for _, n in heavy)
+    note = (f"; {salted} of them above spark.heavy_lead_events ({heavy_lead_events:,}): their events are split "
+            f"over {salts} tasks by day" if salted and salts > 1 else "")
+    return ("heaviest leads: " + ", ".join(f"{lead} {n:,} activities" for lead, n in heavy)
+            + f" (mean per lead with any: {mean:,.1f}){note}")

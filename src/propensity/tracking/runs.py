@@ -53,7 +53,7 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
     from propensity.core.native import predict
     from propensity.modeling.audit import audit_summary
     from propensity.modeling.charts import calibration_chart, lift_chart, shap_summary_chart, tier_chart
-    from propensity.modeling.report import model_card
+    from propensity.modeling.report import model_card, sampling_line
     from propensity.scoring.scorer import LeadScorer
     from propensity.tracking.datasets import log_folder_input
     from propensity.tracking.pyfunc import CRM_OUTPUT, log_bundle_model
@@ -74,7 +74,9 @@ def log_training(result, project, bundle_path: Path, tracking_uri: str) -> dict:
         test = result.split["test"]
         mlflow.set_tags({"label": meta["label"], "data": meta["data"], "data_end": meta["data_end"],
                          "horizon_days": str(cfg.label.horizon_days),
-                         "test_window": f"{test['first_cutoff']}..{test['last_cutoff']}"})
+                         "test_window": f"{test['first_cutoff']}..{test['last_cutoff']}",
+                         **({"sampling": sampling_line(result.sampling)} if getattr(result, "sampling", None)
+                            else {})})
         for who, metrics in result.metrics.items():
             mlflow.log_metrics({f"{who}_{k}": v for k, v in metrics.items() if v == v})
         top_k = getattr(result, "top_k", None)

@@ -62,7 +62,8 @@ _NO_ICP = IcpConfig.model_construct(criteria=[])  # no criteria: the spec's enga
 
 
 def feature_sql(icp: IcpConfig | None, engagement: EngagementConfig, dialect: str = "duckdb",
-                tables: dict[str, str] | None = None, extra_columns: Iterable[str] = (), pretty: bool = True) -> str:
+                tables: dict[str, str] | None = None, extra_columns: Iterable[str] = (), pretty: bool = True,
+                heavy_lead_events: int | None = None, salts: int = 1) -> str:
     """The feature table of the spec as one SQL query in ``dialect`` (one of :data:`DIALECTS`).
 
     ``tables`` maps each of :data:`TABLES` to the relation to read (default: the same
@@ -70,6 +71,14 @@ def feature_sql(icp: IcpConfig | None, engagement: EngagementConfig, dialect: st
     ``cutoffs`` after ``cutoff`` (e.g. ``label``). ``icp=None`` leaves out the fit
     features and ``accounts``. Raises ``ValueError`` for an unknown dialect, table
     or a name that is no plain identifier.
+
+    ``heavy_lead_events`` with ``salts`` > 1 salts the join for skew: a lead with more
+    activities than that (a bot) has its events split into ``salts`` parts by day
+    (``day mod salts``) and its cutoff rows repeated once per part, so its join runs
+    as ``salts`` tasks instead of one; each part is aggregated, then the parts are
+    added up (counts and decay summed, days since the least, distinct days summed:
+    a day lies in one part), so every value is the same (decay up to the order of
+    summation). A bot whose events fall on one day stays one task.
     """
     if dialect not in DIALECTS:
         raise ValueError(f"dialect: expected one of {list(DIALECTS)}; got {dialect!r}")
@@ -84,7 +93,10 @@ def feature_sql(icp: IcpConfig | None, engagement: EngagementConfig, dialect: st
     for col in extras:
         if not _COLUMN_NAME.fullmatch(col) or col in ("lead_id", "cutoff"):
             raise ValueError(f"extra_columns: expected plain column names other than lead_id, cutoff; got {col!r}")
-    text = _duckdb_query(icp, engagement, rel, extras)
+    salting = None
+    if heavy_lead_events is not None and salts > 1:
+        salting = (int(heavy_lead_events), int(salts))
+    text = _duckdb_query(icp, engagement, rel, extras, salting)
     return _transpile(text, dialect, pretty)
 
 
@@ -100,7 +112,8 @@ def _types(types: Iterable[str]) -> str:
     return ", ".join(_lit(t) for t in sorted(set(types)))
 
 
-def _duckdb_query(icp: IcpConfig | None, engagement: EngagementConfig, rel: dict[str, str], extras: list[str]) -> str:
+def _duckdb_query(icp: IcpConfig | None, engagement: EngagementConfig, rel: dict[str, str], extras: list[str],
+                  salting: tuple[int, int] | None = None) -> str:
     windows = engagement.windows_days
     longest = max(windows)
     aggs: list[str] = []
@@ -141,9 +154,10 @@ def _duckdb_query(icp: IcpConfig | None, engagement: EngagementConfig, rel: dict
     accounts = f"\nLEFT JOIN {rel['accounts']} AS a ON a.account_id = l.account_id" if icp is not None and any(
         c.table == "accounts" for c in icp.criteria) else ""
     sep = ",\n  "
-    return f"""WITH cutoff_times AS (
-  SELECT DISTINCT lead_id, EPOCH_US(cutoff) AS t FROM {rel['cutoffs']}
-), lead_events AS (
+    if salting is not None:
+        events = _salted_events(rel, aggs, out, *salting)
+    else:
+        events = f"""lead_events AS (
   SELECT lead_id, activity_type, EPOCH_US(occurred_at) AS occ,
          COALESCE(EPOCH_US(recorded_at), EPOCH_US(occurred_at)) AS rec
   FROM {rel['activities']}
@@ -154,12 +168,46 @@ def _duckdb_query(icp: IcpConfig | None, engagement: EngagementConfig, rel: dict
   SELECT lead_id, t,
   {sep.join(aggs)}
   FROM seen GROUP BY lead_id, t
-)
+)"""
+    return f"""WITH cutoff_times AS (
+  SELECT DISTINCT lead_id, EPOCH_US(cutoff) AS t FROM {rel['cutoffs']}
+), {events}
 SELECT
   {sep.join(select)}
 FROM {rel['cutoffs']} AS c
 JOIN {rel['leads']} AS l ON l.lead_id = c.lead_id{accounts}
 LEFT JOIN engagement AS e ON e.lead_id = c.lead_id AND e.t = EPOCH_US(c.cutoff)"""
+
+
+def _salted_events(rel: dict[str, str], aggs: list[str], kinds: dict[str, str], heavy: int, salts: int) -> str:
+    """The ``lead_events .. engagement`` relations of the salted plan (see :func:`feature_sql`)."""
+    sep = ",\n  "
+    day = f"CAST(FLOOR(EPOCH_US(a.occurred_at) / {_DAY}) AS BIGINT)"
+    values = ", ".join(f"({i})" for i in range(salts))
+    combine = [f"{'MIN' if kind == 'age' else 'SUM'}({name}) AS {name}" for name, kind in kinds.items()]
+    return f"""heavy AS (
+  SELECT lead_id FROM {rel['activities']} GROUP BY lead_id HAVING COUNT(*) > {heavy}
+), lead_events AS (
+  SELECT a.lead_id, a.activity_type, EPOCH_US(a.occurred_at) AS occ,
+         COALESCE(EPOCH_US(a.recorded_at), EPOCH_US(a.occurred_at)) AS rec,
+         CASE WHEN h.lead_id IS NULL THEN 0 ELSE (({day} % {salts}) + {salts}) % {salts} END AS salt
+  FROM {rel['activities']} AS a LEFT JOIN heavy AS h ON h.lead_id = a.lead_id
+), salted_times AS (
+  SELECT r.lead_id, r.t, s.salt FROM cutoff_times AS r LEFT JOIN heavy AS h ON h.lead_id = r.lead_id
+  JOIN (VALUES {values}) AS s(salt) ON s.salt = 0 OR h.lead_id IS NOT NULL
+), seen AS (
+  SELECT r.lead_id, r.t, r.salt, ev.activity_type, r.t - ev.occ AS age, FLOOR(ev.occ / {_DAY}) AS occ_day
+  FROM salted_times AS r JOIN lead_events AS ev
+    ON ev.lead_id = r.lead_id AND ev.salt = r.salt AND ev.occ < r.t AND ev.rec < r.t
+), parts AS (
+  SELECT lead_id, t, salt,
+  {sep.join(aggs)}
+  FROM seen GROUP BY lead_id, t, salt
+), engagement AS (
+  SELECT lead_id, t,
+  {sep.join(combine)}
+  FROM parts GROUP BY lead_id, t
+)"""
 
 
 def _fit_columns(icp: IcpConfig) -> dict[str, str]:
@@ -209,18 +257,20 @@ def _transpile(text: str, dialect: str, pretty: bool) -> str:
 
 
 def features_duckdb(export, cutoffs: pd.DataFrame, icp: IcpConfig | None, engagement: EngagementConfig,
-                    threads: int | None = None) -> pd.DataFrame:
+                    threads: int | None = None, heavy_lead_events: int | None = None, salts: int = 1) -> pd.DataFrame:
     """The feature table of ``cutoffs`` computed by the DuckDB form of :func:`feature_sql`, rows in input order.
 
     ``export`` is a :class:`~propensity.data.export.CrmExport` (its pandas tables are
     registered with DuckDB as they are). Columns and dtypes follow ``build_features``:
     numeric features float64 with NaN for unknown, categorical ones object.
+    ``heavy_lead_events``, ``salts``: the salted plan of :func:`feature_sql`.
     """
     import duckdb
 
     extras = [c for c in cutoffs.columns if c not in ("lead_id", "cutoff")]
     query = feature_sql(icp, engagement, "duckdb", tables={"cutoffs": "cutoffs_in"},
-                        extra_columns=[*extras, "__row"], pretty=False)
+                        extra_columns=[*extras, "__row"], pretty=False, heavy_lead_events=heavy_lead_events,
+                        salts=salts)
     rows = cutoffs.assign(__row=np.arange(len(cutoffs), dtype=np.int64))
     con = duckdb.connect()
     try:
