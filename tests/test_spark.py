@@ -7,7 +7,6 @@ Spark part of the suite stays within a few minutes (JVM start-up included).
 import shutil
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,11 +182,28 @@ def test_spark_udf_scores_equal_in_process_scorer(spark, model):
     assert (got["reasons"] == expected["reasons"]).all()
 
 
-def test_spark_session_uses_the_active_session(spark):
-    from propensity.spark import spark_session
+def test_spark_session_uses_the_active_session_in_utc_whatever_the_drivers_zone(spark, model, monkeypatch):
+    import time
 
-    assert spark_session() is spark
-    assert Path(sys.executable).exists()
+    from propensity.data.export import read_export
+    from propensity.spark import spark_session
+    from propensity.spark.features import export_bounds
+    from propensity.spark.tables import read_spark_export
+
+    crm, _, _ = model
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")  # a caller's session in another zone
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # and a driver process in a third
+    time.tzset()
+    try:
+        assert spark_session() is spark
+        assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+        end, first = export_bounds(read_spark_export(spark, crm))
+        export = read_export(crm)
+        assert end == export.end() and first == export.leads["created_at"].min()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
 
 
 def test_heaviest_leads_are_named_with_their_counts(spark):

@@ -28,19 +28,22 @@ def export_bounds(tables: dict) -> tuple[pd.Timestamp, pd.Timestamp | None]:
     """(the end of the data: the latest timestamp of any table, the earliest lead's ``created_at``), in UTC."""
     from pyspark.sql import functions as F
 
-    leads = tables["leads"].agg(F.max("created_at").alias("end"), F.min("created_at").alias("first")).first()
-    acts = tables["activities"].agg(F.max("occurred_at").alias("end")).first()
-    opps = tables["opportunities"].agg(F.max("created_at").alias("a"), F.max("closed_at").alias("b")).first()
-    stamps = [pd.Timestamp(v) for v in (leads["end"], acts["end"], opps["a"], opps["b"]) if v is not None]
+    # As microseconds since the epoch: a collected timestamp comes back as a naive datetime in the driver
+    # process's local time zone, whatever the session's.
+    def micros(column: str, fn=F.max):
+        return F.unix_micros(fn(column))
+
+    leads = tables["leads"].agg(micros("created_at").alias("end"), micros("created_at", F.min).alias("first")).first()
+    acts = tables["activities"].agg(micros("occurred_at").alias("end")).first()
+    opps = tables["opportunities"].agg(micros("created_at").alias("a"), micros("closed_at").alias("b")).first()
+    stamps = [_utc(v) for v in (leads["end"], acts["end"], opps["a"], opps["b"]) if v is not None]
     if not stamps:
         raise DataError("the export has no timestamps at all; is it empty?")
-    end = max(_utc(s) for s in stamps)
-    return end, None if leads["first"] is None else _utc(pd.Timestamp(leads["first"]))
+    return max(stamps), None if leads["first"] is None else _utc(leads["first"])
 
 
-def _utc(t: pd.Timestamp) -> pd.Timestamp:
-    # Spark hands naive datetimes in the session's time zone, which spark_session sets to UTC.
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+def _utc(us: int) -> pd.Timestamp:
+    return pd.Timestamp(int(us), unit="us", tz="UTC")
 
 
 def spark_features(spark, tables: dict, project: ProjectConfig, as_of: object = None,

@@ -41,7 +41,8 @@ def spark_session(master: str | None = None):
     or reuses a classic session on it; without it, ``SPARK_REMOTE`` (``sc://host``)
     connects through Spark Connect; without either, the caller's active session is
     used, else a ``local[*]`` one. Times are read and shown in UTC, as everywhere in
-    the package. On a local master the Python workers run this interpreter, so
+    the package: the session's ``spark.sql.session.timeZone`` is set to UTC, the
+    caller's too. On a local master the Python workers run this interpreter, so
     they import the same ``propensity``.
     """
     require_spark(master)
@@ -53,6 +54,8 @@ def spark_session(master: str | None = None):
     if master is None and not os.environ.get("SPARK_REMOTE"):
         active = SparkSession.getActiveSession()
         if active is not None:
+            # collected and pandas timestamps follow the session's zone: the package reads and writes UTC
+            active.conf.set("spark.sql.session.timeZone", "UTC")
             return active
     builder = SparkSession.builder.appName("propensity").config("spark.sql.session.timeZone", "UTC")
     if master is None and os.environ.get("SPARK_REMOTE"):
