@@ -329,3 +329,11 @@ def test_check_folder_output_names_the_foreign_files(tmp_path):
                                           r"\(data.csv, notes.txt\)"):
         check_folder_output(tmp_path / "x")
     assert check_folder_output(tmp_path / "x", force=True) == tmp_path / "x"
+
+
+def test_remote_paths_are_told_from_local_ones():
+    from propensity.core.output import is_remote
+
+    assert all(is_remote(p) for p in ("dbfs:/mnt/leads", "s3://bucket/leads", "abfss://c@a.dfs.core.windows.net/x",
+                                      "hdfs://nn/x", "file:///tmp/x"))
+    assert not any(is_remote(p) for p in ("/tmp/x", "scores.parquet", "C:/data/x", "table:crm", "./a:b/c"))

@@ -34,7 +34,7 @@ from pathlib import Path
 from propensity.core.errors import OutputError
 
 __all__ = ["LOCK_TIMEOUT_S", "MARKER", "OutputError", "check_file_output", "check_folder_output", "claim",
-           "has_marker", "lock_path", "staged_file", "staged_folder", "write_marker"]
+           "has_marker", "is_remote", "lock_path", "staged_file", "staged_folder", "write_marker"]
 
 MARKER = "propensity-output.json"
 LOCK_TIMEOUT_S = 2.0  # a second run on the same output fails fast rather than queueing behind a long training
@@ -307,3 +307,12 @@ def has_marker(folder: str | Path, kind: str) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("written_by") == "propensity" and meta.get("kind") == kind
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:/")
+
+
+def is_remote(path: str | Path) -> bool:
+    """Whether ``path`` is a URI of another file system (``s3://``, ``abfss://``, ``dbfs:/``, ``hdfs://``), not a
+    local path (a Windows drive letter ``C:/`` is one letter, a scheme two or more)."""
+    return bool(_SCHEME.match(str(path)))

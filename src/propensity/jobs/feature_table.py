@@ -118,15 +118,15 @@ def features_spark(data: str | Path, out: str | Path, as_of: str | None = None, 
     from contextlib import nullcontext
 
     from propensity.config import load_project
-    from propensity.core.output import claim
+    from propensity.core.output import claim, is_remote
     from propensity.spark.features import spark_features
     from propensity.spark.output import check_spark_output, write_spark_parquet
     from propensity.spark.session import require_spark, spark_session
     from propensity.spark.tables import heaviest_line, read_spark_export
 
     progress = progress or Progress()
-    local = "://" not in str(out)
-    check_spark_output(out, inputs=(data, config) if local and "://" not in str(data) else ())
+    local = not is_remote(out)
+    check_spark_output(out, inputs=(data, config) if local and not is_remote(data) else ())
     project = load_project(config)
     require_spark(master)
     with claim(out) if local else nullcontext():

@@ -187,7 +187,7 @@ def score_crm_spark(model: str | Path, data: str | Path, out: str | Path, as_of:
     from contextlib import nullcontext
 
     from propensity.config import load_project
-    from propensity.core.output import claim
+    from propensity.core.output import claim, is_remote
     from propensity.scoring.scorer import LeadScorer
     from propensity.spark.features import spark_features
     from propensity.spark.output import check_spark_output, write_spark_parquet
@@ -199,8 +199,8 @@ def score_crm_spark(model: str | Path, data: str | Path, out: str | Path, as_of:
     if str(model).startswith("models:/"):
         raise ValueError(f"{model}: --engine spark scores with a bundle folder every executor can read; for a "
                          "registered model use propensity.spark.score_spark (the MLflow pyfunc as a Spark UDF)")
-    local = "://" not in str(out)
-    check_spark_output(out, inputs=(data, model) if local and "://" not in str(data) else ())
+    local = not is_remote(out)
+    check_spark_output(out, inputs=(data, model) if local and not is_remote(data) else ())
     require_spark(master)
     with claim(out) if local else nullcontext():
         bundle = LeadScorer.load(model).bundle

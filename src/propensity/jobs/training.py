@@ -109,14 +109,14 @@ def train_crm_spark(data: str | Path, out: str | Path, config: str | Path | None
     export, is left out. The bundle and the report go to ``out`` as with ``train_crm``.
     """
     from propensity.config import load_project
-    from propensity.core.output import check_folder_output, claim
+    from propensity.core.output import check_folder_output, claim, is_remote
     from propensity.modeling.train import MAX_UNMATCHED_ACCOUNTS, train_rows
     from propensity.scoring.bundle import is_bundle_folder
     from propensity.tracking import check_tracking, resolve_tracking_uri
 
     progress = progress or Progress()
     target = Path(out)
-    local_data = "://" not in str(data) and not str(data).startswith("table:")
+    local_data = not is_remote(data) and not str(data).startswith("table:")
     check_folder_output(target, owned=is_bundle_folder, inputs=(data, config) if local_data else (config,),
                         force=force)
     project = load_project(config)

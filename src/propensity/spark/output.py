@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from propensity.core.errors import OutputError
-from propensity.core.output import check_folder_output, staged_folder
+from propensity.core.output import check_folder_output, is_remote, staged_folder
 
 __all__ = ["MARKER", "check_spark_output", "write_spark_parquet"]
 
@@ -24,7 +24,7 @@ def _ours(folder: Path) -> bool:
 
 
 def _remote(out: str | Path) -> bool:
-    return "://" in str(out)
+    return is_remote(out)
 
 
 def check_spark_output(out: str | Path, inputs=()) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from propensity.core.output import is_remote
+
 __all__ = ["SCORES_SCHEMA", "score_features_spark"]
 
 SCORES_SCHEMA = ("lead_id string, probability double, score long, tier string, reasons string, fit_score long, "
@@ -30,7 +32,7 @@ def score_features_spark(features, bundle: str | Path):
     policy ranks the whole pool of leads, which this per-batch path does not do:
     refused with ``ValueError``.
     """
-    bundle = str(Path(bundle).resolve()) if "://" not in str(bundle) else str(bundle)
+    bundle = str(Path(bundle).resolve()) if not is_remote(bundle) else str(bundle)
     if _scorer(bundle).bundle.tiers.capacity is not None:
         raise ValueError(f"{bundle}: the model's tiers follow a capacity policy (leads_per_week), which ranks all "
                          "leads as one pool; --engine spark scores with probability thresholds only: score in "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from propensity.core.errors import DataError
+from propensity.core.output import is_remote
 from propensity.data.tables import REQUIRED, TABLES, TIMESTAMPS, find_table
 
 __all__ = ["CATALOG_PREFIX", "heaviest_leads", "heaviest_line", "read_spark_export"]
@@ -51,7 +52,7 @@ def read_spark_export(spark, data: str | Path) -> dict:
 
 
 def _table_path(folder: str, name: str) -> str:
-    if "://" in folder:  # a remote folder: Spark knows whether it exists; Parquet is the format there
+    if is_remote(folder):  # a remote folder: Spark knows whether it exists; Parquet is the format there
         return f"{folder.rstrip('/')}/{name}.parquet"
     return str(find_table(Path(folder), name))
 
