@@ -27,7 +27,14 @@ def require_spark(master: str | None = None) -> None:
     except ImportError:
         raise ConfigError("--engine spark needs pyspark, which is not installed: pip install 'propensity[spark]' "
                           "(and Java 17+)") from None
-    if master is None and (os.environ.get("SPARK_REMOTE") or SparkSession.getActiveSession() is not None):
+    if master is None and os.environ.get("SPARK_REMOTE"):
+        try:
+            import grpc  # noqa: F401  (Spark Connect's client needs pyspark's connect extra)
+        except ImportError:
+            raise ConfigError(f"SPARK_REMOTE={os.environ['SPARK_REMOTE']}: Spark Connect needs its client libraries, "
+                              "which are not installed: pip install 'pyspark[connect]'") from None
+        return
+    if master is None and SparkSession.getActiveSession() is not None:
         return
     if not _java_found():
         raise ConfigError("--engine spark needs a Java runtime (17+) to start Spark: none on PATH and JAVA_HOME is "
