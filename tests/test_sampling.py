@@ -140,3 +140,16 @@ def test_export_check_names_the_heaviest_leads_and_warns_of_a_bot(tmp_path, caps
     assert main(["features", "--data", str(crm), "--out", str(tmp_path / "f.parquet"), "--as-of", "2025-06-01"]) == 0
     printed = capsys.readouterr()
     assert f"heaviest leads: {bot} {before:,} activities" in printed.out + printed.err
+
+
+def test_spark_connect_without_its_client_is_one_line(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("pyspark")
+    import sys
+
+    monkeypatch.setenv("SPARK_REMOTE", "sc://spark.example:15002")
+    monkeypatch.setitem(sys.modules, "grpc", None)  # the connect extra not installed
+    (tmp_path / "crm").mkdir()
+    assert main(["features", "--engine", "spark", "--data", str(tmp_path / "crm"),
+                 "--out", str(tmp_path / "f.parquet")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pyspark[connect]" in err and "\n" not in err and not (tmp_path / "f.parquet").exists()
