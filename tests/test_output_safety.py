@@ -337,3 +337,27 @@ def test_remote_paths_are_told_from_local_ones():
     assert all(is_remote(p) for p in ("dbfs:/mnt/leads", "s3://bucket/leads", "abfss://c@a.dfs.core.windows.net/x",
                                       "hdfs://nn/x", "file:///tmp/x"))
     assert not any(is_remote(p) for p in ("/tmp/x", "scores.parquet", "C:/data/x", "table:crm", "./a:b/c"))
+
+
+def test_a_large_parquet_output_is_written_a_row_group_at_a_time_with_the_same_values(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from propensity.jobs import outputs
+
+    n = 2500
+    df = pd.DataFrame({
+        "lead_id": [f"L{i}" for i in range(n)],
+        "cutoff": pd.date_range("2025-01-01", periods=n, freq="h", tz="UTC"),
+        "x": np.where(np.arange(n) % 7 == 0, np.nan, np.arange(n) / 3),
+        "flag": (np.arange(n) % 2).astype("int8"),
+        "late_text": [None] * 2000 + ["web"] * 500,  # no value in the first group: the type comes from the frame
+    })
+    monkeypatch.setattr(outputs, "ROW_GROUP", 1000)
+    outputs.write_table(df, tmp_path / "grouped.parquet")
+    df.to_parquet(tmp_path / "whole.parquet", index=False)
+    assert pq.ParquetFile(tmp_path / "grouped.parquet").metadata.num_row_groups == 3
+    got, want = pd.read_parquet(tmp_path / "grouped.parquet"), pd.read_parquet(tmp_path / "whole.parquet")
+    pd.testing.assert_frame_equal(got, want)
+    assert pq.read_schema(tmp_path / "grouped.parquet").equals(pq.read_schema(tmp_path / "whole.parquet"))

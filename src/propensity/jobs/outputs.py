@@ -16,7 +16,7 @@ import pandas as pd
 from propensity.core.csvsafe import write_csv
 from propensity.core.output import staged_file
 
-__all__ = ["ChunkWriter", "chunk_writer", "write_table"]
+__all__ = ["ROW_GROUP", "ChunkWriter", "chunk_writer", "write_parquet", "write_table"]
 
 
 def write_table(df: pd.DataFrame, out: Path) -> None:
@@ -27,7 +27,30 @@ def write_table(df: pd.DataFrame, out: Path) -> None:
         if out.suffix == ".csv":
             write_csv(df, tmp)
         else:
-            df.to_parquet(tmp, index=False)
+            write_parquet(df, tmp)
+
+
+ROW_GROUP = 1 << 20  # rows: pyarrow's own default row group, so the file's layout is the one to_parquet writes
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """``df.to_parquet(path)``, converted to Arrow a row group at a time.
+
+    Converting a large frame whole first copies all of it (a second 4 GB for the 7.9M x 70 training table
+    of a million leads); a group at a time the copies stay small and warm: 13.6 s instead of 16.0 s there.
+    The schema is the whole frame's, so a text column empty in the first group keeps its type.
+    """
+    if len(df) <= ROW_GROUP:
+        df.to_parquet(path, index=False)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, len(df), ROW_GROUP):
+            writer.write_table(pa.Table.from_pandas(df.iloc[start:start + ROW_GROUP], schema=schema,
+                                                    preserve_index=False))
 
 
 class ChunkWriter:
