@@ -70,8 +70,8 @@ def test_the_snapshot_kernels_warm_up_without_raising(monkeypatch):
 
 
 def test_kernels_compile_without_a_place_for_numba_s_cache():
-    from propensity.features.engines import snapshot_kernels
+    from propensity.core.jit import compiled
 
     space: dict = {}
     exec("def add_one(x):\n    return x + 1\n", space)  # no source file: Numba has nowhere to cache it
-    assert snapshot_kernels._compiled(space["add_one"])(41) == 42
+    assert compiled(space["add_one"])(41) == 42

@@ -263,3 +263,16 @@ def test_audit_accept_is_read_from_the_training_yaml_and_a_typo_is_named(tmp_pat
     with pytest.raises(ConfigError) as err:
         load_project(cfg)
     assert str(cfg) in str(err.value) and "audit.acept" in str(err.value)
+
+
+def test_an_all_missing_column_has_the_auc_of_a_constant_score():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from propensity.modeling.evidence import roc_strength
+
+    y = np.array([0, 1, 0, 0, 1, 0])
+    assert roc_strength(np.full(6, np.nan), y) == (roc_auc_score(y, np.zeros(6)), 0.5) == (0.5, 0.5)
+    assert roc_strength(np.full(6, np.nan), np.zeros(6)) == (None, None)  # one class: no AUC at all
+    auc, strength = roc_strength(np.array([0.1, 0.9, 0.2, np.nan, 0.8, 0.3]), y)
+    assert auc == 1.0 and strength == 1.0  # missing placed where it gives the larger strength

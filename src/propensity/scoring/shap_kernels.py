@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
+
+from propensity.core.jit import compiled
 
 __all__ = ["KZERO", "add_contributions", "tabulate"]
 
@@ -26,15 +27,7 @@ __all__ = ["KZERO", "add_contributions", "tabulate"]
 KZERO = float(np.float32(1e-35))
 
 
-def _compiled(fn):
-    """``njit(nogil=True)`` with Numba's on-disk cache where it can keep one, else compiled in each process."""
-    try:
-        return nb.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:
-        return nb.njit(nogil=True)(fn)
-
-
-@_compiled
+@compiled
 def tabulate(k: int, m: int, left: np.ndarray, right: np.ndarray, feat: np.ndarray, count: np.ndarray,
              value: np.ndarray) -> np.ndarray:
     """The ``(2**k, m)`` table of one tree.
@@ -79,7 +72,7 @@ def tabulate(k: int, m: int, left: np.ndarray, right: np.ndarray, feat: np.ndarr
     return table
 
 
-@_compiled
+@compiled
 def add_contributions(x: np.ndarray, out: np.ndarray, lo: int, hi: int, tree_nodes: np.ndarray,
                       node_feat: np.ndarray, node_thr: np.ndarray, node_nan: np.ndarray, node_zero: np.ndarray,
                       node_cats: np.ndarray, cat_bits: np.ndarray, tree_feats: np.ndarray, feats: np.ndarray,

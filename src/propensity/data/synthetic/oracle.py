@@ -72,11 +72,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numba as nb
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from propensity.core.jit import compiled
 from propensity.core.times import DAY_US
 from propensity.data.export import CrmExport, read_export
 from propensity.data.synthetic.hazards import Hazards, Timeline
@@ -214,15 +214,7 @@ def oracle_probability(world: str | Path | CrmExport | Mapping[str, pd.DataFrame
     return out
 
 
-def _compiled(fn):
-    """``njit`` with Numba's on-disk cache where it can keep one, else compiled in each process."""
-    try:
-        return nb.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:
-        return nb.njit(nogil=True)(fn)
-
-
-@_compiled
+@compiled
 def _record_integrals(x, bmin, bmax):
     """``(integral_0^x phi, integral_0^x y phi(y) dy)`` for phi = P(delay >= y), delay ~ U(bmin, bmax)."""
     a = min(x, bmin)
@@ -235,7 +227,7 @@ def _record_integrals(x, bmin, bmax):
     return i0, i1
 
 
-@_compiled
+@compiled
 def _ramp_mass(x, d, ramp_days, beta, bmin, bmax):
     """integral_0^x tri r: the observable share of a ramp whose buying moment is ``d`` days after the cutoff,
     over the last ``x`` days before the cutoff."""
@@ -247,7 +239,7 @@ def _ramp_mass(x, d, ramp_days, beta, bmin, bmax):
     return a * x - b * x * x / 2.0 - beta * (a * i0 - b * i1)
 
 
-@_compiled
+@compiled
 def _phi(x, bmin, bmax):
     if x <= bmin:
         return 1.0
@@ -256,7 +248,7 @@ def _phi(x, bmin, bmax):
     return (bmax - x) / (bmax - bmin)
 
 
-@_compiled
+@compiled
 def _oracle_rows(row_lead, cut, tail, created, z, f, p_in, q, src_kind, ptr, kinds, ev_t, ev_rec, weight, rate,
                  loading, ramp, is_email, signal, unsub_kind, params, out):
     k_shape, k_scale, ramp_days, beta, bmin, bmax = params[0], params[1], params[2], params[3], params[4], params[5]

@@ -27,29 +27,16 @@ rows sorted by cutoff ``t_0 <= ... <= t_{m-1}``:
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from propensity.core.jit import compiled
 from propensity.core.times import DAY_US
-
-
-def _compiled(fn):
-    """``njit(nogil=True)`` with Numba's on-disk cache where it can keep one, else compiled in each process.
-
-    Numba refuses ``cache=True`` at decoration when it finds no writable place (a
-    read-only install and no user cache directory); the kernels must still run.
-    """
-    try:
-        return nb.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:
-        return nb.njit(nogil=True)(fn)
-
 
 _NONE = np.iinfo(np.int64).min
 _SORT_SMALL = 32  # rows of one lead: insertion sort up to this many, merge sort beyond
 
 
-@_compiled
+@compiled
 def _group_rows(lo: int, hi: int, row_lead: np.ndarray, row_t: np.ndarray, row_ptr: np.ndarray,
                 row_order: np.ndarray) -> None:
     """The rows of leads ``lo <= p < hi`` into ``row_order[row_ptr[lo]:row_ptr[hi]]``, grouped by lead,
@@ -78,7 +65,7 @@ def _group_rows(lo: int, hi: int, row_lead: np.ndarray, row_t: np.ndarray, row_p
                 row_order[a + i] = seg[idx[i]]
 
 
-@_compiled
+@compiled
 def count_events(lead: np.ndarray, occ: np.ndarray, lo: int, hi: int, n_leads: int, part_of: np.ndarray,
                  n_parts: int, day0: int, n_days: int, lead_count: np.ndarray) -> np.ndarray:
     """Events ``lo <= i < hi``: add each to its lead's count; return the counts per (part, day)."""
@@ -91,7 +78,7 @@ def count_events(lead: np.ndarray, occ: np.ndarray, lo: int, hi: int, n_leads: i
     return hist
 
 
-@_compiled
+@compiled
 def scatter_events(lead: np.ndarray, occ: np.ndarray, rec: np.ndarray, code: np.ndarray, type_class: np.ndarray,
                    lo: int, hi: int, part_of: np.ndarray, part_first: np.ndarray, day0: int, at: np.ndarray,
                    t_occ: np.ndarray, t_elig: np.ndarray, t_cls: np.ndarray, t_lead: np.ndarray) -> None:
@@ -116,7 +103,7 @@ def scatter_events(lead: np.ndarray, occ: np.ndarray, rec: np.ndarray, code: np.
         t_lead[k] = p - part_first[q]
 
 
-@_compiled
+@compiled
 def part_rows(lo: int, hi: int, ev_ptr: np.ndarray, ev_base: int, t_occ: np.ndarray, t_elig: np.ndarray,
               t_cls: np.ndarray, t_lead: np.ndarray, s_occ: np.ndarray, s_elig: np.ndarray, s_cls: np.ndarray,
               cls_ptr: np.ndarray, cls_sig: np.ndarray, half_life: np.ndarray, w_us: np.ndarray,
