@@ -361,3 +361,48 @@ def test_a_large_parquet_output_is_written_a_row_group_at_a_time_with_the_same_v
     got, want = pd.read_parquet(tmp_path / "grouped.parquet"), pd.read_parquet(tmp_path / "whole.parquet")
     pd.testing.assert_frame_equal(got, want)
     assert pq.read_schema(tmp_path / "grouped.parquet").equals(pq.read_schema(tmp_path / "whole.parquet"))
+
+
+def test_a_large_parquet_output_keeps_a_dictionary_only_for_columns_whose_values_repeat(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from propensity.jobs import outputs
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    df = pd.DataFrame({"count": rng.poisson(2, n).astype(float), "decay": rng.random(n),
+                       "source": np.array(["web", "event", None], dtype=object)[rng.integers(0, 3, n)]})
+    monkeypatch.setattr(outputs, "ROW_GROUP", 1000)
+    outputs.write_table(df, tmp_path / "out.parquet")
+    meta = pq.ParquetFile(tmp_path / "out.parquet").metadata
+    encodings = {meta.schema.column(i).name: meta.row_group(2).column(i).encodings for i in range(3)}
+    assert "RLE_DICTIONARY" in encodings["count"] and "RLE_DICTIONARY" in encodings["source"]
+    assert "RLE_DICTIONARY" not in encodings["decay"]  # distinct values: written plain, never hashed
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out.parquet"), df, check_dtype=False)
+
+
+def test_a_parquet_output_whose_writer_thread_fails_leaves_the_old_file_and_no_staging(tmp_path, monkeypatch):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from propensity.jobs import outputs
+
+    out = tmp_path / "out.parquet"
+    pd.DataFrame({"x": [1.0]}).to_parquet(out)
+    before = out.read_bytes()
+    real, calls = pq.ParquetWriter.write_table, []
+
+    def full_disk(self, table, *args, **kwargs):
+        calls.append(len(table))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk)
+    monkeypatch.setattr(outputs, "ROW_GROUP", 100)
+    with pytest.raises(OSError, match="No space left"):
+        outputs.write_table(pd.DataFrame({"x": range(1000)}, dtype=float), out)
+    assert len(calls) == 2  # the third group was not queued after the second failed
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]

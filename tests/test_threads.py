@@ -185,3 +185,12 @@ def test_snapshot_engine_from_four_threads_equals_one(world_dir, project, monkey
     assert len(calls) == 5 and len(got) == 4
     for g in got:
         pd.testing.assert_frame_equal(g, want)
+
+
+def test_parquet_groups_converted_while_another_thread_writes_equal_one_threads_file(tmp_path):
+    """pyarrow from two threads (conversion here, encoding on the writer thread): proved in a child process."""
+    script = Path(__file__).with_name("_stress_parquet.py")
+    run = subprocess.run([sys.executable, str(script), str(tmp_path), "20"], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "all equal" in run.stdout
