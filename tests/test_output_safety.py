@@ -339,7 +339,9 @@ def test_remote_paths_are_told_from_local_ones():
     assert not any(is_remote(p) for p in ("/tmp/x", "scores.parquet", "C:/data/x", "table:crm", "./a:b/c"))
 
 
-def test_a_large_parquet_output_is_written_a_row_group_at_a_time_with_the_same_values(tmp_path, monkeypatch):
+@pytest.mark.parametrize("late_text", [True, False])
+def test_a_large_parquet_output_is_written_a_row_group_at_a_time_with_the_same_values(tmp_path, monkeypatch,
+                                                                                     late_text):
     import numpy as np
     import pandas as pd
     import pyarrow.parquet as pq
@@ -352,15 +354,19 @@ def test_a_large_parquet_output_is_written_a_row_group_at_a_time_with_the_same_v
         "cutoff": pd.date_range("2025-01-01", periods=n, freq="h", tz="UTC"),
         "x": np.where(np.arange(n) % 7 == 0, np.nan, np.arange(n) / 3),
         "flag": (np.arange(n) % 2).astype("int8"),
+        "text": ["web", None, "event"] * 833 + ["web"],
         "late_text": [None] * 2000 + ["web"] * 500,  # no value in the first group: the type comes from the frame
     })
+    if not late_text:  # the types come from the first group
+        df = df.drop(columns="late_text")
     monkeypatch.setattr(outputs, "ROW_GROUP", 1000)
     outputs.write_table(df, tmp_path / "grouped.parquet")
     df.to_parquet(tmp_path / "whole.parquet", index=False)
     assert pq.ParquetFile(tmp_path / "grouped.parquet").metadata.num_row_groups == 3
     got, want = pd.read_parquet(tmp_path / "grouped.parquet"), pd.read_parquet(tmp_path / "whole.parquet")
     pd.testing.assert_frame_equal(got, want)
-    assert pq.read_schema(tmp_path / "grouped.parquet").equals(pq.read_schema(tmp_path / "whole.parquet"))
+    assert pq.read_schema(tmp_path / "grouped.parquet").equals(pq.read_schema(tmp_path / "whole.parquet"),
+                                                                check_metadata=True)
 
 
 def test_a_large_parquet_output_keeps_a_dictionary_only_for_columns_whose_values_repeat(tmp_path, monkeypatch):

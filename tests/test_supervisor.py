@@ -1,5 +1,6 @@
 """The ``propensity`` command reports a crash below Python in one line instead of dying silently."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from propensity.cli.app import ARROW_POOL
 from propensity.cli.supervisor import crash_message, run_supervised
 
 # Loaded by the command's child process before anything else: its first lightgbm.train reads address 0,
@@ -82,3 +84,17 @@ def test_crash_message_names_the_last_step(tmp_path):
     log.write_text("step: reading crm\nstep: training LightGBM on 10 rows\nFatal Python error: Aborted\n")
     msg = crash_message("propensity train", 11, log)
     assert "while 'training LightGBM on 10 rows'" in msg and f"the Python stack is in {log}" in msg
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(None, ARROW_POOL or "mimalloc"), ("system", "system")])
+def test_the_command_process_uses_the_preferred_arrow_pool_unless_the_user_chose_one(chosen, expected):
+    """``python -m propensity.cli`` (the supervisor's child) sets Arrow's pool before pyarrow loads."""
+    report = ("import atexit, runpy, sys; sys.argv = ['propensity', 'features', '--sql', 'duckdb'];"
+              "atexit.register(lambda: print('pool', __import__('pyarrow').default_memory_pool().backend_name,"
+              " file=sys.stderr)); runpy.run_module('propensity.cli', run_name='__main__')")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    proc = subprocess.run([sys.executable, "-c", report], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"pool {expected}" in proc.stderr

@@ -2,6 +2,7 @@
 
 import sys
 
-from propensity.cli.app import main
+from propensity.cli.app import main, prefer_arrow_pool
 
+prefer_arrow_pool()  # before any import of pyarrow
 sys.exit(main())

@@ -14,7 +14,19 @@ import warnings
 from propensity.cli.crashlog import CRASH_LOG_ENV, start_crash_log
 from propensity.core.errors import PropensityError
 
-__all__ = ["main", "run"]
+__all__ = ["ARROW_POOL", "main", "prefer_arrow_pool", "run"]
+
+
+# Arrow's allocator for the command's process, where the user has not chosen one (ARROW_DEFAULT_MEMORY_POOL).
+# On Linux, jemalloc rather than Arrow's default mimalloc made `propensity features` at a million leads read
+# the export 1 s and build the features 1.5 s faster (docs/performance.md); elsewhere the wheel may lack it.
+ARROW_POOL = "jemalloc" if sys.platform == "linux" else None
+
+
+def prefer_arrow_pool(environ=os.environ) -> None:
+    """Set :data:`ARROW_POOL` as Arrow's default pool, unless the user chose one; before pyarrow is loaded."""
+    if ARROW_POOL:
+        environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", ARROW_POOL)
 
 
 def run() -> int:
