@@ -38,7 +38,8 @@ No implementation that returns that table in memory can go below the first,
 printed so that the training ratio can be read against it.
 
 The output counts too: the training table is written as Parquet by the CLI's
-writer, then DuckDB reads and rewrites that file (in a fresh process); the **floor with output** is the
+writer, then DuckDB reads and rewrites that file (in a fresh process, once the measuring
+process has freed the table, 8 GB DuckDB memory limit); the **floor with output** is the
 scan plus that rewrite. ``propensity features --data DIR --out FILE`` is then run
 end to end in its own process (start-up, reading, features, writing) and compared
 with the floor (goal: 1.5x), and the generated DuckDB SQL
@@ -62,6 +63,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -181,41 +183,54 @@ def measure(folder: Path, engine: str = "auto", asof_path: str = "auto", snapsho
                                                if frame[c].dtype == "float64"))
         out[f"{name}_ratio"] = out[f"{name}_total_s"] / out["scan_s"]
         out[f"{name}_peak_gb"] = peak_rss_bytes() / 1e9
-        if name == "train" and output:
-            with_output(frame, cut)
-        del frame, cut
+        written = write_output(frame) if name == "train" and output else None
+        del frame
+        gc.collect()
+        if written:
+            rewrite_output(written, cut)  # with the frame freed, as in the processes of a user's run
+            written.unlink()
+        del cut
         gc.collect()
 
-    def with_output(frame, cut) -> None:
-        """The output part of the training table: the CLI's writer, DuckDB rewriting the same table (the floor's
-        second term), and the generated DuckDB SQL computing and writing it from the files (the peer)."""
-        from propensity.features.engines.sql import feature_sql
+    def write_output(frame) -> Path:
+        """The CLI's writer: the training table as Parquet in a file of :data:`scratch`."""
         from propensity.jobs.outputs import write_table
 
-        with tempfile.TemporaryDirectory() as tmp:
-            mine, again, peer = Path(tmp) / "cli.parquet", Path(tmp) / "rewrite.parquet", Path(tmp) / "sql.parquet"
-            t = time.perf_counter()
-            write_table(frame, mine)
-            out["train_write_s"] = time.perf_counter() - t
-            out["train_parquet_mb"] = mine.stat().st_size / 1e6
-            # in a process of its own, as the CLI runs: this one holds the tables, which slowed DuckDB by half
-            # (DuckDB's memory limit set: by default 80% of the RAM, beside this process's tables)
-            rewrite = f"import duckdb; c = duckdb.connect(config={{'memory_limit': '4GB'}}); c.execute(\"COPY " \
-                      f"(SELECT * FROM read_parquet('{mine}')) TO '{again}' (FORMAT parquet)\")"
-            t = time.perf_counter()
-            subprocess.run([sys.executable, "-c", rewrite], check=True)
-            out["duckdb_rewrite_s"] = time.perf_counter() - t
-            con = duckdb.connect()
-            con.execute("SET TimeZone = 'UTC'")
-            con.register("cutoffs", cut)
-            for name in ("leads", "accounts", "activities"):
-                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{folder / (name + '.parquet')}')")
-            query = feature_sql(project.icp, project.engagement, "duckdb", extra_columns=["label"])
-            t = time.perf_counter()
-            con.execute(f"COPY ({query}) TO '{peer}' (FORMAT parquet)")
-            out["sql_peer_s"] = time.perf_counter() - t
-            con.close()
+        mine = Path(scratch) / "cli.parquet"
+        t = time.perf_counter()
+        write_table(frame, mine)
+        out["train_write_s"] = time.perf_counter() - t
+        out["train_parquet_mb"] = mine.stat().st_size / 1e6
+        return mine
 
+    def rewrite_output(mine: Path, cut) -> None:
+        """DuckDB rewriting the CLI's table (the floor's second term), and the generated DuckDB SQL computing and
+        writing it from the files (the peer)."""
+        from propensity.features.engines.sql import feature_sql
+
+        again, peer = Path(scratch) / "rewrite.parquet", Path(scratch) / "sql.parquet"
+        # in a process of its own, as the issue measured it (DuckDB's memory limit set: by default 80 % of the
+        # RAM, beside this process's export)
+        rewrite = f"import duckdb; c = duckdb.connect(config={{'memory_limit': '8GB'}}); c.execute(\"COPY " \
+                  f"(SELECT * FROM read_parquet('{mine}')) TO '{again}' (FORMAT parquet)\")"
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", rewrite], check=True)
+        out["duckdb_rewrite_s"] = time.perf_counter() - t
+        again.unlink()
+        # a limit here too: DuckDB's default (80 % of the RAM) beside this process's tables thrashed at 1M leads
+        con = duckdb.connect(config={"memory_limit": "8GB"})
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("cutoffs", cut)
+        for name in ("leads", "accounts", "activities"):
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{folder / (name + '.parquet')}')")
+        query = feature_sql(project.icp, project.engagement, "duckdb", extra_columns=["label"])
+        t = time.perf_counter()
+        con.execute(f"COPY ({query}) TO '{peer}' (FORMAT parquet)")
+        out["sql_peer_s"] = time.perf_counter() - t
+        con.close()
+        peer.unlink()
+
+    scratch = tempfile.mkdtemp()
     # The training table (what `propensity features --data DIR` builds), then the as-of
     # scoring table (`--as-of DATE`: one row per open lead), from the same export.
     table("train", lambda: training_cutoffs(export, cfg.cutoffs, cfg.label.horizon_days))
@@ -235,6 +250,7 @@ def measure(folder: Path, engine: str = "auto", asof_path: str = "auto", snapsho
     out["engine"] = engine
     out["asof_path"] = asof_path
     out["snapshot_path"] = snapshot_path
+    shutil.rmtree(scratch, ignore_errors=True)
     return out
 
 
