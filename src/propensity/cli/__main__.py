@@ -2,7 +2,7 @@
 
 import sys
 
-from propensity.cli.app import main, prefer_arrow_pool
+from propensity.cli.app import command_environment, main
 
-prefer_arrow_pool()  # before any import of pyarrow
+command_environment()  # before NumPy and pyarrow are loaded
 sys.exit(main())

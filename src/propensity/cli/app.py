@@ -14,19 +14,22 @@ import warnings
 from propensity.cli.crashlog import CRASH_LOG_ENV, start_crash_log
 from propensity.core.errors import PropensityError
 
-__all__ = ["ARROW_POOL", "main", "prefer_arrow_pool", "run"]
+__all__ = ["COMMAND_ENVIRONMENT", "command_environment", "main", "run"]
 
 
-# Arrow's allocator for the command's process, where the user has not chosen one (ARROW_DEFAULT_MEMORY_POOL).
-# On Linux, jemalloc rather than Arrow's default mimalloc made `propensity features` at a million leads read
-# the export 1 s and build the features 1.5 s faster (docs/performance.md); elsewhere the wheel may lack it.
-ARROW_POOL = "jemalloc" if sys.platform == "linux" else None
+# Memory settings of the command's process, where the user has not set them. On Linux: Arrow's jemalloc pool
+# rather than its default mimalloc, and NumPy without transparent huge pages (the reason of data/buffers.py,
+# for every array): `propensity features` at a million leads read its export and built its features 2.5 s
+# faster with the first and 1.5 s faster again with the second (docs/performance.md). Elsewhere the pyarrow
+# wheel may lack jemalloc and NumPy asks for no huge pages.
+COMMAND_ENVIRONMENT = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc", "NUMPY_MADVISE_HUGEPAGE": "0"} \
+    if sys.platform == "linux" else {}
 
 
-def prefer_arrow_pool(environ=os.environ) -> None:
-    """Set :data:`ARROW_POOL` as Arrow's default pool, unless the user chose one; before pyarrow is loaded."""
-    if ARROW_POOL:
-        environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", ARROW_POOL)
+def command_environment(environ=os.environ) -> None:
+    """Set :data:`COMMAND_ENVIRONMENT` where the user has not; before NumPy or pyarrow is loaded."""
+    for name, value in COMMAND_ENVIRONMENT.items():
+        environ.setdefault(name, value)
 
 
 def run() -> int:

@@ -40,9 +40,10 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
 
     Converting a large frame whole first copies all of it (a second 4 GB for the 7.9M x 70 training table
     of a million leads); a group at a time the copies stay small and warm. The conversion (the Python
-    objects of the text columns) and pyarrow's writer (encoding, without the GIL) take 3 s and 8 s there, so group i+1 is converted while group i is written, on one writer thread: at most two
-    groups are held, the groups are written in order. pyarrow is then called from two threads at once, on
-    different objects (``tests/test_threads.py`` writes many files so and compares them with one thread's).
+    objects of the text columns) and pyarrow's writer (encoding, without the GIL) take 3 s and 8 s there,
+    so group i+1 is converted while group i is written, on one writer thread: at most two groups are
+    held, the groups are written in order. pyarrow is then called from two threads at once, on different
+    objects (``tests/test_threads.py`` writes many files so and compares them with one thread's).
     """
     if len(df) <= ROW_GROUP:
         df.to_parquet(path, index=False)
