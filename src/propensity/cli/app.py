@@ -19,9 +19,9 @@ __all__ = ["COMMAND_ENVIRONMENT", "command_environment", "main", "run"]
 
 # Memory settings of the command's process, where the user has not set them. On Linux: Arrow's jemalloc pool
 # rather than its default mimalloc, and NumPy without transparent huge pages (the reason of data/buffers.py,
-# for every array): `propensity features` at a million leads read its export and built its features 2.5 s
-# faster with the first and 1.5 s faster again with the second (docs/performance.md). Elsewhere the pyarrow
-# wheel may lack jemalloc and NumPy asks for no huge pages.
+# for every array): with both, `propensity features` reads its export and builds its features seconds faster
+# at a million leads (docs/performance.md). Elsewhere the pyarrow wheel may lack jemalloc, and NumPy asks
+# for no huge pages.
 COMMAND_ENVIRONMENT = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc", "NUMPY_MADVISE_HUGEPAGE": "0"} \
     if sys.platform == "linux" else {}
 

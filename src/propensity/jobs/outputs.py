@@ -40,10 +40,11 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
 
     Converting a large frame whole first copies all of it (a second 4 GB for the 7.9M x 70 training table
     of a million leads); a group at a time the copies stay small and warm. The conversion (the Python
-    objects of the text columns) and pyarrow's writer (encoding, without the GIL) take 3 s and 8 s there,
+    objects of the text columns) and pyarrow's writer (encoding, without the GIL) each take seconds there,
     so group i+1 is converted while group i is written, on one writer thread: at most two groups are
-    held, the groups are written in order. pyarrow is then called from two threads at once, on different
-    objects (``tests/test_threads.py`` writes many files so and compares them with one thread's).
+    held, the groups are written in order (figures: ``docs/scaling.md``, "Measured"). pyarrow is then
+    called from two threads at once, on different objects (``tests/test_threads.py`` writes many files so
+    and compares them with one thread's).
     """
     if len(df) <= ROW_GROUP:
         df.to_parquet(path, index=False)
@@ -51,8 +52,8 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # The first group's types are the frame's (a text column's inferred from every value took 1.7 s of the
-    # 7.9M-row table), unless a column has no value in it: then the whole frame decides.
+    # The first group's types are the frame's (inferring a text column's type reads every value of it),
+    # unless a column has no value in that group: then the whole frame decides.
     schema = pa.Schema.from_pandas(df.iloc[:ROW_GROUP], preserve_index=False)
     if any(pa.types.is_null(field.type) for field in schema):
         schema = pa.Schema.from_pandas(df, preserve_index=False)
@@ -76,17 +77,23 @@ def dictionary_columns(table) -> list[str]:
 
     pyarrow dictionary-encodes every column unless told otherwise; a column of mostly distinct values
     (a decay, days since an event to the microsecond) fills the dictionary page within each row group,
-    then falls back to plain encoding, having hashed every value: on the 7.9M x 70 training table of a
-    million leads, writing it plain saves 2-3 s of the writer's 10-11 s and the file is 2 % smaller.
-    A column is judged on its first rows: at most one distinct value in 8 keeps the dictionary.
+    then falls back to plain encoding, having hashed every value for nothing: written plain, the training
+    table of a million leads is written faster and is no larger (``docs/scaling.md``, "Measured"). A
+    column is judged on its first rows: at most one distinct value in 8 keeps the dictionary, as does a
+    type whose values Arrow cannot count.
     """
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     sample = table.slice(0, SAMPLE_ROWS)
     keep = []
     for name, column in zip(sample.column_names, sample.columns, strict=True):
-        values = len(column) - column.null_count
-        if pc.count_distinct(column).as_py() * 8 <= max(values, 8):
+        try:
+            distinct = pc.count_distinct(column).as_py()
+        except pa.ArrowNotImplementedError:  # e.g. nested values: pyarrow's default
+            keep.append(name)
+            continue
+        if distinct * 8 <= max(len(column) - column.null_count, 8):
             keep.append(name)
     return keep
 
