@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from propensity.cli.app import COMMAND_ENVIRONMENT
+from propensity.cli.app import COMMAND_ENVIRONMENT, FEATURES_ENVIRONMENT
 from propensity.cli.supervisor import crash_message, run_supervised
 
 # Loaded by the command's child process before anything else: its first lightgbm.train reads address 0,
@@ -86,19 +86,22 @@ def test_crash_message_names_the_last_step(tmp_path):
     assert "while 'training LightGBM on 10 rows'" in msg and f"the Python stack is in {log}" in msg
 
 
-@pytest.mark.parametrize("user_set", [False, True])
-def test_the_command_process_sets_its_memory_settings_unless_the_user_did(user_set):
+@pytest.mark.parametrize(("command", "user_set"), [("features", False), ("features", True), ("generate", False)])
+def test_the_command_process_sets_its_memory_settings_unless_the_user_did(command, user_set, tmp_path):
     """``python -m propensity.cli`` (the supervisor's child) sets them before NumPy and pyarrow load."""
-    report = ("import atexit, os, runpy, sys; sys.argv = ['propensity', 'features', '--sql', 'duckdb'];"
+    argv = ["features", "--sql", "duckdb"] if command == "features" else ["generate", "--help"]
+    report = (f"import atexit, os, runpy, sys; sys.argv = ['propensity', *{argv!r}];"
               "atexit.register(lambda: print('pool', __import__('pyarrow').default_memory_pool().backend_name,"
               " 'numpy', os.environ.get('NUMPY_MADVISE_HUGEPAGE'), file=sys.stderr));"
               "runpy.run_module('propensity.cli', run_name='__main__')")
     env = {k: v for k, v in os.environ.items() if k not in ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE")}
     if user_set:
         env |= {"ARROW_DEFAULT_MEMORY_POOL": "system", "NUMPY_MADVISE_HUGEPAGE": "1"}
-    proc = subprocess.run([sys.executable, "-c", report], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", report], capture_output=True, text=True, env=env, timeout=120,
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    want = {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc", "NUMPY_MADVISE_HUGEPAGE": None} | COMMAND_ENVIRONMENT
+    settings = FEATURES_ENVIRONMENT if command == "features" else COMMAND_ENVIRONMENT
+    want = {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc", "NUMPY_MADVISE_HUGEPAGE": None} | settings
     if user_set:
         want = {"ARROW_DEFAULT_MEMORY_POOL": "system", "NUMPY_MADVISE_HUGEPAGE": "1"}
     assert f"pool {want['ARROW_DEFAULT_MEMORY_POOL']} numpy {want['NUMPY_MADVISE_HUGEPAGE']}" in proc.stderr

@@ -4,5 +4,5 @@ import sys
 
 from propensity.cli.app import command_environment, main
 
-command_environment()  # before NumPy and pyarrow are loaded
+command_environment(sys.argv[1:])  # before NumPy and pyarrow are loaded
 sys.exit(main())

@@ -14,21 +14,23 @@ import warnings
 from propensity.cli.crashlog import CRASH_LOG_ENV, start_crash_log
 from propensity.core.errors import PropensityError
 
-__all__ = ["COMMAND_ENVIRONMENT", "command_environment", "main", "run"]
+__all__ = ["COMMAND_ENVIRONMENT", "FEATURES_ENVIRONMENT", "command_environment", "main", "run"]
 
 
-# Memory settings of the command's process, where the user has not set them. On Linux: Arrow's jemalloc pool
-# rather than its default mimalloc, and NumPy without transparent huge pages (the reason of data/buffers.py,
-# for every array): with both, `propensity features` reads its export and builds its features seconds faster
-# at a million leads (docs/performance.md). Elsewhere the pyarrow wheel may lack jemalloc, and NumPy asks
-# for no huge pages.
-COMMAND_ENVIRONMENT = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc", "NUMPY_MADVISE_HUGEPAGE": "0"} \
-    if sys.platform == "linux" else {}
+# Memory settings of the command's process, where the user has not set them, on Linux (elsewhere the pyarrow
+# wheel may lack jemalloc, and NumPy asks for no huge pages). Every command: Arrow's jemalloc pool rather than
+# its default mimalloc. `features` also: NumPy without transparent huge pages (the reason of data/buffers.py,
+# for every array). With both, `features` at a million leads reads its export and builds its features seconds
+# faster; without huge pages the demo's training was slower (figures: docs/performance.md).
+COMMAND_ENVIRONMENT = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"} if sys.platform == "linux" else {}
+FEATURES_ENVIRONMENT = COMMAND_ENVIRONMENT | {"NUMPY_MADVISE_HUGEPAGE": "0"} if sys.platform == "linux" else {}
 
 
-def command_environment(environ=os.environ) -> None:
-    """Set :data:`COMMAND_ENVIRONMENT` where the user has not; before NumPy or pyarrow is loaded."""
-    for name, value in COMMAND_ENVIRONMENT.items():
+def command_environment(argv: list[str], environ=os.environ) -> None:
+    """Set the memory settings of the command ``argv`` names, where the user has not; before NumPy or pyarrow
+    is loaded."""
+    settings = FEATURES_ENVIRONMENT if argv[:1] == ["features"] else COMMAND_ENVIRONMENT
+    for name, value in settings.items():
         environ.setdefault(name, value)
 
 
