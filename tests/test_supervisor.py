@@ -86,10 +86,12 @@ def test_crash_message_names_the_last_step(tmp_path):
     assert "while 'training LightGBM on 10 rows'" in msg and f"the Python stack is in {log}" in msg
 
 
-@pytest.mark.parametrize(("command", "user_set"), [("features", False), ("features", True), ("generate", False)])
+@pytest.mark.parametrize(("command", "user_set"), [("features", False), ("features", True), ("generate", False),
+                                                   ("--debug features", False)])
 def test_the_command_process_sets_its_memory_settings_unless_the_user_did(command, user_set, tmp_path):
     """``python -m propensity.cli`` (the supervisor's child) sets them before NumPy and pyarrow load."""
-    argv = ["features", "--sql", "duckdb"] if command == "features" else ["generate", "--help"]
+    argv = {"features": ["features", "--sql", "duckdb"], "generate": ["generate", "--help"],
+            "--debug features": ["--debug", "features", "--sql", "duckdb"]}[command]
     report = (f"import atexit, os, runpy, sys; sys.argv = ['propensity', *{argv!r}];"
               "atexit.register(lambda: print('pool', __import__('pyarrow').default_memory_pool().backend_name,"
               " 'numpy', os.environ.get('NUMPY_MADVISE_HUGEPAGE'), file=sys.stderr));"
@@ -100,7 +102,7 @@ def test_the_command_process_sets_its_memory_settings_unless_the_user_did(comman
     proc = subprocess.run([sys.executable, "-c", report], capture_output=True, text=True, env=env, timeout=120,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    settings = FEATURES_ENVIRONMENT if command == "features" else COMMAND_ENVIRONMENT
+    settings = FEATURES_ENVIRONMENT if command.endswith("features") else COMMAND_ENVIRONMENT
     want = {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc", "NUMPY_MADVISE_HUGEPAGE": None} | settings
     if user_set:
         want = {"ARROW_DEFAULT_MEMORY_POOL": "system", "NUMPY_MADVISE_HUGEPAGE": "1"}

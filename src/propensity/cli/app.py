@@ -29,7 +29,8 @@ FEATURES_ENVIRONMENT = COMMAND_ENVIRONMENT | {"NUMPY_MADVISE_HUGEPAGE": "0"} if 
 def command_environment(argv: list[str], environ=os.environ) -> None:
     """Set the memory settings of the command ``argv`` names, where the user has not; before NumPy or pyarrow
     is loaded."""
-    settings = FEATURES_ENVIRONMENT if argv[:1] == ["features"] else COMMAND_ENVIRONMENT
+    command = next((arg for arg in argv if not arg.startswith("-")), None)  # after --debug, which takes no value
+    settings = FEATURES_ENVIRONMENT if command == "features" else COMMAND_ENVIRONMENT
     for name, value in settings.items():
         environ.setdefault(name, value)
 
