@@ -412,3 +412,20 @@ def test_a_parquet_output_whose_writer_thread_fails_leaves_the_old_file_and_no_s
         outputs.write_table(pd.DataFrame({"x": range(1000)}, dtype=float), out)
     assert len(calls) == 2  # the third group was not queued after the second failed
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]
+
+
+def test_a_large_parquet_output_with_columns_arrow_cannot_count_keeps_their_values(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    from propensity.jobs import outputs
+
+    n = 2500
+    df = pd.DataFrame({"stage": pd.Categorical(np.array(["mql", "sql", "won"])[np.arange(n) % 3]),  # dictionary
+                       "tags": [[i % 4, i % 5] for i in range(n)],  # a list per row
+                       "x": np.arange(n) / 7})
+    monkeypatch.setattr(outputs, "ROW_GROUP", 1000)
+    outputs.write_table(df, tmp_path / "out.parquet")
+    back = pd.read_parquet(tmp_path / "out.parquet")
+    pd.testing.assert_frame_equal(back.drop(columns="tags"), df.drop(columns="tags"))
+    assert [list(v) for v in back["tags"]] == df["tags"].tolist()

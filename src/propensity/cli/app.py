@@ -21,7 +21,7 @@ __all__ = ["COMMAND_ENVIRONMENT", "FEATURES_ENVIRONMENT", "command_environment",
 # wheel may lack jemalloc, and NumPy asks for no huge pages). Every command: Arrow's jemalloc pool rather than
 # its default mimalloc. `features` also: NumPy without transparent huge pages (the reason of data/buffers.py,
 # for every array). With both, `features` at a million leads reads its export and builds its features seconds
-# faster; without huge pages the demo's training was slower (figures: docs/performance.md).
+# faster; without huge pages `propensity demo` (mostly training) was slower (figures: docs/performance.md).
 COMMAND_ENVIRONMENT = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"} if sys.platform == "linux" else {}
 FEATURES_ENVIRONMENT = COMMAND_ENVIRONMENT | {"NUMPY_MADVISE_HUGEPAGE": "0"} if sys.platform == "linux" else {}
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from propensity.jobs.progress import Progress
 
-__all__ = ["FeatureTable", "feature_catalogue", "feature_query", "features", "features_spark", "say_heaviest"]
+__all__ = ["FeatureTable", "feature_catalogue", "feature_query", "features", "features_spark", "say_heaviest",
+           "say_heaviest_spark"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,16 @@ def say_heaviest(export, progress: Progress) -> None:
         progress.step("heaviest leads: " + heaviest_text(heavy, len(export.activity_arrays())))
 
 
+def say_heaviest_spark(tables: dict, project, progress: Progress) -> None:
+    """Name the heaviest leads of a Spark export and whether they are salted (``spark.tables.heaviest_line``)."""
+    from propensity.spark.tables import heaviest_line
+
+    scfg = project.training.spark
+    line = heaviest_line(tables["activities"], scfg.heavy_lead_events, scfg.salts)
+    if line:
+        progress.step(line)
+
+
 def features_spark(data: str | Path, out: str | Path, as_of: str | None = None, config: str | Path | None = None,
                    master: str | None = None, progress: Progress | None = None) -> FeatureTable:
     """:func:`features` on Spark: the same rows and values, written as a Parquet dataset (a folder) to ``out``.
@@ -123,7 +134,7 @@ def features_spark(data: str | Path, out: str | Path, as_of: str | None = None, 
     from propensity.spark.features import spark_features
     from propensity.spark.output import check_spark_output, write_spark_parquet
     from propensity.spark.session import require_spark, spark_session
-    from propensity.spark.tables import heaviest_line, read_spark_export
+    from propensity.spark.tables import read_spark_export
 
     progress = progress or Progress()
     local = not is_remote(out)
@@ -136,10 +147,7 @@ def features_spark(data: str | Path, out: str | Path, as_of: str | None = None, 
         spark = spark_session(master)
         progress.step(f"reading {data} on Spark")
         tables = read_spark_export(spark, data)
-        scfg = project.training.spark
-        line = heaviest_line(tables["activities"], scfg.heavy_lead_events, scfg.salts)
-        if line:
-            progress.step(line)
+        say_heaviest_spark(tables, project, progress)
         frame, what = spark_features(spark, tables, project, as_of=as_of)
         progress.step(f"building features for {what} on Spark")
         write_spark_parquet(frame, out)

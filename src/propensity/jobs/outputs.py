@@ -90,7 +90,7 @@ def dictionary_columns(table) -> list[str]:
     for name, column in zip(sample.column_names, sample.columns, strict=True):
         try:
             distinct = pc.count_distinct(column).as_py()
-        except pa.ArrowNotImplementedError:  # e.g. nested values: pyarrow's default
+        except pa.ArrowNotImplementedError:  # lists, structs, a pandas categorical: left to pyarrow's default
             keep.append(name)
             continue
         if distinct * 8 <= max(len(column) - column.null_count, 8):

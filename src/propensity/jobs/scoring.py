@@ -188,12 +188,13 @@ def score_crm_spark(model: str | Path, data: str | Path, out: str | Path, as_of:
 
     from propensity.config import load_project
     from propensity.core.output import claim, is_remote
+    from propensity.jobs.feature_table import say_heaviest_spark
     from propensity.scoring.scorer import LeadScorer
     from propensity.spark.features import spark_features
     from propensity.spark.output import check_spark_output, write_spark_parquet
     from propensity.spark.scoring import score_features_spark
     from propensity.spark.session import require_spark, spark_session
-    from propensity.spark.tables import heaviest_line, read_spark_export
+    from propensity.spark.tables import read_spark_export
 
     progress = progress or Progress()
     if str(model).startswith("models:/"):
@@ -209,10 +210,7 @@ def score_crm_spark(model: str | Path, data: str | Path, out: str | Path, as_of:
         progress.step(f"starting Spark ({master or 'SPARK_REMOTE / active session / local[*]'})")
         spark = spark_session(master)
         tables = read_spark_export(spark, data)
-        scfg = project.training.spark
-        line = heaviest_line(tables["activities"], scfg.heavy_lead_events, scfg.salts)
-        if line:
-            progress.step(line)
+        say_heaviest_spark(tables, project, progress)
         frame, _ = spark_features(spark, tables, project, as_of="end" if as_of is None else as_of, labelled=False)
         progress.step("scoring on Spark")
         write_spark_parquet(score_features_spark(frame, model), out)

@@ -126,7 +126,8 @@ def train_crm_spark(data: str | Path, out: str | Path, config: str | Path | None
     uri = resolve_tracking_uri(tracking_uri)
     if track:
         check_tracking(uri)  # before the expensive part
-    from propensity.spark.tables import heaviest_line, read_spark_export
+    from propensity.jobs.feature_table import say_heaviest_spark
+    from propensity.spark.tables import read_spark_export
     from propensity.spark.training import spark_training_table, unmatched_account_share
 
     with claim(target):
@@ -141,10 +142,7 @@ def train_crm_spark(data: str | Path, out: str | Path, config: str | Path | None
                 raise ValueError(f"{data}: {missing:,} of {leads:,} leads have an account_id that is not in accounts; "
                                  f"training refuses an export where more than {MAX_UNMATCHED_ACCOUNTS:.0%} of the "
                                  "leads match no account: fix the ids or export the missing accounts")
-            scfg = project.training.spark
-            line = heaviest_line(tables["activities"], scfg.heavy_lead_events, scfg.salts)
-            if line:
-                progress.step(line)
+            say_heaviest_spark(tables, project, progress)
             table = spark_training_table(spark, tables, project, say=progress.step)
             result = train_rows(table.frame, project, str(data), table.data_end, progress.step, model_family,
                                 weights=table.weights, sampling=table.sampling)

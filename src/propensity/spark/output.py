@@ -23,10 +23,6 @@ def _ours(folder: Path) -> bool:
         return False
 
 
-def _remote(out: str | Path) -> bool:
-    return is_remote(out)
-
-
 def check_spark_output(out: str | Path, inputs=()) -> None:
     """Refuse (:class:`OutputError`) an ``out`` that must not be replaced, before any work.
 
@@ -34,7 +30,7 @@ def check_spark_output(out: str | Path, inputs=()) -> None:
     is empty or a dataset propensity wrote. A remote one (``s3://``, ``abfss://``,
     ``dbfs:/``...) must not exist; Spark checks that when it writes.
     """
-    if _remote(out):
+    if is_remote(out):
         return
     if not str(out).endswith(".parquet"):
         raise OutputError(f"{out}: unsupported output type with --engine spark; use a .parquet folder name")
@@ -44,7 +40,7 @@ def check_spark_output(out: str | Path, inputs=()) -> None:
 
 def write_spark_parquet(sdf, out: str | Path) -> None:
     """Write ``sdf`` to ``out``: locally into a staging folder renamed onto ``out`` when done; remotely as is."""
-    if _remote(out):
+    if is_remote(out):
         sdf.write.mode("errorifexists").parquet(str(out))
         return
     with staged_folder(out) as tmp:
